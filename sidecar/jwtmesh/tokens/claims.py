@@ -1,0 +1,134 @@
+"""Claim rules: pure checks of a token's header and payload, the clock passed in.
+
+Each function raises the one TokenError subclass that names what is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from jwtmesh.tokens.errors import (
+    AlgorithmNotAllowed,
+    Expired,
+    InvalidClaim,
+    IssuedInFuture,
+    LifetimeTooLong,
+    MalformedToken,
+    MissingClaim,
+    NotYetValid,
+    Revoked,
+    UnknownKey,
+    UnsupportedCritical,
+    UnsupportedType,
+    WrongAudience,
+)
+from jwtmesh.tokens.keys import ALGORITHMS
+from jwtmesh.tokens.trust import IssuerTrust
+
+MAX_KID_LENGTH = 256
+MAX_JTI_LENGTH = 256
+
+
+def check_header(header: Mapping[str, Any]) -> tuple[str, str]:
+    """Validate the JOSE header; returns (alg, kid). `jku`, `x5u`, `jwk`, `x5c` are ignored:
+    keys only ever come from the trust bundle."""
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in ALGORITHMS:
+        raise AlgorithmNotAllowed(f"algorithm {str(alg)[:20]!r} is not allowed")
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
+        raise UnsupportedType("typ must be JWT")
+    if "crit" in header:
+        raise UnsupportedCritical("crit names extensions this verifier does not understand")
+    kid = header.get("kid")
+    if kid is None:
+        raise UnknownKey("token has no kid")
+    if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
+        raise MalformedToken("kid must be a short non-empty string")
+    return alg, kid
+
+
+def _string_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> str | None:
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise MissingClaim(f"the {name} claim is required")
+        return None
+    if not isinstance(value, str) or not value or not value.isprintable():
+        # isprintable() refuses CR/LF: these values end up in HTTP headers.
+        raise InvalidClaim(f"the {name} claim must be a non-empty printable string")
+    return value
+
+
+def _time_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise MissingClaim(f"the {name} claim is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidClaim(f"the {name} claim must be a NumericDate")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidClaim(f"the {name} claim must be finite")
+    return value
+
+
+def issuer_of(claims: Mapping[str, Any]) -> str:
+    issuer = _string_claim(claims, "iss", required=True)
+    assert issuer is not None
+    return issuer
+
+
+def check_times(
+    claims: Mapping[str, Any], *, now: float, leeway: float, max_lifetime: float
+) -> float:
+    """exp required, nbf and iat checked, lifetime bounded; returns exp."""
+    exp = _time_claim(claims, "exp", required=True)
+    assert exp is not None
+    nbf = _time_claim(claims, "nbf", required=False)
+    iat = _time_claim(claims, "iat", required=False)
+    if now >= exp + leeway:
+        raise Expired("the token has expired")
+    if nbf is not None and now + leeway < nbf:
+        raise NotYetValid("the token is not valid yet (nbf)")
+    if iat is not None and now + leeway < iat:
+        raise IssuedInFuture("the token was issued in the future (iat)")
+    start = iat if iat is not None else (nbf if nbf is not None else now)
+    if exp - start > max_lifetime:
+        raise LifetimeTooLong(f"the token lives longer than {int(max_lifetime)} s")
+    return float(exp)
+
+
+def check_audience(claims: Mapping[str, Any], audience: str) -> None:
+    aud = claims.get("aud")
+    if aud is None:
+        raise MissingClaim("the aud claim is required")
+    audiences = [aud] if isinstance(aud, str) else aud
+    if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+        raise InvalidClaim("the aud claim must be a string or a list of strings")
+    if audience not in audiences:
+        raise WrongAudience("the token is not meant for this service (aud)")
+
+
+def check_identity_claims(
+    claims: Mapping[str, Any], *, require_jti: bool
+) -> tuple[str, str | None]:
+    """sub is required; jti is required unless configured otherwise. Returns (sub, jti)."""
+    subject = _string_claim(claims, "sub", required=True)
+    assert subject is not None
+    jti = _string_claim(claims, "jti", required=require_jti)
+    if jti is not None and len(jti) > MAX_JTI_LENGTH:
+        raise InvalidClaim("the jti claim is too long")
+    return subject, jti
+
+
+def check_revocation(trust: IssuerTrust, claims: Mapping[str, Any], jti: str | None) -> None:
+    if jti is not None and jti in trust.revoked_jtis:
+        raise Revoked("the token's jti is revoked")
+    if trust.revoked_before is not None:
+        iat = claims.get("iat")
+        # No iat means we cannot prove it was issued after the cutoff: refuse.
+        if not isinstance(iat, int | float) or isinstance(iat, bool) or iat < trust.revoked_before:
+            raise Revoked("the issuer revoked every token issued before a cutoff")
