@@ -295,6 +295,76 @@ def sidecar(config_file: Path | None, **flags: Any) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@main.command()
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Kubeconfig file (default: in-cluster, then ~/.kube/config).",
+)
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Watch only this namespace; repeatable (default: the whole cluster).",
+)
+@click.option(
+    "--trust-domain",
+    default="jwtmesh.cluster.local",
+    show_default=True,
+    help="Default issuers are https://TRUST_DOMAIN/ns/NAMESPACE/NAME.",
+)
+@click.option(
+    "--bundle-name",
+    default="jwtmesh-trust-bundle",
+    show_default=True,
+    help="Name of the trust bundle ConfigMap written into each namespace.",
+)
+@click.option(
+    "--bundle-label",
+    default="jwtmesh.io/trust-bundle",
+    show_default=True,
+    help="Namespaces carrying this label get the bundle too.",
+)
+@click.option(
+    "--http",
+    "http_listen",
+    default="0.0.0.0:8080",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="JWKS, OIDC discovery, /healthz, /readyz, /metrics.",
+)
+@click.option(
+    "--peering/--standalone",
+    default=True,
+    show_default=True,
+    help="Peer with other replicas (only one acts) or run alone.",
+)
+def operator(
+    kubeconfig: str | None,
+    namespaces: tuple[str, ...],
+    trust_domain: str,
+    bundle_name: str,
+    bundle_label: str,
+    http_listen: str,
+    peering: bool,
+) -> None:
+    """Run the ServiceIdentity operator (kopf) until SIGTERM."""
+    from jwtmesh.sidecar.config import split_host_port
+    from jwtmesh_operator.main import run
+    from jwtmesh_operator.state import OperatorConfig
+
+    host, port = split_host_port(http_listen)
+    config = OperatorConfig(
+        trust_domain=trust_domain,
+        bundle_name=bundle_name,
+        bundle_label=bundle_label,
+        http_address=host,
+        http_port=port,
+        kubeconfig=kubeconfig,
+    )
+    run(config, list(namespaces), peering)
+
+
 def _sidecar_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     """Translate flags into the configuration file's shape; unset flags are left out."""
     out: dict[str, Any] = {}

@@ -1,0 +1,69 @@
+"""What every trust bundle should contain. Pure: published keys + revocations + clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from jwtmesh.tokens.keys import PublicKey
+from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
+
+CONFIGMAP_LIMIT = 1024 * 1024  # etcd's object limit for a ConfigMap's data
+NEAR_LIMIT = int(CONFIGMAP_LIMIT * 0.75)  # warn well before it fails
+LEEWAY = 30.0
+
+
+@dataclass(frozen=True)
+class Revocation:
+    issuer: str
+    jti: str | None = None
+    expires_at: float | None = None  # for a jti
+    issued_before: float | None = None
+    kid: str | None = None  # compromised key: removed from every bundle
+
+
+def build_bundle(
+    published: Mapping[str, Mapping[str, PublicKey]],
+    revocations: Iterable[Revocation],
+    now: float,
+) -> TrustBundle:
+    """Issuer → keys from every identity's Secret, minus compromised kids, with revocations.
+    A jti revocation is dropped once its token could no longer verify anyway."""
+    compromised: dict[str, set[str]] = {}
+    jtis: dict[str, dict[str, float]] = {}
+    cutoffs: dict[str, float] = {}
+    for revocation in revocations:
+        if revocation.kid is not None:
+            compromised.setdefault(revocation.issuer, set()).add(revocation.kid)
+        elif revocation.jti is not None and revocation.expires_at is not None:
+            if revocation.expires_at + LEEWAY >= now:
+                jtis.setdefault(revocation.issuer, {})[revocation.jti] = revocation.expires_at
+        elif revocation.issued_before is not None:
+            cutoffs[revocation.issuer] = max(
+                revocation.issued_before, cutoffs.get(revocation.issuer, 0.0)
+            )
+    issuers = {}
+    for issuer, keys in published.items():
+        bad = compromised.get(issuer, set())
+        issuers[issuer] = IssuerTrust(
+            keys={kid: key for kid, key in keys.items() if kid not in bad},
+            revoked_jtis=jtis.get(issuer, {}),
+            revoked_before=cutoffs.get(issuer),
+        )
+    return TrustBundle(issuers)
+
+
+@dataclass(frozen=True)
+class RenderedBundle:
+    data: bytes
+    near_limit: bool
+    over_limit: bool
+
+
+def render_for_configmap(bundle: TrustBundle) -> RenderedBundle:
+    data = render_bundle(bundle)
+    return RenderedBundle(data, len(data) >= NEAR_LIMIT, len(data) >= CONFIGMAP_LIMIT)
+
+
+def compromised_kids(revocations: Iterable[Revocation], issuer: str) -> frozenset[str]:
+    return frozenset(r.kid for r in revocations if r.issuer == issuer and r.kid is not None)

@@ -1,0 +1,44 @@
+"""Status conditions, the cert-manager way: observedGeneration on each, and
+lastTransitionTime kept unless the status flips."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Condition types
+READY = "Ready"
+DEGRADED = "Degraded"
+BUNDLE_SIZE = "BundleSizeOK"
+
+# Reasons (CamelCase, stable)
+KEYS_PUBLISHED = "KeysPublished"  # Ready: a key signs and every bundle has it
+INVALID_SPEC = "InvalidSpec"  # the spec cannot be acted on
+API_ERROR = "APIError"  # the API server refused or failed a write
+BUNDLE_NEAR_LIMIT = "BundleNearLimit"  # the trust bundle is over 75% of the ConfigMap limit
+BUNDLE_OVER_LIMIT = "BundleOverLimit"  # the trust bundle no longer fits a ConfigMap
+HEALTHY = "Healthy"
+
+
+def set_condition(
+    conditions: list[dict[str, Any]],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now_iso: str,
+) -> list[dict[str, Any]]:
+    text = "True" if status else "False"
+    previous = next((c for c in conditions if c.get("type") == type_), None)
+    transition = now_iso
+    if previous is not None and previous.get("status") == text:
+        transition = previous.get("lastTransitionTime", now_iso)
+    updated = {
+        "type": type_,
+        "status": text,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": transition,
+    }
+    return [c for c in conditions if c.get("type") != type_] + [updated]

@@ -1,0 +1,186 @@
+"""The map of the operator: which Kubernetes events lead where. Handlers stay thin.
+
+Indexes (kopf fills them completely before any handler runs) hold what the trust bundle
+is built from, so a restarted operator never publishes a partial bundle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from jwtmesh.tokens.keys import PublicKey
+from jwtmesh_operator.bundles import Revocation, compromised_kids
+from jwtmesh_operator.keystore import PUBLISHED_KEYS, SECRET_TYPE
+from jwtmesh_operator.publisher import BundleSources
+from jwtmesh_operator.reconcile import IDENTITY_LABEL, RETRY_AFTER_ERROR, reconcile_identity
+from jwtmesh_operator.spec import API_GROUP, API_VERSION, default_issuer
+from jwtmesh_operator.state import OperatorState
+
+log = logging.getLogger("jwtmesh.operator")
+IDENTITIES = (API_GROUP, API_VERSION, "serviceidentities")
+REVOCATIONS = (API_GROUP, API_VERSION, "tokenrevocations")
+
+
+def _state(memo: Any) -> OperatorState:
+    state: OperatorState = memo["state"]
+    return state
+
+
+# --- indexes -------------------------------------------------------------------------
+
+
+@kopf.index(*IDENTITIES)
+def identity_issuers(namespace: Any, name: str, spec: Any, memo: Any, **_: Any) -> Any:
+    trust_domain = _state(memo).config.trust_domain
+    return {(namespace, name): spec.get("issuer") or default_issuer(trust_domain, namespace, name)}
+
+
+@kopf.index(
+    "", "v1", "secrets", labels={IDENTITY_LABEL: kopf.PRESENT}, field="type", value=SECRET_TYPE
+)
+def published_keys(body: Any, **_: Any) -> Any:
+    # A damaged Secret raises here, and kopf drops it from the index: it publishes nothing
+    # until its identity repairs it (the status keeps the public keys meanwhile).
+    document = json.loads(base64.b64decode(body["data"][PUBLISHED_KEYS]))
+    return {document["issuer"]: [entry["jwk"] for entry in document["keys"]]}
+
+
+@kopf.index(*REVOCATIONS)
+def revocation_specs(namespace: Any, name: str, spec: Any, **_: Any) -> Any:
+    return {"all": (namespace, name, dict(spec))}
+
+
+def _labeled_for_bundle(labels: Any, memo: Any, **_: Any) -> bool:
+    return _state(memo).config.bundle_label in labels
+
+
+# A filter, not a None result: kopf purges objects that stop matching a filter.
+@kopf.index("", "v1", "namespaces", when=_labeled_for_bundle)
+def bundle_namespaces(name: str, **_: Any) -> Any:
+    return {"labeled": name}
+
+
+def _unix(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def revocations_from(specs: Any, issuers: Any) -> list[Revocation]:
+    result = []
+    for namespace, _name, spec in specs.get("all", []):
+        if spec.get("identity"):
+            found = list(issuers.get((namespace, spec["identity"]), []))
+            if not found:
+                continue
+            issuer = found[0]
+        else:
+            issuer = spec["issuer"]
+        result.append(
+            Revocation(
+                issuer=issuer,
+                jti=spec.get("jti"),
+                expires_at=_unix(spec["expiresAt"]) if spec.get("expiresAt") else None,
+                issued_before=_unix(spec["issuedBefore"]) if spec.get("issuedBefore") else None,
+                kid=spec.get("kid"),
+            )
+        )
+    return result
+
+
+def bundle_sources(indexes: dict[str, Any]) -> BundleSources:
+    published: dict[str, dict[str, PublicKey]] = {}
+    for issuer, stores in indexes["published_keys"].items():
+        keys = published.setdefault(issuer, {})
+        for jwks in stores:
+            for jwk in jwks:
+                key = PublicKey.from_jwk(jwk)
+                keys[key.kid] = key
+    namespaces = {namespace for namespace, _ in indexes["identity_issuers"]}
+    namespaces |= set(indexes["bundle_namespaces"].get("labeled", []))
+    revocations = revocations_from(indexes["revocation_specs"], indexes["identity_issuers"])
+    return BundleSources(published, revocations, namespaces)
+
+
+def _indexes(kwargs: dict[str, Any]) -> dict[str, Any]:
+    names = ("published_keys", "identity_issuers", "bundle_namespaces", "revocation_specs")
+    return {name: kwargs[name] for name in names}
+
+
+def request_publish(memo: Any, kwargs: dict[str, Any]) -> None:
+    indexes = _indexes(kwargs)
+    _state(memo).publisher.request(lambda: bundle_sources(indexes))
+
+
+# --- identities ----------------------------------------------------------------------
+
+
+@kopf.daemon(*IDENTITIES, cancellation_timeout=10)
+async def keep_identity(
+    body: Any, namespace: Any, name: str, stopped: Any, memo: Any, **kwargs: Any
+) -> None:
+    """One per ServiceIdentity: reconcile, then sleep until the next key transition or
+    until something wakes it (a spec change, its Secret changing, a revocation)."""
+    state = _state(memo)
+    waker = state.wakers.register(namespace, name)
+    try:
+        while not stopped:
+            waker.clear()
+            issuers = list(kwargs["identity_issuers"].get((namespace, name), []))
+            revocations = revocations_from(kwargs["revocation_specs"], kwargs["identity_issuers"])
+            compromised = compromised_kids(revocations, issuers[0]) if issuers else frozenset()
+            try:
+                wake_at = await reconcile_identity(state, body, compromised)
+            except Exception as exc:
+                state.counters.reconcile_errors += 1
+                log.exception("reconciling %s/%s failed", namespace, name)
+                kopf.warn(body, reason="ReconcileFailed", message=f"{type(exc).__name__}; retrying")
+                wake_at = state.clock() + RETRY_AFTER_ERROR
+            request_publish(memo, kwargs)
+            delay = max(0.0, wake_at - state.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waker.wait(), timeout=min(delay, 3600.0))
+    finally:
+        state.wakers.forget(namespace, name)
+
+
+@kopf.on.update(*IDENTITIES)
+def identity_changed(namespace: Any, name: str, memo: Any, **_: Any) -> None:
+    _state(memo).wakers.wake(namespace, name)
+
+
+@kopf.on.delete(*IDENTITIES, optional=True)
+def identity_deleted(memo: Any, **kwargs: Any) -> None:
+    """Keys leave every bundle; the Secret goes by garbage collection (ownerReference)."""
+    request_publish(memo, kwargs)
+
+
+@kopf.on.event("", "v1", "secrets", labels={IDENTITY_LABEL: kopf.PRESENT})
+def identity_secret_changed(
+    namespace: Any, labels: Any, memo: Any, event: Any, **kwargs: Any
+) -> None:
+    """A Secret edited or deleted by hand: its identity repairs it; bundles follow."""
+    _state(memo).wakers.wake(namespace, labels[IDENTITY_LABEL])
+    request_publish(memo, kwargs)
+
+
+# --- revocations and namespaces ------------------------------------------------------
+
+
+@kopf.on.event(*REVOCATIONS)
+def revocation_changed(memo: Any, spec: Any, **kwargs: Any) -> None:
+    if spec.get("kid"):
+        _state(memo).wakers.wake_all()  # the identity owning the kid re-keys at once
+    request_publish(memo, kwargs)
+
+
+@kopf.on.event("", "v1", "namespaces")
+def namespace_changed(labels: Any, memo: Any, **kwargs: Any) -> None:
+    if _state(memo).config.bundle_label in labels:
+        request_publish(memo, kwargs)

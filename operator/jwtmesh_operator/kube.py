@@ -1,0 +1,182 @@
+"""Thin async wrappers over the Kubernetes API (the `kubernetes` client, run in threads).
+
+Writes use optimistic concurrency: a replace carries the resourceVersion that was read,
+and a conflict is reported to the caller, which re-reads and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "jwtmesh-operator"}
+
+
+class Conflict(Exception):
+    """Someone else changed the object since we read it."""
+
+
+def load_kube_config(kubeconfig: str | None) -> client.ApiClient:
+    if kubeconfig:
+        api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig
+        )
+        return api
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An object's data (decoded) and the resourceVersion it was read at."""
+
+    data: dict[str, bytes]
+    resource_version: str
+    labels: dict[str, str]
+
+
+def _stored(data: dict[str, bytes], metadata: Any) -> Stored:
+    return Stored(data, str(metadata.resource_version), dict(metadata.labels or {}))
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    async def read_secret(self, namespace: str, name: str) -> Stored | None:
+        try:
+            secret = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        return _stored(data, secret.metadata)
+
+    async def read_configmap(self, namespace: str, name: str) -> Stored | None:
+        try:
+            cm = await asyncio.to_thread(self.core.read_namespaced_config_map, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data = {k: v.encode() for k, v in (cm.data or {}).items()}
+        return _stored(data, cm.metadata)
+
+    async def write_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: dict[str, bytes],
+        *,
+        secret_type: str,
+        labels: dict[str, str],
+        owner: dict[str, Any],
+        resource_version: str | None,
+    ) -> None:
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=name,
+                namespace=namespace,
+                labels={**MANAGED_BY, **labels},
+                owner_references=[client.V1OwnerReference(**owner)],
+                resource_version=resource_version,
+            ),
+            type=secret_type,
+            data={k: base64.b64encode(v).decode() for k, v in data.items()},
+        )
+        await self._write(
+            self.core.create_namespaced_secret,
+            self.core.replace_namespaced_secret,
+            namespace,
+            name,
+            body,
+            resource_version,
+        )
+
+    async def write_configmap(
+        self,
+        namespace: str,
+        name: str,
+        data: dict[str, str],
+        *,
+        labels: dict[str, str],
+        owner: dict[str, Any] | None,
+        resource_version: str | None,
+    ) -> None:
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(
+                name=name,
+                namespace=namespace,
+                labels={**MANAGED_BY, **labels},
+                owner_references=[client.V1OwnerReference(**owner)] if owner else None,
+                resource_version=resource_version,
+            ),
+            data=data,
+        )
+        await self._write(
+            self.core.create_namespaced_config_map,
+            self.core.replace_namespaced_config_map,
+            namespace,
+            name,
+            body,
+            resource_version,
+        )
+
+    async def _write(
+        self, create: Any, replace: Any, namespace: str, name: str, body: Any, version: str | None
+    ) -> None:
+        try:
+            if version is None:
+                await asyncio.to_thread(create, namespace, body)
+            else:
+                await asyncio.to_thread(replace, name, namespace, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(f"{namespace}/{name} changed concurrently") from None
+            raise
+
+    async def patch_status(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+    ) -> None:
+        try:
+            await asyncio.to_thread(
+                self.custom.patch_namespaced_custom_object_status,
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+                {"status": status},
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile: nothing to report to
+                raise
+
+
+def owner_reference(body: Any) -> dict[str, Any]:
+    """An ownerReference to a kopf body, so garbage collection removes what we made."""
+    return {
+        "api_version": body["apiVersion"],
+        "kind": body["kind"],
+        "name": body["metadata"]["name"],
+        "uid": body["metadata"]["uid"],
+        "controller": True,
+        "block_owner_deletion": True,
+    }

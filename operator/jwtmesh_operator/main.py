@@ -1,0 +1,76 @@
+"""`jwtmesh operator`: kopf with our handlers, peering, and the HTTP endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kopf
+from aiohttp import web
+
+from jwtmesh_operator import handlers
+from jwtmesh_operator.http import make_app
+from jwtmesh_operator.kube import Kube, load_kube_config
+from jwtmesh_operator.publisher import BundlePublisher, BundleSources
+from jwtmesh_operator.state import OperatorConfig, OperatorState
+
+log = logging.getLogger("jwtmesh.operator")
+PEERING_NAME = "jwtmesh"
+INDEX_NAMES = ("published_keys", "identity_issuers", "bundle_namespaces", "revocation_specs")
+_config = OperatorConfig()
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    settings.posting.level = logging.INFO
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="jwtmesh.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="jwtmesh.io")
+    settings.watching.server_timeout = 300
+    # Replicas of one Deployment share a spec; distinct random priorities let exactly one
+    # act (kopf pauses every operator that sees a peer with the same priority).
+    settings.peering.priority = random.randint(1, 1_000_000)  # noqa: S311 - not security
+    # API calls run in threads (the `kubernetes` client is synchronous).
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32))
+    kube = Kube(load_kube_config(_config.kubeconfig))
+    state = OperatorState(
+        config=_config, kube=kube, publisher=BundlePublisher(kube, _config.bundle_name, time.time)
+    )
+    memo["state"] = state
+    indexes = {name: kwargs[name] for name in INDEX_NAMES}
+
+    def sources() -> BundleSources | None:
+        return handlers.bundle_sources(indexes)
+
+    runner = web.AppRunner(make_app(state, sources), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, _config.http_address, _config.http_port).start()
+    memo["http_runner"] = runner
+    log.info("jwtmesh operator started (trust domain %s)", _config.trust_domain)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    state: OperatorState = memo["state"]
+    await state.publisher.stop()
+    runner: web.AppRunner = memo["http_runner"]
+    await runner.cleanup()
+
+
+def run(config: OperatorConfig, namespaces: list[str], peering: bool) -> None:
+    """Blocks until SIGTERM/SIGINT."""
+    global _config
+    _config = config
+    if config.kubeconfig:
+        os.environ["KUBECONFIG"] = config.kubeconfig  # kopf logs in from the same file
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        peering_name=PEERING_NAME if peering else None,
+        standalone=not peering,
+    )

@@ -1,0 +1,164 @@
+"""What should an identity's keys be now? Pure: spec + clock + current keys → desired keys.
+
+Each key has a schedule: it is published (pending) before it signs, signs from
+`activates_at` until `retires_at` (when its successor activates), stays published
+until `remove_at` so tokens it signed keep verifying, and is then removed.
+
+    pending ──activates_at──► active ──retires_at──► retired ──remove_at──► removed
+
+The successor is created `pre_publish` before it activates, so every verifier has its
+public key before the first token it signs exists. A retired key stays `retain` longer
+(≥ maximum token lifetime + leeway, validated by the CRD).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+
+class KeyState(StrEnum):
+    PENDING = "Pending"
+    ACTIVE = "Active"
+    RETIRED = "Retired"
+    REMOVED = "Removed"
+
+
+@dataclass(frozen=True)
+class Rotation:
+    period: float  # how long a key signs
+    pre_publish: float  # how long a new key is published before it signs
+    retain: float  # how long a retired key stays published
+
+
+@dataclass(frozen=True)
+class KeySchedule:
+    """One key's timeline. `kid` is None for a key the plan asks the shell to generate."""
+
+    kid: str | None
+    activates_at: float
+    retires_at: float | None = None  # None: signs until a successor is scheduled
+    remove_at: float | None = None  # None: not retiring yet
+
+    def state(self, now: float) -> KeyState:
+        if now < self.activates_at:
+            return KeyState.PENDING
+        if self.retires_at is None or now < self.retires_at:
+            return KeyState.ACTIVE
+        if self.remove_at is None or now < self.remove_at:
+            return KeyState.RETIRED
+        return KeyState.REMOVED
+
+
+@dataclass(frozen=True)
+class Plan:
+    keys: tuple[KeySchedule, ...]  # every key that should exist (and be published) now
+    wake_at: float  # when the next transition is due
+    removed: tuple[str, ...] = ()  # kids dropped by this plan (expired or compromised)
+    reason: str = "UpToDate"  # CamelCase, for events and conditions
+
+    @property
+    def new_keys(self) -> tuple[KeySchedule, ...]:
+        return tuple(key for key in self.keys if key.kid is None)
+
+
+# Why the plan changed something; used as Event reasons.
+KEY_CREATED = "KeyCreated"  # the first key of an identity
+ROTATION_SCHEDULED = "RotationScheduled"  # a successor was generated and published
+ROTATION_REQUESTED = "RotationRequested"  # an on-demand rotation scheduled a successor
+KEY_COMPROMISED = "KeyCompromised"  # a kid was removed at once; a new key signs now
+KEY_REMOVED = "KeyRemoved"  # a retired key passed its retention and left the bundle
+UP_TO_DATE = "UpToDate"
+
+
+def _signer(keys: list[KeySchedule], now: float) -> KeySchedule | None:
+    active = [key for key in keys if key.state(now) is KeyState.ACTIVE]
+    return max(active, key=lambda key: key.activates_at) if active else None
+
+
+def plan_keys(
+    rotation: Rotation,
+    keys: list[KeySchedule],
+    now: float,
+    *,
+    rotate_requested: bool = False,
+    compromised: frozenset[str] = frozenset(),
+) -> Plan:
+    reason = UP_TO_DATE
+    removed = [key.kid for key in keys if key.kid is not None and key.kid in compromised]
+    keys = [key for key in keys if key.kid not in compromised]
+    if removed:
+        reason = KEY_COMPROMISED
+    expired = [k.kid for k in keys if k.kid is not None and k.state(now) is KeyState.REMOVED]
+    if expired and reason == UP_TO_DATE:
+        reason = KEY_REMOVED
+    removed += expired
+    keys = [key for key in keys if key.state(now) is not KeyState.REMOVED]
+
+    signer = _signer(keys, now)
+    pending = sorted(
+        (key for key in keys if key.state(now) is KeyState.PENDING), key=lambda k: k.activates_at
+    )
+    if signer is None:
+        if pending:
+            # The signer was compromised or lost, but a successor is already published:
+            # bring it forward rather than sign with an unpublished key.
+            promoted = replace(pending[0], activates_at=now)
+            keys = [promoted if key is pending[0] else key for key in keys]
+        else:
+            keys.append(KeySchedule(kid=None, activates_at=now))
+            if reason == UP_TO_DATE:
+                reason = KEY_CREATED
+        signer = _signer(keys, now)
+        assert signer is not None
+        pending = sorted(
+            (key for key in keys if key.state(now) is KeyState.PENDING),
+            key=lambda k: k.activates_at,
+        )
+
+    successor = pending[0] if pending else None
+    earliest_on_demand = now + rotation.pre_publish
+    if rotate_requested:
+        if successor is None:
+            successor = KeySchedule(kid=None, activates_at=earliest_on_demand)
+            keys.append(successor)
+        elif successor.activates_at > earliest_on_demand:
+            # Already published and never used: bring it forward instead of a new one.
+            forward = replace(successor, activates_at=earliest_on_demand)
+            keys = [forward if key is successor else key for key in keys]
+            successor = forward
+        reason = ROTATION_REQUESTED
+    due = signer.activates_at + rotation.period
+    create_at = due - rotation.pre_publish
+    if successor is None and now >= create_at:
+        # Never activate a key that has been published for less than pre_publish, even if
+        # the operator was down when the rotation was due: the signer signs a little longer.
+        successor = KeySchedule(kid=None, activates_at=max(due, earliest_on_demand))
+        keys.append(successor)
+        if reason == UP_TO_DATE:
+            reason = ROTATION_SCHEDULED
+
+    # The signer retires exactly when its successor activates, and stays published `retain`.
+    if successor is not None:
+        retired_signer = replace(
+            signer,
+            retires_at=successor.activates_at,
+            remove_at=successor.activates_at + rotation.retain,
+        )
+        keys = [retired_signer if key is signer else key for key in keys]
+
+    keys.sort(key=lambda key: key.activates_at)
+    return Plan(
+        keys=tuple(keys),
+        wake_at=_next_transition(keys, now, None if successor else create_at),
+        removed=tuple(kid for kid in removed if kid is not None),
+        reason=reason,
+    )
+
+
+def _next_transition(keys: list[KeySchedule], now: float, create_at: float | None) -> float:
+    moments = [create_at] if create_at is not None else []
+    for key in keys:
+        moments += [key.activates_at, key.retires_at or 0.0, key.remove_at or 0.0]
+    future = [moment for moment in moments if moment > now]
+    return min(future) if future else now + 3600.0

@@ -1,0 +1,109 @@
+"""Writes the trust bundle ConfigMap into every namespace that needs it.
+
+Requests are coalesced: any number of changes within the debounce window cause one
+render and one write per namespace. Each write is a replace carrying the resourceVersion
+read just before (optimistic concurrency); on a conflict the namespace is re-read and
+retried, so no update is lost however many identities change at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from jwtmesh.tokens.keys import PublicKey
+from jwtmesh_operator.bundles import RenderedBundle, Revocation, build_bundle, render_for_configmap
+from jwtmesh_operator.kube import Conflict, Kube
+
+log = logging.getLogger("jwtmesh.operator.publisher")
+BUNDLE_KEY = "bundle.json"
+
+
+@dataclass(frozen=True)
+class BundleSources:
+    published: dict[str, dict[str, PublicKey]]
+    revocations: list[Revocation]
+    namespaces: set[str]
+
+
+class BundlePublisher:
+    def __init__(
+        self,
+        kube: Kube,
+        name: str,
+        clock: Callable[[], float],
+        debounce: float = 0.2,
+    ) -> None:
+        self._kube = kube
+        self._name = name
+        self._clock = clock
+        self._debounce = debounce
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sources: Callable[[], BundleSources] | None = None
+        self.last: RenderedBundle | None = None
+        self.publishes = 0
+        self.on_size: Callable[[RenderedBundle], None] = lambda _: None
+
+    def request(self, sources: Callable[[], BundleSources]) -> None:
+        """Ask for a publish soon. Only an acting (not standing-by) operator calls this."""
+        self._sources = sources
+        self._dirty.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="bundle-publisher"
+            )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(self._debounce)
+            self._dirty.clear()
+            try:
+                await self.publish_once()
+            except Exception:
+                log.exception("publishing the trust bundle failed; retrying")
+                await asyncio.sleep(1.0)
+                self._dirty.set()
+
+    async def publish_once(self) -> None:
+        assert self._sources is not None
+        sources = self._sources()
+        bundle = build_bundle(sources.published, sources.revocations, self._clock())
+        rendered = render_for_configmap(bundle)
+        self.last = rendered
+        self.on_size(rendered)
+        if rendered.over_limit:
+            log.error(
+                "trust bundle is %d bytes, over the ConfigMap limit: not written",
+                len(rendered.data),
+            )
+            return
+        await asyncio.gather(*(self._write(ns, rendered.data) for ns in sorted(sources.namespaces)))
+        self.publishes += 1
+
+    async def _write(self, namespace: str, data: bytes) -> None:
+        text = data.decode()
+        for _attempt in range(10):
+            current = await self._kube.read_configmap(namespace, self._name)
+            if current is not None and current.data.get(BUNDLE_KEY) == data:
+                return
+            try:
+                await self._kube.write_configmap(
+                    namespace,
+                    self._name,
+                    {BUNDLE_KEY: text},
+                    labels={"jwtmesh.io/trust-bundle": "true"},
+                    owner=None,
+                    resource_version=None if current is None else current.resource_version,
+                )
+                return
+            except Conflict:
+                continue
+        raise Conflict(f"{namespace}/{self._name}: too many concurrent writers")

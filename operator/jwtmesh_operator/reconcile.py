@@ -1,0 +1,226 @@
+"""The shell around `decide_identity`: gather from the API, decide, apply, report.
+
+Order matters for "no key is ever lost": a new private key is written to the Secret
+first; the status (our backup of the public keys) and the bundle follow from it. If the
+operator dies between two steps, the next run reads the Secret and carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import replace
+from typing import Any
+
+import kopf
+import yaml
+
+from jwtmesh.tokens.keys import PublicKey, SigningKey, generate_signing_key
+from jwtmesh_operator import conditions as cond
+from jwtmesh_operator.desired import active_kid, decide_identity, iso, next_rotation, status_keys
+from jwtmesh_operator.keystore import SECRET_TYPE, StoredKeys, read_secret_data, render_secret_data
+from jwtmesh_operator.kube import Conflict, owner_reference
+from jwtmesh_operator.planning import UP_TO_DATE, KeySchedule
+from jwtmesh_operator.spec import API_GROUP, API_VERSION, ROTATE_ANNOTATION, SpecError, parse_spec
+from jwtmesh_operator.state import OperatorState
+
+log = logging.getLogger("jwtmesh.operator")
+IDENTITY_LABEL = "jwtmesh.io/identity"
+PLURAL = "serviceidentities"
+RETRY_AFTER_ERROR = 5.0
+RECHECK_INVALID = 300.0
+
+
+async def reconcile_identity(state: OperatorState, body: Any, compromised: frozenset[str]) -> float:
+    """Bring one identity's Secret, policy and status to what they should be now.
+    Returns when it next needs attention (Unix time)."""
+    now = state.clock()
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    generation = body["metadata"].get("generation")
+    status: dict[str, Any] = dict(body.get("status") or {})
+    try:
+        spec = parse_spec(namespace, name, body.get("spec") or {}, state.config.trust_domain)
+    except SpecError as exc:
+        kopf.warn(body, reason=cond.INVALID_SPEC, message=str(exc))
+        await _patch_status(
+            state,
+            namespace,
+            name,
+            status,
+            generation,
+            now,
+            ready=False,
+            reason=cond.INVALID_SPEC,
+            message=str(exc),
+            extra={},
+        )
+        return now + RECHECK_INVALID
+
+    secret = await state.kube.read_secret(namespace, spec.secret_name)
+    if secret is not None and secret.labels.get(IDENTITY_LABEL) != name:
+        message = f"Secret {spec.secret_name} exists and is not managed for this identity"
+        kopf.warn(body, reason="SecretNameTaken", message=message)
+        await _patch_status(
+            state,
+            namespace,
+            name,
+            status,
+            generation,
+            now,
+            ready=False,
+            reason="SecretNameTaken",
+            message=message,
+            extra={},
+        )
+        return now + RECHECK_INVALID
+    stored: StoredKeys | None = read_secret_data(secret.data) if secret is not None else None
+
+    rotate_value = (body["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
+    rotate_requested = rotate_value is not None and rotate_value != status.get(
+        "lastRotationRequest"
+    )
+    decision = decide_identity(
+        spec, stored, status, now, rotate_requested=rotate_requested, compromised=compromised
+    )
+
+    private: dict[str, SigningKey] = dict(stored.private) if stored is not None else {}
+    public: dict[str, PublicKey] = dict(decision.public)
+    schedules: list[KeySchedule] = []
+    for schedule in decision.plan.keys:
+        if schedule.kid is None:
+            # RSA generation takes a while: keep the event loop free for other identities.
+            key = await asyncio.to_thread(generate_signing_key, spec.algorithm, spec.rsa_bits)
+            state.counters.keys_generated += 1
+            private[key.kid] = key
+            public[key.kid] = key.public
+            schedule = replace(schedule, kid=key.kid)
+        schedules.append(schedule)
+    planned = tuple(schedules)
+    data = render_secret_data(
+        issuer=spec.issuer,
+        subject=spec.audience,
+        max_lifetime=spec.max_lifetime,
+        schedules=planned,
+        public=public,
+        private=private,
+        now=now,
+    )
+    if secret is None or secret.data != data:
+        try:
+            await state.kube.write_secret(
+                namespace,
+                spec.secret_name,
+                data,
+                secret_type=SECRET_TYPE,
+                labels={IDENTITY_LABEL: name},
+                owner=owner_reference(body),
+                resource_version=None if secret is None else secret.resource_version,
+            )
+        except Conflict:
+            return now + 0.5  # someone wrote meanwhile: start over from what is there now
+
+    await _write_policy(state, body, namespace, name, spec.policy_document)
+    final = replace(decision.plan, keys=planned)
+    extra = {
+        "issuer": spec.issuer,
+        "audience": spec.audience,
+        "secretName": spec.secret_name,
+        "activeKid": active_kid(final, now),
+        "nextRotation": iso(next_rotation(final, now)),
+        "keys": status_keys(final, public, now),
+    }
+    if rotate_requested:
+        extra["lastRotationRequest"] = rotate_value
+    await _patch_status(
+        state,
+        namespace,
+        name,
+        status,
+        generation,
+        now,
+        ready=True,
+        reason=cond.KEYS_PUBLISHED,
+        message="a key signs and every bundle has it",
+        extra=extra,
+    )
+    if decision.repair is not None:
+        kopf.warn(body, reason=decision.repair, message="; ".join(decision.notes))
+    if final.reason != UP_TO_DATE:
+        kid = active_kid(final, now) or "-"
+        kopf.info(
+            body, reason=final.reason, message=f"keys now {[s.kid for s in planned]}, signing {kid}"
+        )
+    state.counters.reconciles += 1
+    return final.wake_at
+
+
+async def _write_policy(
+    state: OperatorState, body: Any, namespace: str, name: str, document: Any
+) -> None:
+    """Render the identity's inbound policy where its sidecar reads it."""
+    cm_name = f"{name}{state.config.policy_suffix}"
+    text = yaml.safe_dump(dict(document) if document else {"rules": []}, sort_keys=True)
+    current = await state.kube.read_configmap(namespace, cm_name)
+    if current is not None and current.data.get("policy.yaml") == text.encode():
+        return
+    with contextlib.suppress(Conflict):  # on a conflict the next reconcile rewrites it
+        await state.kube.write_configmap(
+            namespace,
+            cm_name,
+            {"policy.yaml": text},
+            labels={IDENTITY_LABEL: name},
+            owner=owner_reference(body),
+            resource_version=None if current is None else current.resource_version,
+        )
+
+
+async def _patch_status(
+    state: OperatorState,
+    namespace: str,
+    name: str,
+    status: dict[str, Any],
+    generation: int | None,
+    now: float,
+    *,
+    ready: bool,
+    reason: str,
+    message: str,
+    extra: dict[str, Any],
+) -> None:
+    stamp = iso(now) or ""
+    conditions = list(status.get("conditions") or [])
+    conditions = cond.set_condition(
+        conditions, cond.READY, ready, reason, message, generation, stamp
+    )
+    conditions = cond.set_condition(
+        conditions,
+        cond.DEGRADED,
+        not ready,
+        cond.HEALTHY if ready else reason,
+        "" if ready else message,
+        generation,
+        stamp,
+    )
+    size = state.publisher.last
+    if size is not None:
+        near = size.near_limit or size.over_limit
+        conditions = cond.set_condition(
+            conditions,
+            cond.BUNDLE_SIZE,
+            not near,
+            cond.BUNDLE_OVER_LIMIT
+            if size.over_limit
+            else (cond.BUNDLE_NEAR_LIMIT if near else cond.HEALTHY),
+            f"the trust bundle is {len(size.data)} bytes",
+            generation,
+            stamp,
+        )
+    await state.kube.patch_status(
+        API_GROUP,
+        API_VERSION,
+        PLURAL,
+        namespace,
+        name,
+        {**extra, "conditions": conditions, "observedGeneration": generation},
+    )

@@ -1,0 +1,74 @@
+"""A ServiceIdentity's spec, with the defaults the CRD and the operator apply."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jwtmesh.policy import Policy, PolicyError, policy_from_dict
+from jwtmesh_operator.durations import parse_duration
+from jwtmesh_operator.planning import Rotation
+
+API_GROUP = "jwtmesh.io"
+API_VERSION = "v1alpha1"
+DEFAULT_TRUST_DOMAIN = "jwtmesh.cluster.local"
+ROTATE_ANNOTATION = "jwtmesh.io/rotate"  # any new value asks for a rotation now
+
+
+class SpecError(ValueError):
+    """The spec cannot be acted on (the CRD's validation should have refused it)."""
+
+
+@dataclass(frozen=True)
+class IdentitySpec:
+    namespace: str
+    name: str
+    issuer: str
+    audience: str
+    algorithm: str
+    rsa_bits: int
+    max_lifetime: float
+    rotation: Rotation
+    secret_name: str
+    policy: Policy | None
+    policy_document: Mapping[str, Any] | None
+
+
+def default_issuer(trust_domain: str, namespace: str, name: str) -> str:
+    return f"https://{trust_domain}/ns/{namespace}/{name}"
+
+
+def parse_spec(
+    namespace: str, name: str, spec: Mapping[str, Any], trust_domain: str
+) -> IdentitySpec:
+    rotation = spec.get("rotation") or {}
+    try:
+        parsed_rotation = Rotation(
+            period=parse_duration(rotation.get("period", "720h")),
+            pre_publish=parse_duration(rotation.get("prePublish", "1h")),
+            retain=parse_duration(rotation.get("retain", "2h")),
+        )
+        max_lifetime = parse_duration(spec.get("maxTokenLifetime", "15m"))
+    except ValueError as exc:
+        raise SpecError(str(exc)) from exc
+    if parsed_rotation.retain < max_lifetime + 30:
+        raise SpecError("rotation.retain must be at least maxTokenLifetime + 30s")
+    policy_document = spec.get("policy")
+    try:
+        policy = policy_from_dict(dict(policy_document)) if policy_document is not None else None
+    except PolicyError as exc:
+        raise SpecError(f"policy: {exc}") from exc
+    return IdentitySpec(
+        namespace=namespace,
+        name=name,
+        issuer=spec.get("issuer") or default_issuer(trust_domain, namespace, name),
+        audience=spec.get("audience") or f"{name}.{namespace}",
+        algorithm=spec.get("algorithm", "ES256"),
+        rsa_bits=int(spec.get("keySize", 3072)),
+        max_lifetime=max_lifetime,
+        rotation=parsed_rotation,
+        secret_name=spec.get("secretName") or f"{name}-jwtmesh-key",
+        policy=policy,
+        policy_document=policy_document,
+    )

@@ -1,0 +1,65 @@
+"""The operator's process-wide state, put in kopf's memo at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jwtmesh_operator.kube import Kube
+    from jwtmesh_operator.publisher import BundlePublisher
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    trust_domain: str = "jwtmesh.cluster.local"
+    bundle_name: str = "jwtmesh-trust-bundle"
+    bundle_label: str = "jwtmesh.io/trust-bundle"  # namespaces carrying it get the bundle too
+    policy_suffix: str = "-jwtmesh-policy"
+    http_address: str = "0.0.0.0"  # noqa: S104 - JWKS/discovery/metrics serve the cluster
+    http_port: int = 8080
+    kubeconfig: str | None = None
+
+
+class Wakers:
+    """One event per identity, so other handlers can wake its daemon early."""
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, str], asyncio.Event] = {}
+
+    def register(self, namespace: str, name: str) -> asyncio.Event:
+        return self._events.setdefault((namespace, name), asyncio.Event())
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._events.pop((namespace, name), None)
+
+    def wake(self, namespace: str, name: str) -> None:
+        event = self._events.get((namespace, name))
+        if event is not None:
+            event.set()
+
+    def wake_all(self) -> None:
+        for event in self._events.values():
+            event.set()
+
+
+@dataclass
+class Counters:
+    reconciles: int = 0
+    reconcile_errors: int = 0
+    keys_generated: int = 0
+    bundle_publishes: int = 0
+    bundle_bytes: int = 0
+
+
+@dataclass
+class OperatorState:
+    config: OperatorConfig
+    kube: Kube
+    publisher: BundlePublisher
+    wakers: Wakers = field(default_factory=Wakers)
+    counters: Counters = field(default_factory=Counters)
+    clock: Callable[[], float] = time.time
