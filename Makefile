@@ -31,10 +31,10 @@ typecheck: $(STAMP) ## mypy --strict
 test-fast: $(STAMP) ## unit and property tests only (seconds)
 	$(PY) -m pytest -m "not envoy and not k8s and not soak" $(PYTEST_ARGS)
 
-test: $(STAMP) lint typecheck ## everything: lint, types, unit, property, Envoy end-to-end
+test: $(STAMP) lint typecheck binaries ## everything: lint, types, unit, property, Envoy and Kubernetes end to end
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-binaries: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached)
+binaries: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached outside the repo)
 	hack/build-binaries.sh
 
 clean: ## remove the venv and caches (the Go-built binaries stay cached)

@@ -1,0 +1,97 @@
+"""A real etcd + kube-apiserver + kube-controller-manager for the whole session."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from jwtmesh.testing.kubeapply import create_namespace, get_object, install_crds, wait_for
+from jwtmesh.testing.localcluster import LocalCluster
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_api(local_cluster: LocalCluster) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=str(local_cluster.kubeconfig))
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="session")
+def crds(kube_api: client.ApiClient) -> list[str]:
+    return install_crds(kube_api)
+
+
+@pytest.fixture(scope="session")
+def cluster_objects(kube_api: client.ApiClient, crds: list[str]) -> ClusterObjects:
+    return ClusterObjects(kube_api)
+
+
+class ClusterObjects:
+    """Reads the tests need, in one place: Secrets, bundles, identities, events."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+
+    def namespace(self, prefix: str, labels: dict[str, str] | None = None) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        create_namespace(self.api, name, labels)
+        return name
+
+    def identity(self, namespace: str, name: str) -> dict[str, Any]:
+        found = get_object(self.api, namespace, "serviceidentities", name)
+        assert found is not None
+        return found
+
+    def ready_identity(self, namespace: str, name: str, timeout: float = 30) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            body = get_object(self.api, namespace, "serviceidentities", name)
+            conditions = (body or {}).get("status", {}).get("conditions", [])
+            ok = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+            return body if ok else None
+
+        result: dict[str, Any] = wait_for(ready, timeout, f"{namespace}/{name} to be Ready")
+        return result
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+    def bundle(self, namespace: str) -> dict[str, Any] | None:
+        try:
+            cm = self.core.read_namespaced_config_map("jwtmesh-trust-bundle", namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        document: dict[str, Any] = json.loads(cm.data["bundle.json"])
+        return document
+
+    def bundle_kids(self, namespace: str, issuer: str) -> set[str]:
+        document = self.bundle(namespace) or {"issuers": {}}
+        entry = document["issuers"].get(issuer)
+        return {k["kid"] for k in entry["jwks"]["keys"]} if entry else set()
+
+    def event_reasons(self, namespace: str, name: str) -> set[str]:
+        events = self.core.list_namespaced_event(namespace).items
+        return {e.reason for e in events if e.involved_object.name == name}
