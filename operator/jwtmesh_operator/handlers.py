@@ -151,18 +151,18 @@ async def keep_identity(
 
 
 @kopf.on.update(*IDENTITIES)
-def identity_changed(namespace: Any, name: str, memo: Any, **_: Any) -> None:
+async def identity_changed(namespace: Any, name: str, memo: Any, **_: Any) -> None:
     _state(memo).wakers.wake(namespace, name)
 
 
 @kopf.on.delete(*IDENTITIES, optional=True)
-def identity_deleted(memo: Any, **kwargs: Any) -> None:
+async def identity_deleted(memo: Any, **kwargs: Any) -> None:
     """Keys leave every bundle; the Secret goes by garbage collection (ownerReference)."""
     request_publish(memo, kwargs)
 
 
 @kopf.on.event("", "v1", "secrets", labels={IDENTITY_LABEL: kopf.PRESENT})
-def identity_secret_changed(
+async def identity_secret_changed(
     namespace: Any, labels: Any, memo: Any, event: Any, **kwargs: Any
 ) -> None:
     """A Secret edited or deleted by hand: its identity repairs it; bundles follow."""
@@ -174,13 +174,13 @@ def identity_secret_changed(
 
 
 @kopf.on.event(*REVOCATIONS)
-def revocation_changed(memo: Any, spec: Any, **kwargs: Any) -> None:
+async def revocation_changed(memo: Any, spec: Any, **kwargs: Any) -> None:
     if spec.get("kid"):
         _state(memo).wakers.wake_all()  # the identity owning the kid re-keys at once
     request_publish(memo, kwargs)
 
 
 @kopf.on.event("", "v1", "namespaces")
-def namespace_changed(labels: Any, memo: Any, **kwargs: Any) -> None:
+async def namespace_changed(labels: Any, memo: Any, **kwargs: Any) -> None:
     if _state(memo).config.bundle_label in labels:
         request_publish(memo, kwargs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +27,14 @@ _config = OperatorConfig()
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     settings.posting.level = logging.INFO
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="jwtmesh.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="jwtmesh.io")
+    # kopf ignores changes to annotations under its own prefix; ours (jwtmesh.io/rotate)
+    # must stay visible, so kopf keeps its bookkeeping under a sub-domain.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix="operator.jwtmesh.io"
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="operator.jwtmesh.io"
+    )
     settings.watching.server_timeout = 300
     # Replicas of one Deployment share a spec; distinct random priorities let exactly one
     # act (kopf pauses every operator that sees a peer with the same priority).
@@ -65,8 +70,6 @@ def run(config: OperatorConfig, namespaces: list[str], peering: bool) -> None:
     """Blocks until SIGTERM/SIGINT."""
     global _config
     _config = config
-    if config.kubeconfig:
-        os.environ["KUBECONFIG"] = config.kubeconfig  # kopf logs in from the same file
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     kopf.run(
         clusterwide=not namespaces,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -349,6 +350,10 @@ def operator(
     peering: bool,
 ) -> None:
     """Run the ServiceIdentity operator (kopf) until SIGTERM."""
+    if kubeconfig:
+        # Before anything imports `kubernetes`: its default kubeconfig path (which kopf's
+        # login uses) is read from the environment once, at import time.
+        os.environ["KUBECONFIG"] = kubeconfig
     from jwtmesh.sidecar.config import split_host_port
     from jwtmesh_operator.main import run
     from jwtmesh_operator.state import OperatorConfig

@@ -1,0 +1,431 @@
+"""The operator against a real kube-apiserver (+ etcd + kube-controller-manager)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from jwtmesh.identity import active_key, parse_identity
+from jwtmesh.testing.kubeapply import (
+    create_object,
+    delete_object,
+    patch_object,
+    service_identity,
+    wait_for,
+)
+from jwtmesh.testing.kubelet_volume import KubeletVolume
+from jwtmesh.testing.localcluster import LocalCluster
+from jwtmesh.testing.operator_process import OperatorProcess
+from jwtmesh.tokens.keys import generate_signing_key
+
+pytestmark = pytest.mark.k8s
+FAST = {
+    "rotation": {"period": "6s", "prePublish": "2s", "retain": "31s"},
+    "maxTokenLifetime": "1s",
+}
+
+
+@pytest.fixture(scope="module")
+def operator(
+    local_cluster: LocalCluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(local_cluster.kubeconfig, tmp_path_factory.mktemp("operator"))
+    yield process
+    process.stop()
+
+
+def signing_kid(data: dict[str, bytes], now: float) -> str | None:
+    key = active_key(parse_identity(data["signing-keys.json"]), now)
+    return key.kid if key else None
+
+
+def test_an_identity_gets_its_secret_bundle_and_ready_status(
+    operator: OperatorProcess, cluster_objects: Any, local_cluster: LocalCluster
+) -> None:
+    ns = cluster_objects.namespace("ready")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("census"))
+    body = cluster_objects.ready_identity(ns, "census", timeout=20)
+    status = body["status"]
+    assert status["issuer"] == f"https://jwtmesh.cluster.local/ns/{ns}/census"
+    assert status["audience"] == f"census.{ns}"
+    secret = cluster_objects.core.read_namespaced_secret("census-jwtmesh-key", ns)
+    assert secret.type == "jwtmesh.io/signing-key"
+    assert secret.metadata.owner_references[0].name == "census"
+    data = cluster_objects.secret_data(ns, "census-jwtmesh-key")
+    assert signing_kid(data, time.time()) == status["activeKid"]
+    wait_for(
+        lambda: status["activeKid"] in cluster_objects.bundle_kids(ns, status["issuer"]),
+        10,
+        "the key in the bundle",
+    )
+    assert "PRIVATE" not in json.dumps(status)
+    assert '"d"' not in json.dumps(status)
+    assert "PRIVATE" not in json.dumps(cluster_objects.bundle(ns))
+    assert "KeyCreated" in wait_for(
+        lambda: cluster_objects.event_reasons(ns, "census"), 10, "events"
+    )
+    assert cluster_objects.core.read_namespaced_config_map("census-jwtmesh-policy", ns).data[
+        "policy.yaml"
+    ]
+    table = subprocess.run(
+        [
+            str(local_cluster.binaries.kubectl),
+            "--kubeconfig",
+            str(local_cluster.kubeconfig),
+            "get",
+            "serviceidentities",
+            "-n",
+            ns,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    header = table.splitlines()[0].split()
+    assert header[:4] == ["NAME", "ISSUER", "ALGORITHM", "ACTIVE"]
+    assert "READY" in header
+    assert "ROTATION" in header
+    assert status["activeKid"] in table
+    assert "True" in table
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"algorithm": "ES256", "keySize": 4096}, "keySize applies only to the RSA algorithms"),
+        (
+            {"maxTokenLifetime": "1h", "rotation": {"retain": "30m"}},
+            "rotation.retain must be at least maxTokenLifetime + 30s",
+        ),
+        (
+            {"rotation": {"period": "1h", "prePublish": "2h"}},
+            "rotation.prePublish must be shorter than rotation.period",
+        ),
+        ({"rotation": {"period": "soon"}}, "spec.rotation.period"),
+        ({"algorithm": "HS256"}, 'Unsupported value: "HS256"'),
+        ({"algorithm": "RS256", "keySize": 1024}, "spec.keySize"),
+        ({"issuer": "http://plain.example/x"}, "spec.issuer"),
+        (
+            {"policy": {"rules": [{"paths": [{"exact": "/a", "prefix": "/b"}]}]}},
+            "spec.policy.rules[0].paths[0]: Too many",
+        ),
+    ],
+    ids=[
+        "keySize with ES256",
+        "retain too short",
+        "prePublish too long",
+        "not a duration",
+        "HS256",
+        "small RSA",
+        "http issuer",
+        "two path kinds",
+    ],
+)
+def test_the_api_server_refuses_invalid_identities_with_a_readable_message(
+    cluster_objects: Any, spec: dict[str, Any], message: str
+) -> None:
+    ns = cluster_objects.namespace("invalid")
+    with pytest.raises(ApiException) as refused:
+        create_object(cluster_objects.api, ns, "serviceidentities", service_identity("bad", spec))
+    assert refused.value.status == 422
+    assert message in json.loads(refused.value.body)["message"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"identity": "a", "issuer": "b", "jti": "x", "expiresAt": "2030-01-01T00:00:00Z"},
+            "exactly one of identity",
+        ),
+        ({"identity": "a", "jti": "x"}, "needs expiresAt"),
+        (
+            {"identity": "a", "jti": "x", "kid": "k", "expiresAt": "2030-01-01T00:00:00Z"},
+            "exactly one of jti, issuedBefore or kid",
+        ),
+    ],
+    ids=["identity and issuer", "jti without expiresAt", "jti and kid"],
+)
+def test_the_api_server_refuses_invalid_revocations(
+    cluster_objects: Any, spec: dict[str, Any], message: str
+) -> None:
+    ns = cluster_objects.namespace("badrev")
+    body = {
+        "apiVersion": "jwtmesh.io/v1alpha1",
+        "kind": "TokenRevocation",
+        "metadata": {"name": "r"},
+        "spec": spec,
+    }
+    with pytest.raises(ApiException) as refused:
+        create_object(cluster_objects.api, ns, "tokenrevocations", body)
+    assert message in json.loads(refused.value.body)["message"]
+
+
+def test_a_fast_schedule_cycles_through_every_key_state(
+    operator: OperatorProcess, cluster_objects: Any
+) -> None:
+    """At every moment the bundle holds the key signers use, and the next one before it signs."""
+    ns = cluster_objects.namespace("rotate")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald", FAST))
+    status = cluster_objects.ready_identity(ns, "herald")["status"]
+    issuer = status["issuer"]
+    wait_for(lambda: cluster_objects.bundle_kids(ns, issuer), 10, "the first bundle")
+    states_seen: set[str] = set()
+    removed: set[str] = set()
+    ever_published: set[str] = set()
+    deadline = time.time() + 48
+    while time.time() < deadline:
+        now = time.time()
+        data = cluster_objects.secret_data(ns, "herald-jwtmesh-key")
+        kids = cluster_objects.bundle_kids(ns, issuer)
+        signer = signing_kid(data, now)
+        assert signer in kids, f"the signing key {signer} is missing from the bundle at {now}"
+        identity = parse_identity(data["signing-keys.json"])
+        for scheduled in identity.keys:
+            if 0 < scheduled.activates_at - now < 1.0:
+                assert scheduled.key.kid in kids, "the next key is published before it signs"
+        removed |= ever_published - kids
+        ever_published |= kids
+        for key in cluster_objects.identity(ns, "herald")["status"]["keys"]:
+            states_seen.add(key["state"])
+        time.sleep(0.3)
+    assert {"Pending", "Active", "Retired"} <= states_seen
+    assert removed, "a retired key left the bundle after its retention"
+
+
+def test_revocations_and_a_compromised_kid_reach_the_bundle(
+    operator: OperatorProcess, cluster_objects: Any
+) -> None:
+    ns = cluster_objects.namespace("revoke")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald"))
+    status = cluster_objects.ready_identity(ns, "herald")["status"]
+    issuer, compromised = status["issuer"], status["activeKid"]
+
+    def revoke(name: str, **spec: Any) -> None:
+        body = {
+            "apiVersion": "jwtmesh.io/v1alpha1",
+            "kind": "TokenRevocation",
+            "metadata": {"name": name},
+            "spec": {"identity": "herald", **spec},
+        }
+        create_object(cluster_objects.api, ns, "tokenrevocations", body)
+
+    revoke("one-token", jti="stolen-jti", expiresAt="2099-01-01T00:00:00Z")
+    revoke("before-incident", issuedBefore="2026-01-01T00:00:00Z")
+
+    def revocations() -> dict[str, Any]:
+        entry = (cluster_objects.bundle(ns) or {"issuers": {}})["issuers"].get(issuer, {})
+        result: dict[str, Any] = entry.get("revocations", {})
+        return result
+
+    found = wait_for(
+        lambda: (r := revocations()) and "jtis" in r and "issuedBefore" in r and r,
+        15,
+        "revocations in the bundle",
+    )
+    assert "stolen-jti" in found["jtis"]
+    other = cluster_objects.namespace("elsewhere", {"jwtmesh.io/trust-bundle": "true"})
+    wait_for(
+        lambda: issuer in (cluster_objects.bundle(other) or {"issuers": {}})["issuers"],
+        15,
+        "the bundle mirrored into a labeled namespace",
+    )
+
+    revoke("compromised", kid=compromised)
+    wait_for(
+        lambda: (
+            compromised not in cluster_objects.bundle_kids(ns, issuer)
+            and compromised not in cluster_objects.bundle_kids(other, issuer)
+        ),
+        15,
+        "the compromised kid gone from every bundle",
+    )
+    rekeyed = wait_for(
+        lambda: (
+            (k := cluster_objects.identity(ns, "herald")["status"].get("activeKid")) != compromised
+            and k
+        ),
+        15,
+        "a new signing key",
+    )
+    assert rekeyed in cluster_objects.bundle_kids(ns, issuer) or wait_for(
+        lambda: rekeyed in cluster_objects.bundle_kids(ns, issuer), 10, "new key published"
+    )
+    data = cluster_objects.secret_data(ns, "herald-jwtmesh-key")
+    assert compromised not in data["signing-keys.json"].decode()
+
+
+def test_deleting_an_identity_removes_its_keys_and_its_secret(
+    operator: OperatorProcess, cluster_objects: Any
+) -> None:
+    ns = cluster_objects.namespace("delete")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald"))
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("census"))
+    herald = cluster_objects.ready_identity(ns, "herald")["status"]["issuer"]
+    census = cluster_objects.ready_identity(ns, "census")["status"]["issuer"]
+    wait_for(lambda: cluster_objects.bundle_kids(ns, herald), 10, "herald in the bundle")
+    delete_object(cluster_objects.api, ns, "serviceidentities", "herald")
+    wait_for(
+        lambda: herald not in (cluster_objects.bundle(ns) or {})["issuers"],
+        30,
+        "herald's keys gone from the bundle",
+    )
+    wait_for(
+        lambda: cluster_objects.secret_data(ns, "herald-jwtmesh-key") is None,
+        30,
+        "the Secret garbage-collected",
+    )
+    assert cluster_objects.bundle_kids(ns, census), "the other identity is untouched"
+
+
+def test_a_tampered_or_deleted_secret_is_repaired(
+    operator: OperatorProcess, cluster_objects: Any
+) -> None:
+    ns = cluster_objects.namespace("repair")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald"))
+    status = cluster_objects.ready_identity(ns, "herald")["status"]
+    first = status["activeKid"]
+    secret = cluster_objects.core.read_namespaced_secret("herald-jwtmesh-key", ns)
+    document = json.loads(
+        cluster_objects.secret_data(ns, "herald-jwtmesh-key")["signing-keys.json"]
+    )
+    document["keys"][0]["privateKeyPem"] = generate_signing_key().private_pem()
+    secret.data["signing-keys.json"] = base64.b64encode(json.dumps(document).encode()).decode()
+    cluster_objects.core.replace_namespaced_secret("herald-jwtmesh-key", ns, secret)
+    second = wait_for(
+        lambda: (k := cluster_objects.identity(ns, "herald")["status"]["activeKid"]) != first and k,
+        20,
+        "a repaired signing key",
+    )
+    assert "SecretRepaired" in wait_for(
+        lambda: cluster_objects.event_reasons(ns, "herald") & {"SecretRepaired"},
+        10,
+        "a repair event",
+    )
+    wait_for(
+        lambda: {first, second} <= cluster_objects.bundle_kids(ns, status["issuer"]),
+        10,
+        "old key still published, new key published",
+    )
+
+    cluster_objects.core.delete_namespaced_secret("herald-jwtmesh-key", ns)
+    third = wait_for(
+        lambda: (
+            (k := cluster_objects.identity(ns, "herald")["status"]["activeKid"])
+            not in (first, second)
+            and k
+        ),
+        20,
+        "a re-keyed identity",
+    )
+    data = wait_for(
+        lambda: cluster_objects.secret_data(ns, "herald-jwtmesh-key"), 10, "the Secret recreated"
+    )
+    assert signing_kid(data, time.time()) == third
+    wait_for(
+        lambda: {second, third} <= cluster_objects.bundle_kids(ns, status["issuer"]),
+        10,
+        "published keys kept across the loss",
+    )
+
+
+def test_rotation_on_demand(operator: OperatorProcess, cluster_objects: Any) -> None:
+    ns = cluster_objects.namespace("ondemand")
+    spec = {"rotation": {"period": "720h", "prePublish": "2s", "retain": "2h"}}
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald", spec))
+    first = cluster_objects.ready_identity(ns, "herald")["status"]["activeKid"]
+    patch_object(
+        cluster_objects.api,
+        ns,
+        "serviceidentities",
+        "herald",
+        {"metadata": {"annotations": {"jwtmesh.io/rotate": "now-1"}}},
+    )
+    second = wait_for(
+        lambda: (k := cluster_objects.identity(ns, "herald")["status"]["activeKid"]) != first and k,
+        20,
+        "the rotated key to sign",
+    )
+    assert "RotationRequested" in cluster_objects.event_reasons(ns, "herald")
+    assert first in cluster_objects.bundle_kids(
+        ns, cluster_objects.identity(ns, "herald")["status"]["issuer"]
+    ), "the old key is retained"
+    assert second
+
+
+def test_jwks_and_discovery_are_served(operator: OperatorProcess, cluster_objects: Any) -> None:
+    ns = cluster_objects.namespace("jwks")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald"))
+    status = cluster_objects.ready_identity(ns, "herald")["status"]
+    keys = wait_for(
+        lambda: (
+            {k["kid"] for k in json.loads(operator.get("/.well-known/jwks.json"))["keys"]}
+            >= {status["activeKid"]}
+        ),
+        10,
+        "the key in /.well-known/jwks.json",
+    )
+    assert keys
+    discovery = json.loads(operator.get(f"/ns/{ns}/herald/.well-known/openid-configuration"))
+    assert discovery["issuer"] == status["issuer"]
+    assert discovery["jwks_uri"].endswith(f"/ns/{ns}/herald/jwks.json")
+    assert b"jwtmesh_operator_reconciles_total" in operator.get("/metrics")
+
+
+def test_a_sidecar_verifies_a_token_minted_from_the_operators_secret(
+    operator: OperatorProcess, cluster_objects: Any, tmp_path: Path
+) -> None:
+    """As a kubelet would: the Secret and the bundle ConfigMap become files."""
+    ns = cluster_objects.namespace("e2e")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald"))
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("census"))
+    herald = cluster_objects.ready_identity(ns, "herald")["status"]
+    census = cluster_objects.ready_identity(ns, "census")["status"]
+    wait_for(lambda: cluster_objects.bundle_kids(ns, herald["issuer"]), 10, "herald published")
+    secret = KubeletVolume(tmp_path / "herald-secret")
+    secret.write(cluster_objects.secret_data(ns, "herald-jwtmesh-key"))
+    bundle = KubeletVolume(tmp_path / "bundle")
+    bundle.write({"bundle.json": json.dumps(cluster_objects.bundle(ns)).encode()})
+    token = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jwtmesh.cli",
+            "token",
+            "mint",
+            "--keys",
+            str(secret.path("signing-keys.json")),
+            "--aud",
+            census["audience"],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    verdict = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jwtmesh.cli",
+            "token",
+            "inspect",
+            token,
+            "--bundle",
+            str(bundle.path("bundle.json")),
+            "--audience",
+            census["audience"],
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert verdict.returncode == 0, verdict.stdout
+    assert f"PASS issuer={herald['issuer']}" in verdict.stdout
