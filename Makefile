@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint typecheck test test-fast binaries clean load
+.PHONY: help venv lint typecheck test test-fast binaries clean load demo e2e-kind
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,12 @@ test-fast: $(STAMP) ## unit and property tests only (seconds)
 
 test: $(STAMP) lint typecheck binaries ## everything: lint, types, unit, property, Envoy and Kubernetes end to end
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP) binaries ## the main job: control plane, operator, Herald → Census behind Envoy + sidecar
+	$(PY) -m jwtmesh.demo
+
+e2e-kind: ## the demo on a kind cluster (needs a Docker engine; skips cleanly without one)
+	hack/e2e-kind.sh
 
 binaries: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached outside the repo)
 	hack/build-binaries.sh

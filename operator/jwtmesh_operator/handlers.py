@@ -20,8 +20,8 @@ from jwtmesh.tokens.keys import PublicKey
 from jwtmesh_operator.bundles import Revocation, compromised_kids
 from jwtmesh_operator.keystore import PUBLISHED_KEYS, SECRET_TYPE
 from jwtmesh_operator.publisher import BundleSources
-from jwtmesh_operator.reconcile import IDENTITY_LABEL, RETRY_AFTER_ERROR, reconcile_identity
-from jwtmesh_operator.spec import API_GROUP, API_VERSION, default_issuer
+from jwtmesh_operator.reconcile import RETRY_AFTER_ERROR, reconcile_identity
+from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL, default_issuer
 from jwtmesh_operator.state import OperatorState
 
 log = logging.getLogger("jwtmesh.operator")
@@ -29,7 +29,7 @@ IDENTITIES = (API_GROUP, API_VERSION, "serviceidentities")
 REVOCATIONS = (API_GROUP, API_VERSION, "tokenrevocations")
 
 
-def _state(memo: Any) -> OperatorState:
+def operator_state(memo: Any) -> OperatorState:
     state: OperatorState = memo["state"]
     return state
 
@@ -38,9 +38,16 @@ def _state(memo: Any) -> OperatorState:
 
 
 @kopf.index(*IDENTITIES)
-def identity_issuers(namespace: Any, name: str, spec: Any, memo: Any, **_: Any) -> Any:
-    trust_domain = _state(memo).config.trust_domain
-    return {(namespace, name): spec.get("issuer") or default_issuer(trust_domain, namespace, name)}
+def identities(namespace: Any, name: str, spec: Any, memo: Any, **_: Any) -> Any:
+    """(namespace, name) → what revocations and sidecar injection need to know."""
+    trust_domain = operator_state(memo).config.trust_domain
+    return {
+        (namespace, name): {
+            "issuer": spec.get("issuer") or default_issuer(trust_domain, namespace, name),
+            "audience": spec.get("audience") or f"{name}.{namespace}",
+            "secretName": spec.get("secretName") or f"{name}-jwtmesh-key",
+        }
+    }
 
 
 @kopf.index(
@@ -59,7 +66,7 @@ def revocation_specs(namespace: Any, name: str, spec: Any, **_: Any) -> Any:
 
 
 def _labeled_for_bundle(labels: Any, memo: Any, **_: Any) -> bool:
-    return _state(memo).config.bundle_label in labels
+    return operator_state(memo).config.bundle_label in labels
 
 
 # A filter, not a None result: kopf purges objects that stop matching a filter.
@@ -72,14 +79,19 @@ def _unix(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def revocations_from(specs: Any, issuers: Any) -> list[Revocation]:
+def issuer_of(identities_index: Any, namespace: str, name: str) -> str | None:
+    found = list(identities_index.get((namespace, name), []))
+    return str(found[0]["issuer"]) if found else None
+
+
+def revocations_from(specs: Any, identities_index: Any) -> list[Revocation]:
     result = []
     for namespace, _name, spec in specs.get("all", []):
         if spec.get("identity"):
-            found = list(issuers.get((namespace, spec["identity"]), []))
-            if not found:
+            found = issuer_of(identities_index, namespace, spec["identity"])
+            if found is None:
                 continue
-            issuer = found[0]
+            issuer = found
         else:
             issuer = spec["issuer"]
         result.append(
@@ -102,20 +114,20 @@ def bundle_sources(indexes: dict[str, Any]) -> BundleSources:
             for jwk in jwks:
                 key = PublicKey.from_jwk(jwk)
                 keys[key.kid] = key
-    namespaces = {namespace for namespace, _ in indexes["identity_issuers"]}
+    namespaces = {namespace for namespace, _ in indexes["identities"]}
     namespaces |= set(indexes["bundle_namespaces"].get("labeled", []))
-    revocations = revocations_from(indexes["revocation_specs"], indexes["identity_issuers"])
+    revocations = revocations_from(indexes["revocation_specs"], indexes["identities"])
     return BundleSources(published, revocations, namespaces)
 
 
 def _indexes(kwargs: dict[str, Any]) -> dict[str, Any]:
-    names = ("published_keys", "identity_issuers", "bundle_namespaces", "revocation_specs")
+    names = ("published_keys", "identities", "bundle_namespaces", "revocation_specs")
     return {name: kwargs[name] for name in names}
 
 
 def request_publish(memo: Any, kwargs: dict[str, Any]) -> None:
     indexes = _indexes(kwargs)
-    _state(memo).publisher.request(lambda: bundle_sources(indexes))
+    operator_state(memo).publisher.request(lambda: bundle_sources(indexes))
 
 
 # --- identities ----------------------------------------------------------------------
@@ -127,14 +139,14 @@ async def keep_identity(
 ) -> None:
     """One per ServiceIdentity: reconcile, then sleep until the next key transition or
     until something wakes it (a spec change, its Secret changing, a revocation)."""
-    state = _state(memo)
+    state = operator_state(memo)
     waker = state.wakers.register(namespace, name)
     try:
         while not stopped:
             waker.clear()
-            issuers = list(kwargs["identity_issuers"].get((namespace, name), []))
-            revocations = revocations_from(kwargs["revocation_specs"], kwargs["identity_issuers"])
-            compromised = compromised_kids(revocations, issuers[0]) if issuers else frozenset()
+            issuer = issuer_of(kwargs["identities"], namespace, name)
+            revocations = revocations_from(kwargs["revocation_specs"], kwargs["identities"])
+            compromised = compromised_kids(revocations, issuer) if issuer else frozenset()
             try:
                 wake_at = await reconcile_identity(state, body, compromised)
             except Exception as exc:
@@ -152,7 +164,7 @@ async def keep_identity(
 
 @kopf.on.update(*IDENTITIES)
 async def identity_changed(namespace: Any, name: str, memo: Any, **_: Any) -> None:
-    _state(memo).wakers.wake(namespace, name)
+    operator_state(memo).wakers.wake(namespace, name)
 
 
 @kopf.on.delete(*IDENTITIES, optional=True)
@@ -166,7 +178,7 @@ async def identity_secret_changed(
     namespace: Any, labels: Any, memo: Any, event: Any, **kwargs: Any
 ) -> None:
     """A Secret edited or deleted by hand: its identity repairs it; bundles follow."""
-    _state(memo).wakers.wake(namespace, labels[IDENTITY_LABEL])
+    operator_state(memo).wakers.wake(namespace, labels[IDENTITY_LABEL])
     request_publish(memo, kwargs)
 
 
@@ -176,11 +188,11 @@ async def identity_secret_changed(
 @kopf.on.event(*REVOCATIONS)
 async def revocation_changed(memo: Any, spec: Any, **kwargs: Any) -> None:
     if spec.get("kid"):
-        _state(memo).wakers.wake_all()  # the identity owning the kid re-keys at once
+        operator_state(memo).wakers.wake_all()  # the identity owning the kid re-keys at once
     request_publish(memo, kwargs)
 
 
 @kopf.on.event("", "v1", "namespaces")
 async def namespace_changed(labels: Any, memo: Any, **kwargs: Any) -> None:
-    if _state(memo).config.bundle_label in labels:
+    if operator_state(memo).config.bundle_label in labels:
         request_publish(memo, kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from jwtmesh_operator.state import OperatorConfig, OperatorState
 
 log = logging.getLogger("jwtmesh.operator")
 PEERING_NAME = "jwtmesh"
-INDEX_NAMES = ("published_keys", "identity_issuers", "bundle_namespaces", "revocation_specs")
+INDEX_NAMES = ("published_keys", "identities", "bundle_namespaces", "revocation_specs")
 _config = OperatorConfig()
 
 
@@ -36,10 +37,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         prefix="operator.jwtmesh.io"
     )
     settings.watching.server_timeout = 300
-    # Replicas of one Deployment share a spec; distinct random priorities let exactly one
-    # act (kopf pauses every operator that sees a peer with the same priority).
-    settings.peering.priority = random.randint(1, 1_000_000)  # noqa: S311 - not security
     # API calls run in threads (the `kubernetes` client is synchronous).
+    if _config.webhook_address:
+        configure_admission(settings, _config)
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32))
     kube = Kube(load_kube_config(_config.kubeconfig))
     state = OperatorState(
@@ -58,6 +58,26 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     log.info("jwtmesh operator started (trust domain %s)", _config.trust_domain)
 
 
+def configure_admission(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+    """Serve the injection webhook. In a cluster the chart provides the certificate and the
+    MutatingWebhookConfiguration; elsewhere kopf makes a self-signed certificate and
+    registers the webhook itself (`webhook_managed`)."""
+    assert config.webhook_address is not None
+    host, _, port = config.webhook_address.rpartition(":")
+    cert_dir = config.webhook_cert_dir
+    settings.admission.server = kopf.WebhookServer(
+        addr=host or "0.0.0.0",  # noqa: S104 - the API server must reach it
+        port=int(port),
+        host=config.webhook_url_host,
+        certfile=f"{cert_dir}/tls.crt" if cert_dir else None,
+        pkeyfile=f"{cert_dir}/tls.key" if cert_dir else None,
+        # Like a cert-manager Secret: ca.crt, when present, is the bundle the API server trusts.
+        cafile=f"{cert_dir}/ca.crt" if cert_dir and os.path.exists(f"{cert_dir}/ca.crt") else None,
+    )
+    if config.webhook_managed:
+        settings.admission.managed = config.webhook_managed
+
+
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     state: OperatorState = memo["state"]
@@ -70,8 +90,14 @@ def run(config: OperatorConfig, namespaces: list[str], peering: bool) -> None:
     """Blocks until SIGTERM/SIGINT."""
     global _config
     _config = config
+    if config.webhook_address:
+        from jwtmesh_operator import admission  # noqa: F401 - registers the mutate handler
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     kopf.run(
+        # Replicas of one Deployment share a spec; distinct random priorities let exactly
+        # one act (kopf pauses every operator that sees a peer with the same priority).
+        # Given here, not in a startup handler: peering starts before those run.
+        priority=random.randint(1, 1_000_000),  # noqa: S311 - not security
         clusterwide=not namespaces,
         namespaces=namespaces,
         peering_name=PEERING_NAME if peering else None,

@@ -22,11 +22,17 @@ from jwtmesh_operator.desired import active_kid, decide_identity, iso, next_rota
 from jwtmesh_operator.keystore import SECRET_TYPE, StoredKeys, read_secret_data, render_secret_data
 from jwtmesh_operator.kube import Conflict, owner_reference
 from jwtmesh_operator.planning import UP_TO_DATE, KeySchedule
-from jwtmesh_operator.spec import API_GROUP, API_VERSION, ROTATE_ANNOTATION, SpecError, parse_spec
+from jwtmesh_operator.spec import (
+    API_GROUP,
+    API_VERSION,
+    IDENTITY_LABEL,
+    ROTATE_ANNOTATION,
+    SpecError,
+    parse_spec,
+)
 from jwtmesh_operator.state import OperatorState
 
 log = logging.getLogger("jwtmesh.operator")
-IDENTITY_LABEL = "jwtmesh.io/identity"
 PLURAL = "serviceidentities"
 RETRY_AFTER_ERROR = 5.0
 RECHECK_INVALID = 300.0

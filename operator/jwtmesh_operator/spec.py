@@ -14,6 +14,7 @@ API_GROUP = "jwtmesh.io"
 API_VERSION = "v1alpha1"
 DEFAULT_TRUST_DOMAIN = "jwtmesh.cluster.local"
 ROTATE_ANNOTATION = "jwtmesh.io/rotate"  # any new value asks for a rotation now
+IDENTITY_LABEL = "jwtmesh.io/identity"  # on an identity's Secret, policy, and Pods
 
 
 class SpecError(ValueError):

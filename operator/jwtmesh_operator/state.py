@@ -22,6 +22,13 @@ class OperatorConfig:
     http_address: str = "0.0.0.0"  # noqa: S104 - JWKS/discovery/metrics serve the cluster
     http_port: int = 8080
     kubeconfig: str | None = None
+    # Sidecar injection (a mutating admission webhook served by kopf).
+    envoy_image: str = "envoyproxy/envoy:v1.40.0"
+    sidecar_image: str = "ghcr.io/jwtmesh/jwtmesh:0.1.0"
+    webhook_address: str | None = None  # HOST:PORT to serve admission on; None: no injection
+    webhook_cert_dir: str | None = None  # tls.crt/tls.key (chart-managed); None: self-signed
+    webhook_url_host: str | None = None  # with a self-signed cert: kopf registers the webhook
+    webhook_managed: str | None = None  # MutatingWebhookConfiguration kopf keeps up to date
 
 
 class Wakers:

@@ -340,6 +340,37 @@ def sidecar(config_file: Path | None, **flags: Any) -> None:
     show_default=True,
     help="Peer with other replicas (only one acts) or run alone.",
 )
+@click.option(
+    "--webhook",
+    "webhook_address",
+    metavar="HOST:PORT",
+    help="Serve the sidecar-injection admission webhook here (off by default).",
+)
+@click.option(
+    "--webhook-cert-dir",
+    type=click.Path(file_okay=False),
+    help="Directory with tls.crt and tls.key for the webhook (default: self-signed).",
+)
+@click.option(
+    "--webhook-url-host", help="With a self-signed certificate: the host the API server calls back."
+)
+@click.option(
+    "--webhook-managed",
+    metavar="NAME",
+    help="Let the operator create/update this MutatingWebhookConfiguration itself.",
+)
+@click.option(
+    "--envoy-image",
+    default="envoyproxy/envoy:v1.40.0",
+    show_default=True,
+    help="Envoy image injected into labeled Pods.",
+)
+@click.option(
+    "--sidecar-image",
+    default="ghcr.io/jwtmesh/jwtmesh:0.1.0",
+    show_default=True,
+    help="jwtmesh image injected into labeled Pods.",
+)
 def operator(
     kubeconfig: str | None,
     namespaces: tuple[str, ...],
@@ -348,6 +379,12 @@ def operator(
     bundle_label: str,
     http_listen: str,
     peering: bool,
+    webhook_address: str | None,
+    webhook_cert_dir: str | None,
+    webhook_url_host: str | None,
+    webhook_managed: str | None,
+    envoy_image: str,
+    sidecar_image: str,
 ) -> None:
     """Run the ServiceIdentity operator (kopf) until SIGTERM."""
     if kubeconfig:
@@ -366,6 +403,12 @@ def operator(
         http_address=host,
         http_port=port,
         kubeconfig=kubeconfig,
+        envoy_image=envoy_image,
+        sidecar_image=sidecar_image,
+        webhook_address=webhook_address,
+        webhook_cert_dir=webhook_cert_dir,
+        webhook_url_host=webhook_url_host,
+        webhook_managed=webhook_managed,
     )
     run(config, list(namespaces), peering)
 

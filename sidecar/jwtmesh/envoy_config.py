@@ -6,6 +6,7 @@ them runs the configuration users get.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,10 +59,20 @@ def socket_address(address: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": address, "port_value": port}}
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def static_cluster(name: str, address: dict[str, Any], http2: bool = False) -> dict[str, Any]:
+    host = address.get("socket_address", {}).get("address")
     cluster: dict[str, Any] = {
         "name": name,
-        "type": "STATIC",
+        # Pod-local addresses are IPs; egress destinations are usually Service DNS names.
+        "type": "LOGICAL_DNS" if host and not _is_ip(host) else "STATIC",
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": name,
@@ -172,10 +183,19 @@ def _route_to(cluster: str) -> list[dict[str, Any]]:
     return [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]
 
 
+def _domains(host: str) -> list[str]:
+    """A Host header with or without a port: `census` and `census:*`, or `census:8080`
+    and `census` (Envoy refuses a second port wildcard after an explicit port)."""
+    name, colon, port = host.rpartition(":")
+    if colon and port.isdigit():
+        return [host, name]
+    return [host, f"{host}:*"]
+
+
 def _egress_virtual_host(cluster: str, destination: Destination) -> dict[str, Any]:
     return {
         "name": cluster,
-        "domains": [destination.host, f"{destination.host}:*"],
+        "domains": _domains(destination.host),
         "routes": _route_to(cluster),
         # Marks checks from this listener as egress for the gRPC sidecar; Envoy sets it,
         # so no client can.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from jwtmesh.client import TokenClient
 from jwtmesh.envoy_config import AuthzEndpoint, Destination, PodEnvoy
 from jwtmesh.identity import IdentityKeys, ScheduledKey, render_identity
 from jwtmesh.testing.kubelet_volume import KubeletVolume
@@ -138,3 +139,14 @@ def test_token_endpoint_mints_for_the_requested_audience(pods: dict[str, int]) -
     )
     with urllib.request.urlopen(call, timeout=10) as response:
         assert json.loads(response.read())["headers"]["x-jwtmesh-subject"] == "herald.default"
+
+
+def test_the_python_helper_gets_and_reuses_tokens(pods: dict[str, int]) -> None:
+    tokens = TokenClient(f"http://127.0.0.1:{pods['token']}/token")
+    first = tokens.token("census.default")
+    assert tokens.token("census.default") == first, "reused until half its lifetime"
+    call = urllib.request.Request(
+        f"http://127.0.0.1:{pods['census']}/users/7", headers=tokens.headers("census.default")
+    )
+    with urllib.request.urlopen(call, timeout=10) as response:
+        assert response.status == 200

@@ -74,6 +74,9 @@ def _check(config: SidecarConfig) -> SidecarConfig:
     verifies = listen.grpc or listen.unix_socket or listen.http
     if verifies and config.identity is None and not config.egress_audiences:
         raise ConfigError("identity (this service's audience) is required to verify tokens")
+    for address in (listen.grpc, listen.http, listen.metrics, listen.token):
+        if address is not None:
+            split_host_port(address)
     for source in config.jwks_urls:
         if not source.url.startswith(("https://", "http://")):
             raise ConfigError(f"JWKS URL {source.url!r} must be http(s)")

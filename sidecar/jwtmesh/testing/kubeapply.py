@@ -7,11 +7,19 @@ from pathlib import Path
 from typing import Any, cast
 
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 CRD_DIR = Path(__file__).resolve().parents[3] / "crds"
 GROUP, VERSION = "jwtmesh.io", "v1alpha1"
+
+
+def api_client(kubeconfig: Path) -> client.ApiClient:
+    """An API client for one kubeconfig file (not the process-wide default)."""
+    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig)
+    )
+    return api
 
 
 def install_crds(api: client.ApiClient, crd_dir: Path = CRD_DIR, timeout: float = 30) -> list[str]:

@@ -1,0 +1,197 @@
+"""Sidecar injection, pure: a Pod spec in, the containers and volumes to add out.
+
+A Pod labeled `jwtmesh.io/identity: <ServiceIdentity name>` gets Envoy (inbound listener →
+ext_authz → the app's port, and optionally an egress listener that attaches tokens), the
+jwtmesh sidecar, and three volumes: the trust bundle, the identity's policy, and its
+signing keys. Ports come from annotations. A Pod already injected is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jwtmesh.envoy_config import AuthzEndpoint, Destination, PodEnvoy, render_bootstrap
+
+INJECTED_ANNOTATION = "jwtmesh.io/injected"
+APP_PORT = "jwtmesh.io/app-port"
+INBOUND_PORT = "jwtmesh.io/inbound-port"
+EGRESS_PORT = "jwtmesh.io/egress-port"
+EGRESS_DESTINATIONS = "jwtmesh.io/egress-destinations"  # "host:port=audience,host:port=audience"
+AUTHZ_MODE = "jwtmesh.io/authz-mode"  # http (default, faster) or grpc
+TOKEN_HEADER = "jwtmesh.io/token-header"
+
+SIDECAR = "jwtmesh-sidecar"
+ENVOY = "jwtmesh-envoy"
+MOUNTS = {
+    "jwtmesh-bundle": "/etc/jwtmesh/bundle",
+    "jwtmesh-policy": "/etc/jwtmesh/policy",
+    "jwtmesh-identity": "/etc/jwtmesh/identity",
+}
+AUTHZ_PORT = 15004
+TOKEN_PORT = 15003
+METRICS_PORT = 15090
+ENVOY_ADMIN_PORT = 15000
+
+
+class InjectionError(ValueError):
+    """The Pod asks for injection but cannot be injected (message says why)."""
+
+
+@dataclass(frozen=True)
+class InjectionSettings:
+    envoy_image: str
+    sidecar_image: str
+    bundle_configmap: str
+    policy_suffix: str = "-jwtmesh-policy"
+    pull_policy: str = "IfNotPresent"
+
+
+@dataclass(frozen=True)
+class IdentityRef:
+    name: str
+    audience: str
+    secret_name: str
+
+
+@dataclass(frozen=True)
+class Injection:
+    containers: list[dict[str, Any]]
+    volumes: list[dict[str, Any]]
+
+
+def _port(annotations: Mapping[str, str], key: str, default: int | None) -> int | None:
+    raw = annotations.get(key)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise InjectionError(f"annotation {key} must be a port number, not {raw!r}")
+    return int(raw)
+
+
+def _default_app_port(pod: Mapping[str, Any]) -> int:
+    for container in pod.get("spec", {}).get("containers", []):
+        for port in container.get("ports", []) or []:
+            return int(port["containerPort"])
+    raise InjectionError(f"set the {APP_PORT} annotation: no container declares a port")
+
+
+def parse_destinations(raw: str | None) -> dict[str, str]:
+    """'census.default.svc:8080=census.default,...' → {host:port: audience}."""
+    result: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (raw or "").split(","))):
+        target, sep, audience = item.partition("=")
+        host, colon, port = target.rpartition(":")
+        if not sep or not colon or not port.isdigit() or not host or not audience:
+            raise InjectionError(f"{EGRESS_DESTINATIONS}: {item!r} is not host:port=audience")
+        result[target] = audience
+    return result
+
+
+def _hardened(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+        **(extra or {}),
+    }
+
+
+def inject(
+    pod: Mapping[str, Any], identity: IdentityRef, settings: InjectionSettings
+) -> Injection | None:
+    spec = pod.get("spec", {})
+    containers = list(spec.get("containers", []))
+    if any(c.get("name") in (SIDECAR, ENVOY) for c in containers):
+        return None  # never inject twice
+    annotations: Mapping[str, str] = pod.get("metadata", {}).get("annotations") or {}
+    app_port = _port(annotations, APP_PORT, None) or _default_app_port(pod)
+    inbound_port = _port(annotations, INBOUND_PORT, 15006)
+    assert inbound_port is not None
+    mode = annotations.get(AUTHZ_MODE, "http")
+    if mode not in ("http", "grpc"):
+        raise InjectionError(f"{AUTHZ_MODE} must be http or grpc")
+    destinations = parse_destinations(annotations.get(EGRESS_DESTINATIONS))
+    egress_port = _port(annotations, EGRESS_PORT, 15001 if destinations else None)
+    token_header = annotations.get(TOKEN_HEADER, "authorization").lower()
+
+    envoy_config = PodEnvoy(
+        inbound_port=inbound_port,
+        app_port=app_port,
+        admin_port=ENVOY_ADMIN_PORT,
+        authz=AuthzEndpoint(mode=mode, port=AUTHZ_PORT),
+        token_header=token_header,
+        egress_port=egress_port,
+        destinations=tuple(
+            Destination(
+                host=target, address=target.rpartition(":")[0], port=int(target.rpartition(":")[2])
+            )
+            for target in destinations
+        ),
+    )
+    sidecar_args = [
+        "sidecar",
+        "--identity",
+        identity.audience,
+        f"--{mode}",
+        f"127.0.0.1:{AUTHZ_PORT}",
+        "--bundle",
+        f"{MOUNTS['jwtmesh-bundle']}/bundle.json",
+        "--policy",
+        f"{MOUNTS['jwtmesh-policy']}/policy.yaml",
+        "--identity-keys",
+        f"{MOUNTS['jwtmesh-identity']}/signing-keys.json",
+        "--token-endpoint",
+        f"127.0.0.1:{TOKEN_PORT}",
+        "--metrics",
+        f"0.0.0.0:{METRICS_PORT}",
+        "--token-header",
+        token_header,
+    ]
+    for target, audience in destinations.items():
+        sidecar_args += ["--egress-audience", f"{target}={audience}"]
+    sidecar = {
+        "name": SIDECAR,
+        "image": settings.sidecar_image,
+        "imagePullPolicy": settings.pull_policy,
+        "args": sidecar_args,
+        "ports": [{"name": "jwtmesh-metrics", "containerPort": METRICS_PORT}],
+        "readinessProbe": {
+            "httpGet": {"path": "/metrics", "port": METRICS_PORT},
+            "periodSeconds": 5,
+        },
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": _hardened({"runAsUser": 65532}),
+        "volumeMounts": [
+            {"name": name, "mountPath": path, "readOnly": True} for name, path in MOUNTS.items()
+        ],
+    }
+    envoy = {
+        "name": ENVOY,
+        "image": settings.envoy_image,
+        "imagePullPolicy": settings.pull_policy,
+        "args": [
+            "--config-yaml",
+            json.dumps(render_bootstrap(envoy_config), separators=(",", ":")),
+            "--log-level",
+            "warning",
+        ],
+        "ports": [{"name": "jwtmesh-inbound", "containerPort": inbound_port}],
+        "readinessProbe": {"tcpSocket": {"port": inbound_port}, "periodSeconds": 5},
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": _hardened({"runAsUser": 101}),
+    }
+    volumes = [
+        *(spec.get("volumes") or []),
+        {"name": "jwtmesh-bundle", "configMap": {"name": settings.bundle_configmap}},
+        {
+            "name": "jwtmesh-policy",
+            "configMap": {"name": f"{identity.name}{settings.policy_suffix}", "optional": True},
+        },
+        {"name": "jwtmesh-identity", "secret": {"secretName": identity.secret_name}},
+    ]
+    return Injection(containers=[*containers, envoy, sidecar], volumes=volumes)

@@ -1,0 +1,180 @@
+"""The real kube-apiserver calls the injection webhook served by the operator."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from jwtmesh.testing.kubeapply import create_object, service_identity
+from jwtmesh.testing.localcluster import LocalCluster
+from jwtmesh.testing.operator_process import OperatorProcess
+from jwtmesh.testing.processes import envoy_binary, free_port
+
+pytestmark = pytest.mark.k8s
+
+
+@pytest.fixture(scope="module")
+def injecting_operator(
+    local_cluster: LocalCluster,
+    kube_api: client.ApiClient,
+    crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    workdir = tmp_path_factory.mktemp("injector")
+    certs = workdir / "certs"
+    certs.mkdir()
+    assert local_cluster.pki is not None
+    # A serving certificate for 127.0.0.1 signed by the local cluster's CA.
+    shutil.copy(local_cluster.pki.serving_cert, certs / "tls.crt")
+    shutil.copy(local_cluster.pki.serving_key, certs / "tls.key")
+    shutil.copy(local_cluster.pki.ca, certs / "ca.crt")
+    process = OperatorProcess(
+        local_cluster.kubeconfig,
+        workdir,
+        name="injector",
+        extra=[
+            "--webhook",
+            f"127.0.0.1:{free_port()}",
+            "--webhook-cert-dir",
+            str(certs),
+            "--webhook-url-host",
+            "127.0.0.1",
+            "--webhook-managed",
+            "jwtmesh-injector.jwtmesh.io",
+            "--envoy-image",
+            "envoyproxy/envoy:v1.40.0",
+            "--sidecar-image",
+            "jwtmesh:test",
+        ],
+    )
+    yield process
+    process.stop()
+    client.AdmissionregistrationV1Api(
+        local_cluster_api(local_cluster)
+    ).delete_mutating_webhook_configuration("jwtmesh-injector.jwtmesh.io")
+
+
+def local_cluster_api(cluster: LocalCluster) -> client.ApiClient:
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+def pod(
+    name: str, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {}},
+        "spec": {
+            "containers": [
+                {"name": "app", "image": "census:demo", "ports": [{"containerPort": 8080}]}
+            ]
+        },
+    }
+
+
+def create_pod(
+    cluster_objects: Any, namespace: str, body: dict[str, Any], timeout: float = 30
+) -> Any:
+    """Create a Pod, retrying while the webhook registration propagates."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return cluster_objects.core.create_namespaced_pod(namespace, body)
+        except ApiException as exc:
+            if exc.status != 500 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_a_labeled_pod_gets_envoy_the_sidecar_and_the_volumes(
+    injecting_operator: OperatorProcess, cluster_objects: Any, tmp_path: Path
+) -> None:
+    ns = cluster_objects.namespace("inject")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("census"))
+    cluster_objects.ready_identity(ns, "census")
+    created = create_pod(
+        cluster_objects,
+        ns,
+        pod(
+            "census-0",
+            {"jwtmesh.io/identity": "census"},
+            {"jwtmesh.io/egress-destinations": "billing.default.svc:8080=billing.default"},
+        ),
+    )
+    stored = cluster_objects.core.read_namespaced_pod("census-0", ns)
+    names = [c.name for c in stored.spec.containers]
+    assert names == ["app", "jwtmesh-envoy", "jwtmesh-sidecar"]
+    assert created.metadata.annotations["jwtmesh.io/injected"] == "true"
+    volumes = {v.name: v for v in stored.spec.volumes}
+    assert volumes["jwtmesh-bundle"].config_map.name == "jwtmesh-trust-bundle"
+    assert volumes["jwtmesh-identity"].secret.secret_name == "census-jwtmesh-key"
+    assert volumes["jwtmesh-policy"].config_map.name == "census-jwtmesh-policy"
+    sidecar = stored.spec.containers[2]
+    assert sidecar.image == "jwtmesh:test"
+    assert sidecar.args[sidecar.args.index("--identity") + 1] == f"census.{ns}"
+    assert sidecar.security_context.read_only_root_filesystem is True
+    envoy = stored.spec.containers[1]
+    bootstrap = json.loads(envoy.args[envoy.args.index("--config-yaml") + 1])
+    clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
+    app_address = clusters["app"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"][
+        "address"
+    ]
+    assert app_address["socket_address"]["port_value"] == 8080
+    assert clusters["egress_0"]["type"] == "LOGICAL_DNS"
+    # The real Envoy accepts the injected configuration.
+    config_file = tmp_path / "injected-envoy.json"
+    config_file.write_text(json.dumps(bootstrap))
+    validated = subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(config_file)],
+        capture_output=True,
+        text=True,
+    )
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert {listener["name"] for listener in bootstrap["static_resources"]["listeners"]} == {
+        "inbound",
+        "egress",
+    }
+
+
+def test_an_unlabeled_pod_is_untouched(
+    injecting_operator: OperatorProcess, cluster_objects: Any
+) -> None:
+    ns = cluster_objects.namespace("plain")
+    create_pod(cluster_objects, ns, pod("plain-0"))
+    stored = cluster_objects.core.read_namespaced_pod("plain-0", ns)
+    assert [c.name for c in stored.spec.containers] == ["app"]
+    assert "jwtmesh.io/injected" not in (stored.metadata.annotations or {})
+
+
+def test_a_pod_naming_an_unknown_identity_is_refused_with_a_reason(
+    injecting_operator: OperatorProcess, cluster_objects: Any
+) -> None:
+    ns = cluster_objects.namespace("unknown")
+    with pytest.raises(ApiException) as refused:
+        create_pod(cluster_objects, ns, pod("ghost-0", {"jwtmesh.io/identity": "ghost"}))
+    assert "no ServiceIdentity 'ghost'" in json.loads(refused.value.body)["message"]
+
+
+def test_a_pod_is_never_injected_twice(
+    injecting_operator: OperatorProcess, cluster_objects: Any
+) -> None:
+    ns = cluster_objects.namespace("twice")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("census"))
+    cluster_objects.ready_identity(ns, "census")
+    body = pod("twice-0", {"jwtmesh.io/identity": "census"})
+    body["spec"]["containers"].append({"name": "jwtmesh-sidecar", "image": "jwtmesh:already"})
+    create_pod(cluster_objects, ns, body)
+    stored = cluster_objects.core.read_namespaced_pod("twice-0", ns)
+    assert [c.name for c in stored.spec.containers] == ["app", "jwtmesh-sidecar"]

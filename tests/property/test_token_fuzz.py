@@ -1,0 +1,133 @@
+"""Property-based: whatever bytes arrive, the verifier answers with a TokenError or a
+verified token, and nothing else escapes. The same for the policy matcher."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jwtmesh.policy import PolicyResult, evaluate, policy_from_dict
+from jwtmesh.tokens.encoding import b64url_encode
+from jwtmesh.tokens.errors import TokenError
+from jwtmesh.tokens.keys import generate_signing_key
+from jwtmesh.tokens.mint import mint_token
+from jwtmesh.tokens.trust import IssuerTrust, TrustBundle
+from jwtmesh.tokens.verify import Verifier, VerifierSettings
+
+NOW = 1_800_000_000.0
+ISS = "https://mesh.test/herald"
+KEY = generate_signing_key()
+VALID = mint_token(KEY, issuer=ISS, subject="herald", audience="census", now=NOW, lifetime=60)
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def verifier() -> Verifier:
+    return Verifier(
+        TrustBundle({ISS: IssuerTrust({KEY.kid: KEY.public})}), VerifierSettings(audience="census")
+    )
+
+
+def refused_or_valid(token: str) -> None:
+    outcome: Any
+    try:
+        outcome = verifier().verify(token, NOW)
+    except TokenError as error:  # the only exception type allowed out
+        outcome = error
+    if isinstance(outcome, TokenError):
+        assert outcome.reason
+        assert outcome.reason.islower()
+    else:
+        assert token == VALID, "only the untouched token verifies"
+        assert outcome.subject == "herald"
+
+
+@FUZZ
+@given(st.text(max_size=600))
+def test_random_text_is_refused_with_a_typed_error(token: str) -> None:
+    refused_or_valid(token)
+
+
+@FUZZ
+@given(st.binary(max_size=600))
+def test_random_bytes_are_refused_with_a_typed_error(raw: bytes) -> None:
+    refused_or_valid(raw.decode("latin-1"))
+
+
+@FUZZ
+@given(st.integers(min_value=0, max_value=len(VALID) - 1))
+def test_truncated_tokens_are_refused(cut: int) -> None:
+    refused_or_valid(VALID[:cut])
+
+
+@FUZZ
+@given(st.integers(min_value=0, max_value=len(VALID) * 8 - 1))
+def test_bit_flipped_tokens_are_refused(bit: int) -> None:
+    raw = bytearray(VALID.encode())
+    raw[bit // 8] ^= 1 << (bit % 8)
+    refused_or_valid(raw.decode("latin-1"))
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@FUZZ
+@given(
+    st.dictionaries(
+        st.sampled_from(["alg", "kid", "typ", "crit", "jwk", "jku", "x5u"]) | st.text(max_size=5),
+        JSON,
+        max_size=6,
+    ),
+    st.dictionaries(
+        st.sampled_from(["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "bdy"])
+        | st.text(max_size=5),
+        JSON,
+        max_size=9,
+    ),
+)
+def test_arbitrary_json_headers_and_claims_are_refused(
+    header: dict[str, Any], claims: dict[str, Any]
+) -> None:
+    token = (
+        b64url_encode(json.dumps(header).encode())
+        + "."
+        + b64url_encode(json.dumps(claims).encode())
+        + "."
+        + b64url_encode(b"sig")
+    )
+    refused_or_valid(token)
+
+
+POLICY = policy_from_dict(
+    {
+        "rules": [
+            {
+                "paths": [{"glob": "/a/*/b/**"}],
+                "methods": ["GET"],
+                "claims": [{"claim": "roles", "anyOf": ["x"]}],
+            },
+            {"paths": [{"prefix": "/p"}], "claims": [{"claim": "o.t", "equals": "g"}]},
+            {"paths": ["/exact"], "subjects": ["s"]},
+        ]
+    }
+)
+
+
+@FUZZ
+@given(
+    st.text(max_size=60),
+    st.sampled_from(["GET", "POST", "get", "", "DELETE"]),
+    st.dictionaries(st.text(max_size=6), JSON, max_size=5),
+)
+def test_the_policy_matcher_always_answers(path: str, method: str, claims: dict[str, Any]) -> None:
+    result = evaluate(POLICY, method=method, path=path, issuer="i", subject="s", claims=claims)
+    assert isinstance(result, PolicyResult)
+    assert result.allowed == (result.reason == "allowed")

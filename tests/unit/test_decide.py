@@ -1,0 +1,176 @@
+"""The decision core: token extraction, body binding, header hygiene, policy, egress."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from jwtmesh.policy import ALLOW_ALL, Policy, policy_from_dict
+from jwtmesh.sidecar.decide import (
+    CheckInput,
+    Egress,
+    Inbound,
+    TokenSettings,
+    audience_for_host,
+    decide_egress,
+    decide_inbound,
+    extract_token,
+)
+from jwtmesh.tokens.errors import MissingToken
+from jwtmesh.tokens.keys import generate_signing_key
+from jwtmesh.tokens.mint import mint_token
+from jwtmesh.tokens.trust import IssuerTrust, TrustBundle
+from jwtmesh.tokens.verify import Verifier, VerifierSettings
+
+NOW = 1_800_000_000.0
+ISS = "https://mesh.test/herald"
+KEY = generate_signing_key()
+TRUSTED = Verifier(
+    TrustBundle({ISS: IssuerTrust({KEY.kid: KEY.public})}), VerifierSettings(audience="census")
+)
+
+
+def token(**kw: Any) -> str:
+    return mint_token(
+        KEY, issuer=ISS, subject="herald", audience="census", now=NOW, lifetime=60, **kw
+    )
+
+
+def inbound(
+    policy: Policy = ALLOW_ALL,
+    verifier: Any = TRUSTED,
+    reread: Any = lambda now: False,
+    **settings: Any,
+) -> Inbound:
+    return Inbound(lambda: verifier, lambda: policy, reread, TokenSettings(**settings))
+
+
+def check(
+    headers: dict[str, str], path: str = "/x", method: str = "GET", body: bytes | None = b""
+) -> CheckInput:
+    return CheckInput(method=method, path=path, host="census", headers=headers, body=body)
+
+
+@pytest.mark.parametrize(
+    ("headers", "settings", "expected"),
+    [
+        ({"authorization": "Bearer abc"}, {}, "abc"),
+        ({"authorization": "bearer   abc  "}, {}, "abc"),
+        ({"jwt": "abc"}, {"header": "jwt"}, "abc"),
+        ({"jwt": "Bearer abc"}, {"header": "jwt"}, "abc"),
+    ],
+    ids=["Bearer", "case-insensitive scheme", "custom header, bare token", "custom header, Bearer"],
+)
+def test_the_token_is_found(
+    headers: dict[str, str], settings: dict[str, Any], expected: str
+) -> None:
+    assert extract_token(headers, TokenSettings(**settings)) == expected
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"authorization": ""}, {"authorization": "Basic dXNlcg=="}, {"x-token": "abc"}]
+)
+def test_no_bearer_token_is_a_missing_token(headers: dict[str, str]) -> None:
+    with pytest.raises(MissingToken):
+        extract_token(headers, TokenSettings())
+
+
+def test_an_allowed_request_carries_verified_identity_and_loses_spoofed_headers() -> None:
+    headers = {
+        "authorization": f"Bearer {token()}",
+        "x-jwtmesh-subject": "admin",
+        "x-jwtmesh-role": "root",
+    }
+    decision = decide_inbound(check(headers), inbound(), NOW)
+    assert decision.allowed
+    assert dict(decision.upstream_headers)["x-jwtmesh-subject"] == "herald"
+    assert decision.remove_headers == ("x-jwtmesh-role",), "ours are overwritten; others removed"
+
+
+def test_strip_removes_the_token_before_the_upstream() -> None:
+    decision = decide_inbound(
+        check({"authorization": f"Bearer {token()}"}), inbound(strip=True), NOW
+    )
+    assert "authorization" in decision.remove_headers
+
+
+def test_a_refusal_is_a_401_with_reason_and_challenge() -> None:
+    decision = decide_inbound(check({"authorization": "Bearer not.a.token"}), inbound(), NOW)
+    assert decision.status == 401
+    assert json.loads(decision.body)["error"] == "malformed_token"
+    challenge = dict(decision.client_headers)["www-authenticate"]
+    assert 'error="invalid_token"' in challenge
+    assert "malformed_token" in challenge
+
+
+def test_a_policy_denial_is_a_403() -> None:
+    policy = policy_from_dict({"rules": [{"paths": ["/only"]}]})
+    decision = decide_inbound(
+        check({"authorization": f"Bearer {token()}"}, path="/x"), inbound(policy), NOW
+    )
+    assert (decision.status, decision.reason) == (403, "no_matching_rule")
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "allowed"),
+    [
+        (b'{"a":1}', {}, True),
+        (b'{"a":2}', {}, False),
+        (b'{"a":1}', {"x-envoy-auth-partial-body": "true"}, False),
+        (None, {}, False),
+    ],
+    ids=["exact body", "different body", "truncated body", "no body forwarded"],
+)
+def test_a_body_bound_token_needs_the_exact_body(
+    body: bytes | None, headers: dict[str, str], allowed: bool
+) -> None:
+    bound = token(body=b'{"a":1}')
+    decision = decide_inbound(
+        check({"authorization": f"Bearer {bound}", **headers}, method="POST", body=body),
+        inbound(),
+        NOW,
+    )
+    assert decision.allowed is allowed
+    if not allowed:
+        assert decision.reason == "body_mismatch"
+
+
+def test_an_unknown_kid_triggers_one_reread_then_verifies_against_the_new_bundle() -> None:
+    empty = Verifier(TrustBundle({ISS: IssuerTrust({})}), VerifierSettings(audience="census"))
+    current = {"verifier": empty}
+    calls: list[float] = []
+
+    def reread(now: float) -> bool:
+        calls.append(now)
+        current["verifier"] = TRUSTED
+        return True
+
+    state = Inbound(lambda: current["verifier"], lambda: ALLOW_ALL, reread, TokenSettings())
+    assert decide_inbound(check({"authorization": f"Bearer {token()}"}), state, NOW).allowed
+    assert calls == [NOW]
+
+
+def test_egress_attaches_a_token_for_the_destination_audience() -> None:
+    egress = Egress(
+        {"census:8080": "census.default"}, lambda audience, now: f"token-for-{audience}"
+    )
+    decision = decide_egress(CheckInput("GET", "/", "census:8080", {}, egress=True), egress, NOW)
+    assert decision.allowed
+    assert dict(decision.upstream_headers)["authorization"] == "Bearer token-for-census.default"
+    refused = decide_egress(CheckInput("GET", "/", "elsewhere", {}, egress=True), egress, NOW)
+    assert (refused.status, refused.reason) == (403, "unknown_destination")
+    no_key = decide_egress(
+        CheckInput("GET", "/", "census:8080", {}, egress=True),
+        Egress(egress.audiences, lambda a, n: None),
+        NOW,
+    )
+    assert (no_key.status, no_key.reason) == (503, "no_signing_key")
+
+
+def test_audience_lookup_tries_host_with_then_without_port() -> None:
+    audiences = {"census": "a", "billing:9000": "b"}
+    assert audience_for_host(audiences, "census:8080") == "a"
+    assert audience_for_host(audiences, "billing:9000") == "b"
+    assert audience_for_host(audiences, "billing:9001") is None

@@ -1,0 +1,167 @@
+"""Per-route rules: matching, first match decides, default deny, audit mode, parse errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from jwtmesh.policy import ALLOW_ALL, PolicyError, evaluate, parse_policy, policy_from_dict
+
+
+def decide(
+    policy: Any,
+    method: str = "GET",
+    path: str = "/",
+    claims: dict[str, Any] | None = None,
+    issuer: str = "https://a",
+    subject: str = "herald.a",
+) -> Any:
+    return evaluate(
+        policy, method=method, path=path, issuer=issuer, subject=subject, claims=claims or {}
+    )
+
+
+POLICY = policy_from_dict(
+    {
+        "rules": [
+            {"name": "health", "path": {"exact": "/healthz"}},
+            {
+                "name": "admin",
+                "paths": [{"prefix": "/admin/"}],
+                "claims": [{"claim": "roles", "contains": "admin"}],
+            },
+            {
+                "name": "orders",
+                "paths": [{"glob": "/users/*/orders/**"}],
+                "methods": ["GET"],
+                "issuers": ["https://a"],
+            },
+            {
+                "name": "tenant",
+                "paths": ["/tenant"],
+                "claims": [{"claim": "org.tier", "equals": "gold"}],
+            },
+            {
+                "name": "scopes",
+                "paths": ["/scoped"],
+                "claims": [{"claim": "scp", "allOf": ["read", "write"]}],
+            },
+            {"name": "only-herald", "paths": ["/notify"], "subjects": ["herald.a"]},
+        ]
+    }
+)
+
+CASES = [
+    ("exact match", "GET", "/healthz", {}, {}, True, "allowed"),
+    ("exact is not prefix", "GET", "/healthz/x", {}, {}, False, "no_matching_rule"),
+    ("prefix with the role", "POST", "/admin/users", {"roles": ["admin"]}, {}, True, "allowed"),
+    (
+        "prefix without the role",
+        "POST",
+        "/admin/users",
+        {"roles": ["reader"]},
+        {},
+        False,
+        "claim_requirement_failed",
+    ),
+    ("role as a plain string", "POST", "/admin/users", {"roles": "admin"}, {}, True, "allowed"),
+    ("glob * is one segment, ** many", "GET", "/users/7/orders/2026/11", {}, {}, True, "allowed"),
+    ("glob * does not cross /", "GET", "/users/7/8/orders/1", {}, {}, False, "no_matching_rule"),
+    ("method not listed", "DELETE", "/users/7/orders/1", {}, {}, False, "no_matching_rule"),
+    (
+        "issuer not allowed",
+        "GET",
+        "/users/7/orders/1",
+        {},
+        {"issuer": "https://b"},
+        False,
+        "issuer_not_allowed",
+    ),
+    ("dotted claim equals", "GET", "/tenant", {"org": {"tier": "gold"}}, {}, True, "allowed"),
+    (
+        "dotted claim differs",
+        "GET",
+        "/tenant",
+        {"org": {"tier": "free"}},
+        {},
+        False,
+        "claim_requirement_failed",
+    ),
+    ("allOf present", "GET", "/scoped", {"scp": ["read", "write", "x"]}, {}, True, "allowed"),
+    ("allOf partial", "GET", "/scoped", {"scp": ["read"]}, {}, False, "claim_requirement_failed"),
+    ("subject allowed", "GET", "/notify", {}, {}, True, "allowed"),
+    (
+        "subject refused",
+        "GET",
+        "/notify",
+        {},
+        {"subject": "billing.b"},
+        False,
+        "subject_not_allowed",
+    ),
+    ("query string ignored", "GET", "/healthz?x=/admin/", {}, {}, True, "allowed"),
+    ("dot-dot is ambiguous", "GET", "/healthz/../admin/x", {}, {}, False, "ambiguous_path"),
+    ("double slash is ambiguous", "GET", "//admin/x", {}, {}, False, "ambiguous_path"),
+    ("encoded slash is ambiguous", "GET", "/admin%2Fx", {}, {}, False, "ambiguous_path"),
+    ("default deny", "GET", "/elsewhere", {}, {}, False, "no_matching_rule"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "claims", "who", "allowed", "reason"),
+    CASES,
+    ids=[c[0] for c in CASES],
+)
+def test_rules(
+    name: str,
+    method: str,
+    path: str,
+    claims: dict[str, Any],
+    who: dict[str, str],
+    allowed: bool,
+    reason: str,
+) -> None:
+    result = decide(POLICY, method, path, claims, **who)
+    assert (result.allowed, result.reason) == (allowed, reason)
+
+
+def test_no_rules_allows_every_authenticated_caller() -> None:
+    assert decide(ALLOW_ALL, path="/anything").allowed
+    assert decide(parse_policy(b"rules: []"), path="/x").allowed
+
+
+def test_first_matching_rule_decides() -> None:
+    policy = policy_from_dict(
+        {"rules": [{"paths": [{"prefix": "/a"}], "subjects": ["x"]}, {"paths": [{"prefix": "/a"}]}]}
+    )
+    assert decide(policy, path="/a/b").reason == "subject_not_allowed"
+
+
+def test_audit_mode_allows_and_reports_the_would_be_denial() -> None:
+    policy = policy_from_dict({"mode": "audit", "rules": [{"paths": ["/a"]}]})
+    result = decide(policy, path="/b")
+    assert result.allowed
+    assert result.audited_denial
+    assert result.reason == "no_matching_rule"
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (b"mode: strict", "mode must be one of"),
+        (b"rules: [{paths: [relative]}]", "paths start with '/'"),
+        (b"rules: [{paths: ['/a'], when: x}]", "unknown field"),
+        (b"rules: [{methods: [GET]}]", "needs at least one path"),
+        (
+            b"rules: [{paths: ['/a'], claims: [{claim: roles}]}]",
+            "needs equals, contains, anyOf or allOf",
+        ),
+        (b"rules: [{paths: [{exact: /a, prefix: /b}]}]", "one of exact/prefix/glob"),
+        (b"[1, 2", "not valid YAML"),
+        (b"- a list", "must be an object"),
+    ],
+)
+def test_a_bad_policy_is_refused_with_a_readable_message(document: bytes, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(document)
