@@ -1,0 +1,156 @@
+"""Faults around the data plane, with real processes: Envoy fails closed, the sidecar keeps
+its last good bundle, and refuses to start without one."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jwtmesh.envoy_config import AuthzEndpoint, PodEnvoy
+from jwtmesh.testing.processes import EchoUpstream, free_port, start_envoy, start_sidecar
+from jwtmesh.tokens.keys import generate_signing_key
+from jwtmesh.tokens.mint import mint_token
+from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
+
+pytestmark = pytest.mark.envoy
+ISS = "https://mesh.test/herald"
+KEY = generate_signing_key()
+
+
+def token() -> str:
+    return mint_token(
+        KEY, issuer=ISS, subject="herald", audience="census", now=time.time(), lifetime=300
+    )
+
+
+def status(port: int, bearer: str | None) -> int:
+    headers = {"authorization": f"Bearer {bearer}"} if bearer else {}
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(f"http://127.0.0.1:{port}/x", headers=headers), timeout=10
+        ) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as error:
+        error.close()
+        return int(error.code)
+
+
+class Stack:
+    def __init__(self, workdir: Path, mode: str) -> None:
+        self.bundle = workdir / "bundle.json"
+        self.bundle.write_bytes(
+            render_bundle(TrustBundle({ISS: IssuerTrust({KEY.kid: KEY.public})}))
+        )
+        self.upstream = EchoUpstream().start()
+        authz = free_port()
+        self.sidecar = start_sidecar(
+            {
+                "identity": "census",
+                "listen": {mode: f"127.0.0.1:{authz}"},
+                "trust": {"bundleFiles": [str(self.bundle)]},
+            },
+            workdir,
+            f"sidecar-{mode}",
+        )
+        self.port = free_port()
+        self.envoy = start_envoy(
+            PodEnvoy(
+                inbound_port=self.port,
+                app_port=self.upstream.port,
+                admin_port=free_port(),
+                listen_address="127.0.0.1",
+                authz=AuthzEndpoint(mode, port=authz),
+            ),
+            workdir,
+            f"envoy-{mode}",
+        )
+
+    def stop(self) -> None:
+        self.envoy.stop()
+        self.sidecar.stop()
+        self.upstream.stop()
+
+
+@pytest.fixture(params=["grpc", "http"])
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    built = Stack(tmp_path, request.param)
+    yield built
+    built.stop()
+
+
+def test_a_killed_sidecar_means_refused_requests_never_unauthenticated_ones(stack: Stack) -> None:
+    assert status(stack.port, token()) == 200
+    stack.sidecar.kill(signal.SIGKILL)
+    stack.sidecar.popen.wait(5)
+    for bearer in (token(), None, "garbage"):
+        assert status(stack.port, bearer) == 503, "Envoy fails closed"
+
+
+def test_a_stalled_sidecar_times_out_into_a_refusal_and_recovers(stack: Stack) -> None:
+    assert status(stack.port, token()) == 200
+    stack.sidecar.kill(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert status(stack.port, token()) == 503
+        assert time.monotonic() - started < 5, "Envoy gives up after its 0.5 s ext_authz timeout"
+    finally:
+        stack.sidecar.kill(signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while status(stack.port, token()) != 200:
+        assert time.monotonic() < deadline, "the sidecar serves again after it resumes"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "corrupt", "huge"])
+def test_a_damaged_bundle_keeps_the_last_good_keys(stack: Stack, damage: str) -> None:
+    good = token()
+    assert status(stack.port, good) == 200
+    if damage == "missing":
+        stack.bundle.unlink()
+    elif damage == "empty":
+        stack.bundle.write_bytes(b"")
+    elif damage == "corrupt":
+        stack.bundle.write_bytes(b'{"version": 1, "issuers": {"x": {"jwks": 42}}}')
+    else:
+        stack.bundle.write_bytes(b'{"version": 1, "issuers": {' + b'"a":{},' * 800_000 + b"}}")
+    time.sleep(1.0)  # several polls later
+    assert status(stack.port, good) == 200
+    assert stack.sidecar.popen.poll() is None
+    assert "keeping last good" in stack.sidecar.log_tail(50)
+
+
+@pytest.mark.parametrize("content", [None, b"", b"{corrupt"], ids=["missing", "empty", "corrupt"])
+def test_the_sidecar_refuses_to_start_without_a_usable_bundle(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    bundle = tmp_path / "bundle.json"
+    if content is not None:
+        bundle.write_bytes(content)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jwtmesh.cli",
+            "sidecar",
+            "--identity",
+            "census",
+            "--grpc",
+            f"127.0.0.1:{free_port()}",
+            "--bundle",
+            str(bundle),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert "no usable trust bundle" in result.stderr
+    assert "Traceback" not in result.stderr
