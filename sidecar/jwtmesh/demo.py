@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from jwtmesh.envoy_config import AuthzEndpoint, Destination, PodEnvoy
 from jwtmesh.identity import active_key, parse_identity
@@ -38,6 +37,7 @@ from jwtmesh.testing.kubeapply import (
 )
 from jwtmesh.testing.kubelet_volume import KubeletVolume
 from jwtmesh.testing.localcluster import LocalCluster
+from jwtmesh.testing.minikubelet import MiniKubelet
 from jwtmesh.testing.operator_process import OperatorProcess
 from jwtmesh.testing.processes import (
     EchoUpstream,
@@ -109,50 +109,6 @@ class DemoReport:
             ]
         lines += ["", "  RESULT: " + ("all checks passed" if self.ok else "SOME CHECKS FAILED"), ""]
         return "\n".join(lines)
-
-
-class MiniKubelet:
-    """Copies Secrets and ConfigMaps into kubelet-style volumes, every half second."""
-
-    def __init__(self, api: client.ApiClient, root: Path) -> None:
-        self.core = client.CoreV1Api(api)
-        self.root = root
-        self.volumes: dict[str, tuple[str, str, KubeletVolume]] = {}
-        self._last: dict[str, dict[str, bytes]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="mini-kubelet")
-
-    def mount(self, volume: str, kind: str, name: str) -> KubeletVolume:
-        mounted = KubeletVolume(self.root / volume)
-        self.volumes[volume] = (kind, name, mounted)
-        self.sync_once()
-        return mounted
-
-    def sync_once(self) -> None:
-        for volume, (kind, name, mounted) in self.volumes.items():
-            try:
-                if kind == "secret":
-                    secret: Any = self.core.read_namespaced_secret(name, NAMESPACE)
-                    data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
-                else:
-                    cm: Any = self.core.read_namespaced_config_map(name, NAMESPACE)
-                    data = {k: v.encode() for k, v in (cm.data or {}).items()}
-            except ApiException:
-                continue
-            if data != self._last.get(volume):
-                mounted.write(data)
-                self._last[volume] = data
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            self.sync_once()
 
 
 def request(
@@ -247,7 +203,7 @@ def run_demo(workdir: Path, cluster: LocalCluster | None = None) -> DemoReport:
             say(f"{name} is Ready: issuer {statuses[name]['issuer']}, signing kid {kid[:12]}…")
 
         say("mounting Secrets and ConfigMaps as files, as a kubelet would")
-        kubelet = MiniKubelet(api, workdir / "volumes")
+        kubelet = MiniKubelet(api, NAMESPACE, workdir / "volumes")
         kubelet.mount("bundle", "configmap", "jwtmesh-trust-bundle")
         wait_for(lambda: _synced(kubelet, "bundle", "bundle.json"), 20, "the trust bundle")
         policy = kubelet.mount("census-policy", "configmap", "census-jwtmesh-policy")
