@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint typecheck test test-fast binaries clean load demo e2e-kind
+.PHONY: wrk help venv lint typecheck test test-fast binaries clean load demo e2e-kind bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,14 @@ binaries: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, helm 
 clean: ## remove the venv and caches (the Go-built binaries stay cached)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-load: $(STAMP) ## data plane under wrk: Envoy alone, jwt_authn, jwtmesh gRPC and HTTP (interleaved)
-	@command -v wrk >/dev/null || { echo "[load] installing wrk (Debian)"; apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; }
+wrk:
+	@command -v wrk >/dev/null || { echo "[bench] installing wrk (Debian)"; apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+
+load: $(STAMP) wrk ## data plane only: Envoy alone, jwt_authn, jwtmesh gRPC and HTTP, interleaved
 	$(PY) bench/dataplane.py --seconds $${SECONDS_PER_RUN:-5} --rounds $${ROUNDS:-3}
+
+bench: $(STAMP) wrk binaries ## everything measured: data plane vs jwt_authn, then control plane at scale
+	@$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) bench/dataplane.py --seconds $${SECONDS_PER_RUN:-5} --rounds $${ROUNDS:-3}
+	$(PY) bench/controlplane.py --identities $${IDENTITIES:-1000}
+

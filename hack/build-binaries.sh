@@ -1,73 +1,151 @@
 #!/usr/bin/env bash
-# Builds the local control plane's binaries from Go modules (no downloads of release
-# binaries: only the Go module proxy), caching them outside the repo keyed by version:
-#   $JWTMESH_BIN_CACHE/<name>-<version>/<name>      (default ~/.cache/jwtmesh/bin)
-# and writes $JWTMESH_BIN_CACHE/current.env naming the binaries this repo pins.
-# The first run downloads a few hundred MB of modules and compiles for many minutes;
-# later runs only check the cache.
+# Builds the local control plane's binaries from Go modules only (the Go module proxy; no
+# release downloads) and caches them outside the repo, keyed by version:
+#
+#   ${JWTMESH_BIN_CACHE:-~/.cache/jwtmesh/bin}/<name>-<version>/<name>
+#
+# etcd                                  hack/etcd-bin (go.etcd.io/etcd/server/v3 as a dependency)
+# kube-apiserver, kube-controller-manager, kubectl
+#                                       hack/k8s-bin (k8s.io/kubernetes, staging modules replaced)
+# helm                                  go install helm.sh/helm/v3/cmd/helm@HELM_VERSION
+#
+# The etcd and Kubernetes versions are read from those go.mod files (the one place they are
+# pinned). Each binary is written under a temporary name and renamed only once it built and
+# reported its own version, so an interrupted build is never taken for a finished one; cached
+# binaries are skipped. Ends by writing ${cache}/current.env (JWTMESH_ETCD=/path, ...), which
+# jwtmesh.testing.localcluster and hack/e2e-kind.sh read. A cold build downloads ~1 GB of
+# modules and compiles for several minutes; later runs take well under a second.
 set -euo pipefail
 
-KUBERNETES_VERSION=v1.34.4
-ETCD_VERSION=v3.6.4
 HELM_VERSION=v3.19.5
 
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${JWTMESH_BIN_CACHE:-$HOME/.cache/jwtmesh/bin}"
-mkdir -p "$cache"
-export GOTOOLCHAIN=local GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
+export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
 
 say() { echo "[binaries] $*"; }
+die() { echo "[binaries] error: $*" >&2; exit 1; }
 
-# build NAME VERSION MODULE_DIR PACKAGE [LDFLAGS]
-build() {
-  local name=$1 version=$2 dir=$3 package=$4 ldflags=${5:-}
+# The version a go.mod requires a module at (single-line or block `require`).
+required_version() {
+  local module=$1 gomod=$2 version
+  version=$(awk -v m="$module" '
+    $1 == "require" && $2 == m { print $3; exit }
+    $1 == m && $2 ~ /^v/      { print $2; exit }' "$gomod")
+  [ -n "$version" ] || die "$gomod does not require $module"
+  echo "$version"
+}
+
+KUBERNETES_VERSION=$(required_version k8s.io/kubernetes "$here/k8s-bin/go.mod")
+ETCD_VERSION=$(required_version go.etcd.io/etcd/server/v3 "$here/etcd-bin/go.mod")
+
+# k8s.io/kubernetes points its staging modules at v0.0.0; every replace line must name the
+# published tag of the same release (v1.34.4 -> v0.34.4), or the build mixes releases.
+staging_version="v0.${KUBERNETES_VERSION#v1.}"
+if mismatched=$(grep -E '^[[:space:]]*k8s\.io/[^ ]+ => ' "$here/k8s-bin/go.mod" | grep -v " $staging_version\$"); then
+  die "hack/k8s-bin/go.mod replaces staging modules with a version other than $staging_version:
+$mismatched"
+fi
+
+mkdir -p "$cache"
+# Two runs at once (two test sessions, make demo and pytest) wait for each other instead of
+# compiling the same thing twice.
+exec 9>"$cache/.lock"
+if ! flock -n 9; then
+  say "another build-binaries.sh is running; waiting for it"
+  flock 9
+fi
+
+partial=""
+trap 'if [ -n "$partial" ]; then rm -rf "$partial" "$partial.gobin"; fi' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+size_mb() { echo "$(( $(stat -c %s "$1") / 1024 / 1024 )) MB"; }
+
+# install NAME VERSION EXPECTED_VERSION_OUTPUT BUILD_FUNCTION [ARGS...]
+# BUILD_FUNCTION is called with the temporary output path appended to ARGS.
+install_binary() {
+  local name=$1 version=$2 expect=$3 builder=$4
+  shift 4
   local target="$cache/$name-$version/$name"
   if [ -x "$target" ]; then
     say "$name $version cached at $target"
     return
   fi
-  say "building $name $version (first run: several minutes; go build output follows only on error)"
+  say "building $name $version (first run: several minutes)..."
   mkdir -p "$(dirname "$target")"
+  rm -rf "$target".partial.*  # left by an interrupted run (we hold the lock)
+  partial="$target.partial.$$"
   local started=$SECONDS
-  (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$target.tmp" "$package")
-  mv "$target.tmp" "$target"  # atomic: a half-built binary is never taken for a finished one
-  say "$name $version built in $((SECONDS - started)) s: $target"
+  "$builder" "$@" "$partial"
+  local reported
+  reported=$("$partial" "${VERSION_ARGS[@]}" 2>&1 | head -n 3 || true)
+  case "$reported" in
+    *"$expect"*) ;;
+    *) die "$name built but reports '$reported', expected '$expect'" ;;
+  esac
+  mv -f "$partial" "$target"
+  partial=""
+  say "$name $version built in $((SECONDS - started)) s ($(size_mb "$target")) at $target"
 }
 
-k8s_version_flags() {
-  local minor=${KUBERNETES_VERSION#v1.}
-  minor=${minor%%.*}
-  local pkg=k8s.io/component-base/version
-  echo "-X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+# go_build MODULE_DIR PACKAGE LDFLAGS OUTPUT
+go_build() {
+  (cd "$1" && go build -trimpath -ldflags "-s -w $3" -o "$4" "$2")
 }
 
-build etcd "$ETCD_VERSION" "$here/etcd-bin" go.etcd.io/etcd/server/v3
-build kube-apiserver "$KUBERNETES_VERSION" "$here/k8s-bin" k8s.io/kubernetes/cmd/kube-apiserver "$(k8s_version_flags)"
-build kube-controller-manager "$KUBERNETES_VERSION" "$here/k8s-bin" k8s.io/kubernetes/cmd/kube-controller-manager "$(k8s_version_flags)"
-build kubectl "$KUBERNETES_VERSION" "$here/k8s-bin" k8s.io/kubernetes/cmd/kubectl "$(k8s_version_flags)"
-
-helm_target="$cache/helm-$HELM_VERSION/helm"
-if [ -x "$helm_target" ]; then
-  say "helm $HELM_VERSION cached at $helm_target"
-else
-  say "building helm $HELM_VERSION"
-  started=$SECONDS
-  mkdir -p "$(dirname "$helm_target")"
-  GOBIN="$(dirname "$helm_target")/.gobin" go install -trimpath \
+# go_install_helm OUTPUT: `go install pkg@version` honours the module's own go.mod (no local
+# module needed: helm has no replace lines); GOBIN is a private directory next to the output.
+go_install_helm() {
+  local output=$1 gobin="$1.gobin"
+  rm -rf "$gobin"
+  GOBIN="$gobin" go install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  mv "$(dirname "$helm_target")/.gobin/helm" "$helm_target"
-  rmdir "$(dirname "$helm_target")/.gobin"
-  say "helm $HELM_VERSION built in $((SECONDS - started)) s"
-fi
+  mv "$gobin/helm" "$output"
+  rmdir "$gobin"
+}
 
-cat > "$cache/current.env.tmp" <<ENV
-JWTMESH_ETCD=$cache/etcd-$ETCD_VERSION/etcd
-JWTMESH_KUBE_APISERVER=$cache/kube-apiserver-$KUBERNETES_VERSION/kube-apiserver
-JWTMESH_KUBE_CONTROLLER_MANAGER=$cache/kube-controller-manager-$KUBERNETES_VERSION/kube-controller-manager
-JWTMESH_KUBECTL=$cache/kubectl-$KUBERNETES_VERSION/kubectl
-JWTMESH_HELM=$helm_target
-JWTMESH_KUBERNETES_VERSION=$KUBERNETES_VERSION
-ENV
-mv "$cache/current.env.tmp" "$cache/current.env"
-say "all binaries ready; see $cache/current.env"
+# /version must report the real release (helm's kubeVersion checks and our tests read it).
+minor=${KUBERNETES_VERSION#v1.}
+minor=${minor%%.*}
+k8s_ldflags=""
+for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  k8s_ldflags+=" -X $package.gitVersion=$KUBERNETES_VERSION -X $package.gitMajor=1"
+  k8s_ldflags+=" -X $package.gitMinor=$minor -X $package.gitTreeState=clean"
+  k8s_ldflags+=" -X $package.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+done
+
+VERSION_ARGS=(--version)
+install_binary etcd "$ETCD_VERSION" "etcd Version: ${ETCD_VERSION#v}" \
+  go_build "$here/etcd-bin" go.etcd.io/etcd/server/v3 ""
+for name in kube-apiserver kube-controller-manager; do
+  install_binary "$name" "$KUBERNETES_VERSION" "Kubernetes $KUBERNETES_VERSION" \
+    go_build "$here/k8s-bin" "k8s.io/kubernetes/cmd/$name" "$k8s_ldflags"
+done
+VERSION_ARGS=(version --client)
+install_binary kubectl "$KUBERNETES_VERSION" "Client Version: $KUBERNETES_VERSION" \
+  go_build "$here/k8s-bin" k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
+VERSION_ARGS=(version --short)
+install_binary helm "$HELM_VERSION" "$HELM_VERSION" go_install_helm
+
+{
+  printf 'JWTMESH_ETCD=%q\n' "$cache/etcd-$ETCD_VERSION/etcd"
+  printf 'JWTMESH_KUBE_APISERVER=%q\n' "$cache/kube-apiserver-$KUBERNETES_VERSION/kube-apiserver"
+  printf 'JWTMESH_KUBE_CONTROLLER_MANAGER=%q\n' \
+    "$cache/kube-controller-manager-$KUBERNETES_VERSION/kube-controller-manager"
+  printf 'JWTMESH_KUBECTL=%q\n' "$cache/kubectl-$KUBERNETES_VERSION/kubectl"
+  printf 'JWTMESH_HELM=%q\n' "$cache/helm-$HELM_VERSION/helm"
+  printf 'JWTMESH_KUBERNETES_VERSION=%s\n' "$KUBERNETES_VERSION"
+  printf 'JWTMESH_ETCD_VERSION=%s\n' "$ETCD_VERSION"
+  printf 'JWTMESH_HELM_VERSION=%s\n' "$HELM_VERSION"
+} >"$cache/current.env.tmp"
+mv -f "$cache/current.env.tmp" "$cache/current.env"
+
+say "binaries in:"
+for dir in "etcd-$ETCD_VERSION" "kube-apiserver-$KUBERNETES_VERSION" \
+  "kube-controller-manager-$KUBERNETES_VERSION" "kubectl-$KUBERNETES_VERSION" "helm-$HELM_VERSION"; do
+  echo "  $cache/$dir"
+done
+say "paths for scripts and Python: $cache/current.env"
