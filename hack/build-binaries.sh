@@ -40,7 +40,7 @@ KUBERNETES_VERSION=$(required_version k8s.io/kubernetes "$here/k8s-bin/go.mod")
 ETCD_VERSION=$(required_version go.etcd.io/etcd/server/v3 "$here/etcd-bin/go.mod")
 
 # k8s.io/kubernetes points its staging modules at v0.0.0; every replace line must name the
-# published tag of the same release (v1.34.4 -> v0.34.4), or the build mixes releases.
+# published tag of the same release (v1.34.12 -> v0.34.12), or the build mixes releases.
 staging_version="v0.${KUBERNETES_VERSION#v1.}"
 if mismatched=$(grep -E '^[[:space:]]*k8s\.io/[^ ]+ => ' "$here/k8s-bin/go.mod" | grep -v " $staging_version\$"); then
   die "hack/k8s-bin/go.mod replaces staging modules with a version other than $staging_version:
@@ -90,9 +90,15 @@ install_binary() {
   say "$name $version built in $((SECONDS - started)) s ($(size_mb "$target")) at $target"
 }
 
+# quiet_go ARGS...: `go ARGS...` without its "go: downloading ..." lines (hundreds on a cold
+# module cache); everything else, errors included, still goes to stderr.
+quiet_go() {
+  { go "$@" 2>&1 1>&3 3>&- | { grep -v '^go: downloading ' || true; } >&2; } 3>&1
+}
+
 # go_build MODULE_DIR PACKAGE LDFLAGS OUTPUT
 go_build() {
-  (cd "$1" && go build -trimpath -ldflags "-s -w $3" -o "$4" "$2")
+  (cd "$1" && quiet_go build -trimpath -ldflags "-s -w $3" -o "$4" "$2")
 }
 
 # go_install_helm OUTPUT: `go install pkg@version` honours the module's own go.mod (no local
@@ -100,33 +106,38 @@ go_build() {
 go_install_helm() {
   local output=$1 gobin="$1.gobin"
   rm -rf "$gobin"
-  GOBIN="$gobin" go install -trimpath \
+  GOBIN="$gobin" quiet_go install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   mv "$gobin/helm" "$output"
   rmdir "$gobin"
 }
 
-# /version must report the real release (helm's kubeVersion checks and our tests read it).
-minor=${KUBERNETES_VERSION#v1.}
-minor=${minor%%.*}
-k8s_ldflags=""
-for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  k8s_ldflags+=" -X $package.gitVersion=$KUBERNETES_VERSION -X $package.gitMajor=1"
-  k8s_ldflags+=" -X $package.gitMinor=$minor -X $package.gitTreeState=clean"
-  k8s_ldflags+=" -X $package.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-done
+# go_build_k8s PACKAGE OUTPUT: /version must report the real release (helm's kubeVersion
+# checks and our tests read it), not v0.0.0-master. The build date is the release's own
+# publication time from the module proxy, so rebuilding gives the same binary.
+go_build_k8s() {
+  local minor=${KUBERNETES_VERSION#v1.} released ldflags="" package
+  minor=${minor%%.*}
+  released=$(cd "$here/k8s-bin" && go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)
+  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $package.gitVersion=$KUBERNETES_VERSION -X $package.gitMajor=1"
+    ldflags+=" -X $package.gitMinor=$minor -X $package.gitTreeState=clean"
+    ldflags+=" -X $package.buildDate=$released"
+  done
+  go_build "$here/k8s-bin" "$1" "$ldflags" "$2"
+}
 
 VERSION_ARGS=(--version)
 install_binary etcd "$ETCD_VERSION" "etcd Version: ${ETCD_VERSION#v}" \
   go_build "$here/etcd-bin" go.etcd.io/etcd/server/v3 ""
 for name in kube-apiserver kube-controller-manager; do
   install_binary "$name" "$KUBERNETES_VERSION" "Kubernetes $KUBERNETES_VERSION" \
-    go_build "$here/k8s-bin" "k8s.io/kubernetes/cmd/$name" "$k8s_ldflags"
+    go_build_k8s "k8s.io/kubernetes/cmd/$name"
 done
 VERSION_ARGS=(version --client)
 install_binary kubectl "$KUBERNETES_VERSION" "Client Version: $KUBERNETES_VERSION" \
-  go_build "$here/k8s-bin" k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
+  go_build_k8s k8s.io/kubernetes/cmd/kubectl
 VERSION_ARGS=(version --short)
 install_binary helm "$HELM_VERSION" "$HELM_VERSION" go_install_helm
 

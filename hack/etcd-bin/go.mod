@@ -1,5 +1,6 @@
 // Builds etcd (the server's main package is at the module root) as a dependency, so
 // the module's own local replace lines are ignored and its pinned siblings are used.
+// v3.6.4 is the etcd client version that hack/k8s-bin's Kubernetes release requires.
 module jwtmesh.dev/hack/etcd-bin
 
 go 1.24.0

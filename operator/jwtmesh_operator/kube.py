@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +84,7 @@ class Kube:
         labels: dict[str, str],
         owner: dict[str, Any],
         resource_version: str | None,
-    ) -> None:
+    ) -> str:
         body = client.V1Secret(
             metadata=client.V1ObjectMeta(
                 name=name,
@@ -95,7 +96,7 @@ class Kube:
             type=secret_type,
             data={k: base64.b64encode(v).decode() for k, v in data.items()},
         )
-        await self._write(
+        return await self._write(
             self.core.create_namespaced_secret,
             self.core.replace_namespaced_secret,
             namespace,
@@ -113,7 +114,7 @@ class Kube:
         labels: dict[str, str],
         owner: dict[str, Any] | None,
         resource_version: str | None,
-    ) -> None:
+    ) -> str:
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(
                 name=name,
@@ -124,7 +125,7 @@ class Kube:
             ),
             data=data,
         )
-        await self._write(
+        return await self._write(
             self.core.create_namespaced_config_map,
             self.core.replace_namespaced_config_map,
             namespace,
@@ -135,16 +136,26 @@ class Kube:
 
     async def _write(
         self, create: Any, replace: Any, namespace: str, name: str, body: Any, version: str | None
-    ) -> None:
+    ) -> str:
+        """Create or replace; returns the new resourceVersion.
+
+        The response is not turned into client models: for a bundle near 1 MiB that
+        deserialisation costs more than the request, and only the resourceVersion is needed.
+        """
         try:
             if version is None:
-                await asyncio.to_thread(create, namespace, body)
+                response = await asyncio.to_thread(create, namespace, body, _preload_content=False)
             else:
-                await asyncio.to_thread(replace, name, namespace, body)
+                response = await asyncio.to_thread(
+                    replace, name, namespace, body, _preload_content=False
+                )
         except ApiException as exc:
             if exc.status == 409:
                 raise Conflict(f"{namespace}/{name} changed concurrently") from None
+            if exc.status == 404 and version is not None:
+                raise Conflict(f"{namespace}/{name} was deleted concurrently") from None
             raise
+        return str(json.loads(response.data)["metadata"]["resourceVersion"])
 
     async def patch_status(
         self,

@@ -1,15 +1,19 @@
 """Writes the trust bundle ConfigMap into every namespace that needs it.
 
 Requests are coalesced: any number of changes within the debounce window cause one
-render and one write per namespace. Each write is a replace carrying the resourceVersion
-read just before (optimistic concurrency); on a conflict the namespace is re-read and
-retried, so no update is lost however many identities change at once.
+render and one write per namespace, and under a burst (a rotation sweep) the window
+stretches to the time the last publish took, so publishing never takes more than about
+half of the operator's time. Each write is a replace carrying a resourceVersion
+(optimistic concurrency): the one our own last write returned, or one read just before;
+on a conflict the namespace is re-read and retried, so no update is lost however many
+identities change at once, and a hand-edited bundle is put back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +23,14 @@ from jwtmesh_operator.kube import Conflict, Kube
 
 log = logging.getLogger("jwtmesh.operator.publisher")
 BUNDLE_KEY = "bundle.json"
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What our last write to a namespace stored, and the resourceVersion it got."""
+
+    resource_version: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,7 @@ class BundlePublisher:
         self.last: RenderedBundle | None = None
         self.publishes = 0
         self.on_size: Callable[[RenderedBundle], None] = lambda _: None
+        self._written: dict[str, _Written] = {}
 
     def request(self, sources: Callable[[], BundleSources]) -> None:
         """Ask for a publish soon. Only an acting (not standing-by) operator calls this."""
@@ -61,16 +74,19 @@ class BundlePublisher:
             self._task.cancel()
 
     async def _run(self) -> None:
+        took = 0.0
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(self._debounce)
+            await asyncio.sleep(max(self._debounce, took))
             self._dirty.clear()
+            started = time.monotonic()
             try:
                 await self.publish_once()
             except Exception:
                 log.exception("publishing the trust bundle failed; retrying")
                 await asyncio.sleep(1.0)
                 self._dirty.set()
+            took = time.monotonic() - started
 
     async def publish_once(self) -> None:
         assert self._sources is not None
@@ -90,20 +106,31 @@ class BundlePublisher:
 
     async def _write(self, namespace: str, data: bytes) -> None:
         text = data.decode()
+        ours = self._written.get(namespace)
         for _attempt in range(10):
-            current = await self._kube.read_configmap(namespace, self._name)
-            if current is not None and current.data.get(BUNDLE_KEY) == data:
-                return
+            if ours is not None and ours.data != data:
+                # A change to write: no need to read first. If anyone else wrote since our
+                # last write, the resourceVersion no longer matches and we re-read below.
+                version: str | None = ours.resource_version
+            else:
+                # Nothing new from us (or nothing known): read, to put back a hand edit.
+                current = await self._kube.read_configmap(namespace, self._name)
+                if current is not None and current.data.get(BUNDLE_KEY) == data:
+                    self._written[namespace] = _Written(current.resource_version, data)
+                    return
+                version = None if current is None else current.resource_version
             try:
-                await self._kube.write_configmap(
+                written = await self._kube.write_configmap(
                     namespace,
                     self._name,
                     {BUNDLE_KEY: text},
                     labels={"jwtmesh.io/trust-bundle": "true"},
                     owner=None,
-                    resource_version=None if current is None else current.resource_version,
+                    resource_version=version,
                 )
-                return
             except Conflict:
+                ours = None
                 continue
+            self._written[namespace] = _Written(written, data)
+            return
         raise Conflict(f"{namespace}/{self._name}: too many concurrent writers")

@@ -48,38 +48,12 @@ async def reconcile_identity(state: OperatorState, body: Any, compromised: froze
     try:
         spec = parse_spec(namespace, name, body.get("spec") or {}, state.config.trust_domain)
     except SpecError as exc:
-        kopf.warn(body, reason=cond.INVALID_SPEC, message=str(exc))
-        await _patch_status(
-            state,
-            namespace,
-            name,
-            status,
-            generation,
-            now,
-            ready=False,
-            reason=cond.INVALID_SPEC,
-            message=str(exc),
-            extra={},
-        )
-        return now + RECHECK_INVALID
+        return await _refuse(state, body, status, now, cond.INVALID_SPEC, str(exc))
 
     secret = await state.kube.read_secret(namespace, spec.secret_name)
     if secret is not None and secret.labels.get(IDENTITY_LABEL) != name:
         message = f"Secret {spec.secret_name} exists and is not managed for this identity"
-        kopf.warn(body, reason="SecretNameTaken", message=message)
-        await _patch_status(
-            state,
-            namespace,
-            name,
-            status,
-            generation,
-            now,
-            ready=False,
-            reason="SecretNameTaken",
-            message=message,
-            extra={},
-        )
-        return now + RECHECK_INVALID
+        return await _refuse(state, body, status, now, "SecretNameTaken", message)
     stored: StoredKeys | None = read_secret_data(secret.data) if secret is not None else None
 
     rotate_value = (body["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
@@ -159,6 +133,27 @@ async def reconcile_identity(state: OperatorState, body: Any, compromised: froze
         )
     state.counters.reconciles += 1
     return final.wake_at
+
+
+async def _refuse(
+    state: OperatorState, body: Any, status: dict[str, Any], now: float, reason: str, message: str
+) -> float:
+    """The identity cannot be acted on: say why (event + Degraded), look again later."""
+    kopf.warn(body, reason=reason, message=message)
+    meta = body["metadata"]
+    await _patch_status(
+        state,
+        meta["namespace"],
+        meta["name"],
+        status,
+        meta.get("generation"),
+        now,
+        ready=False,
+        reason=reason,
+        message=message,
+        extra={},
+    )
+    return now + RECHECK_INVALID
 
 
 async def _write_policy(

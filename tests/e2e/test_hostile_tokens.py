@@ -23,22 +23,12 @@ from jwtmesh.testing.processes import (
     start_envoy,
     start_sidecar,
 )
-from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.mint import mint_token
-from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
+from jwtmesh.tokens.trust import render_bundle
 
 pytestmark = pytest.mark.envoy
 NOW = time.time()
-KEYS = Keys(
-    issuer_a="https://mesh.test/ns/a/herald",
-    issuer_b="https://mesh.test/ns/b/billing",
-    audience="census.a",
-    a_es256=generate_signing_key("ES256"),
-    a_rsa=generate_signing_key("RS256", 2048),
-    b_eddsa=generate_signing_key("EdDSA"),
-    stranger=generate_signing_key("ES256"),
-    removed=generate_signing_key("ES256"),
-)
+KEYS = Keys.generate()
 CUTOFF = NOW - 200
 CASES = catalogue(KEYS, NOW, revoked_jti="stolen-jti", cutoff=CUTOFF)
 
@@ -47,20 +37,7 @@ CASES = catalogue(KEYS, NOW, revoked_jti="stolen-jti", cutoff=CUTOFF)
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     workdir: Path = tmp_path_factory.mktemp("hostile")
     bundle = workdir / "bundle.json"
-    bundle.write_bytes(
-        render_bundle(
-            TrustBundle(
-                {
-                    KEYS.issuer_a: IssuerTrust(
-                        {KEYS.a_es256.kid: KEYS.a_es256.public, KEYS.a_rsa.kid: KEYS.a_rsa.public},
-                        revoked_jtis={"stolen-jti": NOW + 3600},
-                        revoked_before=CUTOFF,
-                    ),
-                    KEYS.issuer_b: IssuerTrust({KEYS.b_eddsa.kid: KEYS.b_eddsa.public}),
-                }
-            )
-        )
-    )
+    bundle.write_bytes(render_bundle(KEYS.bundle(NOW, "stolen-jti", CUTOFF)))
     upstream = EchoUpstream().start()
     grpc_port, http_port = free_port(), free_port()
     sidecar = start_sidecar(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -13,19 +14,43 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from jwtmesh.testing.kubeapply import create_namespace, get_object, install_crds, wait_for
-from jwtmesh.testing.localcluster import LocalCluster
+from jwtmesh.testing.localcluster import Binaries, LocalCluster, LocalClusterError
+
+_binaries: Binaries | LocalClusterError | None = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build (or find) the binaries once, before the first test, if a test needs the cluster.
+
+    Here, not in the fixture, because a cold build takes longer than the per-test timeout
+    (pytest-timeout counts fixture setup); its progress is shown live, uncaptured.
+    """
+    global _binaries
+    needs_cluster = any("local_cluster" in getattr(i, "fixturenames", ()) for i in session.items)
+    if not needs_cluster or session.config.option.collectonly:
+        return
+    capture = session.config.pluginmanager.getplugin("capturemanager")
+    uncaptured = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
+    with uncaptured:
+        try:
+            _binaries = Binaries.ensure()
+        except LocalClusterError as exc:
+            _binaries = exc
 
 
 @pytest.fixture(scope="session")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
-    cluster.start()
-    yield cluster
-    cluster.stop()
+    """One real control plane (etcd, kube-apiserver, kube-controller-manager) per session."""
+    if isinstance(_binaries, LocalClusterError):
+        pytest.fail(f"the control-plane binaries could not be built: {_binaries}")
+    binaries = _binaries or Binaries.ensure()
+    with LocalCluster(tmp_path_factory.mktemp("cluster"), binaries) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")
 def kube_api(local_cluster: LocalCluster) -> Iterator[client.ApiClient]:
+    """An admin API client for the local cluster (its own, not the process-wide default)."""
     api = config.new_client_from_config(config_file=str(local_cluster.kubeconfig))
     yield api
     api.close()

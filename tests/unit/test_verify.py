@@ -47,6 +47,15 @@ def claims(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not None}
 
 
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _respell_last_character(token: str) -> str:
+    """Set an unused low bit of the last base64url character: the bytes decode the same."""
+    last = _ALPHABET.index(token[-1])
+    return token[:-1] + _ALPHABET[last ^ 1]
+
+
 def signed(key: SigningKey = KEY_A, header: dict[str, Any] | None = None, **changes: Any) -> str:
     return forge.sign_with(
         key, header or {"alg": key.alg, "typ": "JWT", "kid": key.kid}, claims(**changes)
@@ -179,6 +188,10 @@ REFUSALS: dict[str, tuple[Callable[[], str], type[errors.TokenError]]] = {
     "five parts": (lambda: signed() + ".e30.e30", errors.MalformedToken),
     "padding in base64url": (lambda: signed().replace(".", "=.", 1), errors.MalformedToken),
     "whitespace inside": (lambda: signed().replace(".", " .", 1), errors.MalformedToken),
+    "signature spelled with non-zero unused bits": (
+        lambda: _respell_last_character(signed()),
+        errors.MalformedToken,
+    ),
     "standard base64 characters": (lambda: "+/" + signed(), errors.MalformedToken),
     "non-ASCII": (lambda: signed() + "é", errors.MalformedToken),
     "duplicate header member": (

@@ -12,7 +12,8 @@ from typing import Any
 
 from jwtmesh.testing import forge
 from jwtmesh.tokens.encoding import b64url_encode
-from jwtmesh.tokens.keys import SigningKey
+from jwtmesh.tokens.keys import SigningKey, generate_signing_key
+from jwtmesh.tokens.trust import IssuerTrust, TrustBundle
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,32 @@ class Keys:
     b_eddsa: SigningKey
     stranger: SigningKey
     removed: SigningKey
+
+    @classmethod
+    def generate(cls) -> Keys:
+        return cls(
+            issuer_a="https://mesh.test/ns/a/herald",
+            issuer_b="https://mesh.test/ns/b/billing",
+            audience="census.a",
+            a_es256=generate_signing_key("ES256"),
+            a_rsa=generate_signing_key("RS256", 2048),
+            b_eddsa=generate_signing_key("EdDSA"),
+            stranger=generate_signing_key("ES256"),
+            removed=generate_signing_key("ES256"),
+        )
+
+    def bundle(self, now: float, revoked_jti: str, cutoff: float) -> TrustBundle:
+        """What the verifier trusts: A's two keys with its revocations, and B's key."""
+        return TrustBundle(
+            {
+                self.issuer_a: IssuerTrust(
+                    {self.a_es256.kid: self.a_es256.public, self.a_rsa.kid: self.a_rsa.public},
+                    revoked_jtis={revoked_jti: now + 3600},
+                    revoked_before=cutoff,
+                ),
+                self.issuer_b: IssuerTrust({self.b_eddsa.kid: self.b_eddsa.public}),
+            }
+        )
 
 
 def catalogue(

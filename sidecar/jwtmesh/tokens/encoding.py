@@ -23,9 +23,15 @@ def b64url_decode(text: str) -> bytes:
     if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise MalformedToken("not unpadded base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise MalformedToken("not unpadded base64url") from exc
+    # The last character may carry unused low bits; a decoder that ignores them accepts
+    # several spellings of one signature (a malleable token, a second cache key). Only the
+    # canonical spelling, the one an encoder produces, is accepted.
+    if b64url_encode(data) != text:
+        raise MalformedToken("not canonical base64url (non-zero trailing bits)")
+    return data
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
