@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: wrk help venv lint typecheck test test-fast binaries clean load demo e2e-kind bench
+.PHONY: wrk help venv lint typecheck test test-fast binaries clean load demo e2e-kind bench profile-grpc
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -55,5 +55,10 @@ load: $(STAMP) wrk ## data plane only: Envoy alone, jwt_authn, jwtmesh gRPC and 
 bench: $(STAMP) wrk binaries ## everything measured: data plane vs jwt_authn, then control plane at scale
 	@$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) bench/dataplane.py --seconds $${SECONDS_PER_RUN:-5} --rounds $${ROUNDS:-3}
+	$(PY) bench/profile_grpc.py --seconds 10
 	$(PY) bench/controlplane.py --identities $${IDENTITIES:-1000}
+
+profile-grpc: $(STAMP) wrk ## py-spy over the gRPC sidecar under wrk: our handler's share of each Check
+	@$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) bench/profile_grpc.py --seconds 10
 

@@ -121,6 +121,9 @@ def main() -> int:
         operator = OperatorProcess(cluster.kubeconfig, workdir, name="operator")
         custom = client.CustomObjectsApi(api)
         try:
+            time.sleep(5)  # imports done, informers started, nothing to manage yet
+            results["operator_rss_mib_idle"] = round(rss_mib(operator.process.pid)[0], 1)
+            say(f"operator RSS with no identities: {results['operator_rss_mib_idle']} MiB")
             for target in sorted({min(100, args.identities), args.identities}):
                 done = len(ready_kids(custom))
                 say(f"creating identities {done}..{target}")

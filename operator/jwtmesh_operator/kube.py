@@ -35,6 +35,12 @@ def load_kube_config(kubeconfig: str | None) -> client.ApiClient:
     return client.ApiClient()
 
 
+def kube_pool_size() -> int:
+    """Connections the `kubernetes` client keeps per host (its default: 5 per CPU)."""
+    size = client.Configuration.get_default_copy().connection_pool_maxsize
+    return max(4, int(size or 4))
+
+
 @dataclass(frozen=True)
 class Stored:
     """An object's data (decoded) and the resourceVersion it was read at."""

@@ -15,7 +15,8 @@ from aiohttp import web
 
 from jwtmesh_operator import handlers
 from jwtmesh_operator.http import make_app
-from jwtmesh_operator.kube import Kube, load_kube_config
+from jwtmesh_operator.kube import Kube, kube_pool_size, load_kube_config
+from jwtmesh_operator.memory import tune_malloc
 from jwtmesh_operator.publisher import BundlePublisher, BundleSources
 from jwtmesh_operator.state import OperatorConfig, OperatorState
 
@@ -37,10 +38,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         prefix="operator.jwtmesh.io"
     )
     settings.watching.server_timeout = 300
-    # API calls run in threads (the `kubernetes` client is synchronous).
     if _config.webhook_address:
         configure_admission(settings, _config)
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32))
+    # API calls run in threads (the `kubernetes` client is synchronous); as many as its
+    # connection pool holds, since more threads would only open connections to drop them.
+    pool_size = kube_pool_size()
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=pool_size))
     kube = Kube(load_kube_config(_config.kubeconfig))
     state = OperatorState(
         config=_config, kube=kube, publisher=BundlePublisher(kube, _config.bundle_name, time.time)
@@ -90,6 +93,7 @@ def run(config: OperatorConfig, namespaces: list[str], peering: bool) -> None:
     """Blocks until SIGTERM/SIGINT."""
     global _config
     _config = config
+    tune_malloc()  # before any thread starts
     if config.webhook_address:
         from jwtmesh_operator import admission  # noqa: F401 - registers the mutate handler
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

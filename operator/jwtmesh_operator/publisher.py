@@ -2,8 +2,8 @@
 
 Requests are coalesced: any number of changes within the debounce window cause one
 render and one write per namespace, and under a burst (a rotation sweep) the window
-stretches to the time the last publish took, so publishing never takes more than about
-half of the operator's time. Each write is a replace carrying a resourceVersion
+stretches to the time the last publish took (at most MAX_STRETCH), so publishing does
+not crowd out reconciling. Each write is a replace carrying a resourceVersion
 (optimistic concurrency): the one our own last write returned, or one read just before;
 on a conflict the namespace is re-read and retried, so no update is lost however many
 identities change at once, and a hand-edited bundle is put back.
@@ -23,6 +23,7 @@ from jwtmesh_operator.kube import Conflict, Kube
 
 log = logging.getLogger("jwtmesh.operator.publisher")
 BUNDLE_KEY = "bundle.json"
+MAX_STRETCH = 1.0  # seconds: the longest a burst may delay the next publish
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,9 @@ class BundlePublisher:
         took = 0.0
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(max(self._debounce, took))
+            # Stretched by the last publish's duration, capped well below any sensible
+            # pre-publication time: a new key must still reach the bundles promptly.
+            await asyncio.sleep(max(self._debounce, min(took, MAX_STRETCH)))
             self._dirty.clear()
             started = time.monotonic()
             try:

@@ -338,6 +338,30 @@ def test_a_tampered_or_deleted_secret_is_repaired(
     )
 
 
+def test_an_edited_or_deleted_trust_bundle_is_written_again(
+    operator: OperatorProcess, cluster_objects: Any
+) -> None:
+    """The publisher skips its read when it has a change to write; a hand edit or a
+    deletion since its last write must still be noticed (conflict) and undone."""
+    ns = cluster_objects.namespace("bundlefix")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald"))
+    status = cluster_objects.ready_identity(ns, "herald")["status"]
+    kid, issuer = status["activeKid"], status["issuer"]
+    wait_for(lambda: kid in cluster_objects.bundle_kids(ns, issuer), 10, "the key published")
+
+    bundle = cluster_objects.core.read_namespaced_config_map("jwtmesh-trust-bundle", ns)
+    bundle.data["bundle.json"] = json.dumps({"version": 1, "issuers": {}})
+    cluster_objects.core.replace_namespaced_config_map("jwtmesh-trust-bundle", ns, bundle)
+    assert kid not in cluster_objects.bundle_kids(ns, issuer)
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("census"))
+    wait_for(lambda: kid in cluster_objects.bundle_kids(ns, issuer), 20, "the edit undone")
+
+    cluster_objects.core.delete_namespaced_config_map("jwtmesh-trust-bundle", ns)
+    assert cluster_objects.bundle(ns) is None
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("billing"))
+    wait_for(lambda: kid in cluster_objects.bundle_kids(ns, issuer), 20, "the bundle recreated")
+
+
 def test_rotation_on_demand(operator: OperatorProcess, cluster_objects: Any) -> None:
     ns = cluster_objects.namespace("ondemand")
     spec = {"rotation": {"period": "720h", "prePublish": "2s", "retain": "2h"}}

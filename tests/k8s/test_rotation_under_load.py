@@ -6,6 +6,7 @@ key every few seconds; the client mints from the Secret's mounted files. Zero no
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -100,15 +101,22 @@ def test_rotations_under_load_lose_no_request(
             cluster_objects.api, ns, "serviceidentities", service_identity("herald", FAST)
         )
         census = cluster_objects.ready_identity(ns, "census")["status"]
-        cluster_objects.ready_identity(ns, "herald")
+        herald = cluster_objects.ready_identity(ns, "herald")["status"]
         kubelet = MiniKubelet(cluster_objects.api, ns, tmp_path / "volumes")
         bundle = kubelet.mount("bundle", "configmap", "jwtmesh-trust-bundle")
         herald_keys = kubelet.mount("herald", "secret", "herald-jwtmesh-key")
-        wait_for(
-            lambda: (kubelet.sync_once(), bundle.path("bundle.json").exists())[1],
-            20,
-            "the bundle mounted",
-        )
+
+        def herald_is_in_the_mounted_bundle() -> bool:
+            # Ready means the keys exist; the bundle reaches the verifier's files a moment
+            # later (publish, then the kubelet's sync). Load starts once it has.
+            kubelet.sync_once()
+            path = bundle.path("bundle.json")
+            if not path.exists():
+                return False
+            entry = json.loads(path.read_text())["issuers"].get(herald["issuer"])
+            return bool(entry) and herald["activeKid"] in {k["kid"] for k in entry["jwks"]["keys"]}
+
+        wait_for(herald_is_in_the_mounted_bundle, 20, "herald's key in the mounted bundle")
         kubelet.start()
         cleanups.append(kubelet.stop)
 

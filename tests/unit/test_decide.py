@@ -137,9 +137,15 @@ def test_a_body_bound_token_needs_the_exact_body(
         assert decision.reason == "body_mismatch"
 
 
-def test_an_unknown_kid_triggers_one_reread_then_verifies_against_the_new_bundle() -> None:
-    empty = Verifier(TrustBundle({ISS: IssuerTrust({})}), VerifierSettings(audience="census"))
-    current = {"verifier": empty}
+@pytest.mark.parametrize(
+    "before",
+    [TrustBundle({ISS: IssuerTrust({})}), TrustBundle({})],
+    ids=["unknown kid (a rotation)", "unknown issuer (a new identity)"],
+)
+def test_an_unknown_key_triggers_one_reread_then_verifies_against_the_new_bundle(
+    before: TrustBundle,
+) -> None:
+    current = {"verifier": Verifier(before, VerifierSettings(audience="census"))}
     calls: list[float] = []
 
     def reread(now: float) -> bool:
@@ -149,6 +155,20 @@ def test_an_unknown_kid_triggers_one_reread_then_verifies_against_the_new_bundle
 
     state = Inbound(lambda: current["verifier"], lambda: ALLOW_ALL, reread, TokenSettings())
     assert decide_inbound(check({"authorization": f"Bearer {token()}"}), state, NOW).allowed
+    assert calls == [NOW]
+
+
+def test_without_a_newer_bundle_an_unknown_issuer_is_refused_after_the_reread() -> None:
+    calls: list[float] = []
+
+    def reread(now: float) -> bool:
+        calls.append(now)
+        return False
+
+    nobody = Verifier(TrustBundle({}), VerifierSettings(audience="census"))
+    state = Inbound(lambda: nobody, lambda: ALLOW_ALL, reread, TokenSettings())
+    decision = decide_inbound(check({"authorization": f"Bearer {token()}"}), state, NOW)
+    assert (decision.status, decision.reason) == (401, "unknown_issuer")
     assert calls == [NOW]
 
 

@@ -15,7 +15,13 @@ from typing import Any
 
 from jwtmesh import policy as policy_rules
 from jwtmesh.policy import Policy
-from jwtmesh.tokens.errors import BodyMismatch, MissingToken, TokenError, UnknownKey
+from jwtmesh.tokens.errors import (
+    BodyMismatch,
+    MissingToken,
+    TokenError,
+    UnknownIssuer,
+    UnknownKey,
+)
 from jwtmesh.tokens.mint import body_hash
 from jwtmesh.tokens.verify import VerifiedToken
 
@@ -138,8 +144,9 @@ def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decisio
         token = extract_token(request.headers, inbound.token)
         try:
             verified: VerifiedToken = inbound.get_verifier().verify(token, now)
-        except UnknownKey:
-            # Rotation: the bundle on disk may be newer than the one in memory.
+        except (UnknownKey, UnknownIssuer):
+            # A rotation (new kid) or a new identity (new issuer): the bundle on disk may be
+            # newer than the one in memory. The re-read is rate-limited by the store.
             if not inbound.reread_for_unknown_kid(now):
                 raise
             verified = inbound.get_verifier().verify(token, now)

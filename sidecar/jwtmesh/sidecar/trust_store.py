@@ -132,7 +132,7 @@ class TrustStore:
             self._rebuild()
 
     def reread_for_unknown_kid(self, now: float) -> bool:
-        """One immediate re-read after an unknown kid, at most once per interval.
+        """One immediate re-read after an unknown kid or issuer, at most once per interval.
         True when it produced a new bundle worth retrying against."""
         with self._rebuild_lock:
             if now - self._last_forced < self._min_forced:

@@ -1,0 +1,163 @@
+"""Where a gRPC Check spends its time: py-spy samples the sidecar while wrk drives Envoy.
+
+Envoy (`--concurrency 1`) with gRPC ext_authz to a jwtmesh sidecar, one valid ES256 token
+(a cache hit after the first request), wrk for --seconds. py-spy records every thread of
+the sidecar; the report splits the samples into our handler (`AuthorizationServicer.Check`
+and everything it calls) and the rest, grouped by the innermost frame, which for grpcio's
+synchronous server is the Python code waiting on or handing over to its C core.
+
+    python bench/profile_grpc.py --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from dataplane import AUDIENCE, ISSUER, bootstrap, cpu_seconds, say, token_file
+
+from jwtmesh.envoy_config import AuthzEndpoint, PodEnvoy, ext_authz_filter
+from jwtmesh.testing.processes import free_port, start_envoy, start_sidecar
+from jwtmesh.tokens.keys import generate_signing_key
+from jwtmesh.tokens.mint import mint_token
+from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
+
+HANDLER = "Check (jwtmesh/sidecar/grpc_adapter.py"
+
+
+def summarise(collapsed: Path, top: int) -> dict[str, object]:
+    """Collapsed stacks ("frame;frame;... count") → handler share and the busiest leaves."""
+    total = in_handler = 0
+    leaves: collections.Counter[str] = collections.Counter()
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        if HANDLER in stack:
+            in_handler += count
+        else:
+            leaves[stack.split(";")[-1]] += count
+    return {
+        "samples": total,
+        "handler_share": in_handler / total if total else 0.0,
+        "outside_handler": leaves.most_common(top),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--top", type=int, default=12)
+    args = parser.parse_args()
+    for tool in ("wrk", "py-spy"):
+        if shutil.which(tool) is None and not Path(sys.executable).with_name(tool).exists():
+            print(f"{tool} is not installed (make bench installs both)", file=sys.stderr)
+            return 2
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    workdir = Path(tempfile.mkdtemp(prefix="jwtmesh-profile-"))
+    key = generate_signing_key("ES256")
+    bundle = workdir / "bundle.json"
+    bundle.write_bytes(render_bundle(TrustBundle({ISSUER: IssuerTrust({key.kid: key.public})})))
+    token = mint_token(
+        key,
+        issuer=ISSUER,
+        subject="herald.default",
+        audience=AUDIENCE,
+        now=time.time(),
+        lifetime=3600,
+    )
+    script = token_file(workdir, "valid", [token])
+    grpc_port, envoy_port = free_port(), free_port()
+    say("starting the sidecar (gRPC only) and Envoy")
+    sidecar = start_sidecar(
+        {
+            "identity": AUDIENCE,
+            "listen": {"grpc": f"127.0.0.1:{grpc_port}"},
+            "trust": {"bundleFiles": [str(bundle)]},
+        },
+        workdir,
+    )
+    authz = AuthzEndpoint("grpc", port=grpc_port)
+    envoy = start_envoy(
+        bootstrap(envoy_port, ext_authz_filter(PodEnvoy(0, 0, 0, authz=authz), "/inbound"), authz),
+        workdir,
+        "envoy",
+    )
+    collapsed = workdir / "sidecar.collapsed"
+    try:
+        say(f"wrk for {args.seconds} s while py-spy samples the sidecar")
+        cpu_before = cpu_seconds(sidecar.pid)
+        spy = subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "--threads",
+                "--duration",
+                str(args.seconds),
+                "--pid",
+                str(sidecar.pid),
+                "--output",
+                str(collapsed),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wrk = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{args.connections}",
+                f"-d{args.seconds}s",
+                "-s",
+                str(script),
+                f"http://127.0.0.1:{envoy_port}/users/1",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        cpu = cpu_seconds(sidecar.pid) - cpu_before
+        _, spy_err = spy.communicate(timeout=60)
+        if spy.returncode != 0 or not collapsed.exists():
+            print(f"py-spy failed ({spy.returncode}): {spy_err.strip()}", file=sys.stderr)
+            return 1
+    finally:
+        envoy.stop()
+        sidecar.stop()
+    requests = int(wrk.split(" requests in")[0].split()[-1])
+    report = summarise(collapsed, args.top)
+    per_check = cpu / requests * 1e6
+    share = float(report["handler_share"])  # type: ignore[arg-type]
+    print()
+    print(f"  requests {requests}, sidecar CPU {per_check:.0f} µs per Check")
+    print(
+        f"  samples {report['samples']}: {share:.0%} inside our Check handler "
+        f"(≈ {per_check * share:.0f} µs), {1 - share:.0%} in grpcio's server around it"
+    )
+    print("  busiest frames outside the handler (innermost Python frame, samples):")
+    for frame, count in report["outside_handler"]:  # type: ignore[attr-defined]
+        print(f"    {count:>6}  {frame}")
+    print(f"  collapsed stacks (for a flame graph): {collapsed}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
