@@ -1,10 +1,11 @@
 """Where a gRPC Check spends its time: py-spy samples the sidecar while wrk drives Envoy.
 
 Envoy (`--concurrency 1`) with gRPC ext_authz to a jwtmesh sidecar, one valid ES256 token
-(a cache hit after the first request), wrk for --seconds. py-spy records every thread of
-the sidecar; the report splits the samples into our handler (`AuthorizationServicer.Check`
-and everything it calls) and the rest, grouped by the innermost frame, which for grpcio's
-synchronous server is the Python code waiting on or handing over to its C core.
+(a cache hit after the first request), wrk for --seconds. py-spy samples whichever sidecar
+thread holds the GIL (`--gil`), so the samples are Python's share of the CPU; the sidecar's
+total CPU comes from /proc. The report splits each Check into our handler
+(`AuthorizationServicer.Check` and all it calls), grpcio's Python server around it, and
+the time spent outside Python (grpc's C core, thread wake-ups, system calls).
 
     python bench/profile_grpc.py --seconds 10
 """
@@ -31,6 +32,7 @@ from jwtmesh.tokens.mint import mint_token
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
 
 HANDLER = "Check (jwtmesh/sidecar/grpc_adapter.py"
+RATE = 250  # py-spy samples per second
 
 
 def summarise(collapsed: Path, top: int) -> dict[str, object]:
@@ -107,8 +109,8 @@ def main() -> int:
                 "--format",
                 "raw",
                 "--rate",
-                "250",
-                "--threads",
+                str(RATE),
+                "--gil",
                 "--duration",
                 str(args.seconds),
                 "--pid",
@@ -144,15 +146,19 @@ def main() -> int:
         sidecar.stop()
     requests = int(wrk.split(" requests in")[0].split()[-1])
     report = summarise(collapsed, args.top)
-    per_check = cpu / requests * 1e6
+    samples = int(report["samples"])  # type: ignore[call-overload]
     share = float(report["handler_share"])  # type: ignore[arg-type]
+    # Each sample is 1/RATE s of Python holding the GIL; spread over the requests served.
+    python_us = samples / RATE / requests * 1e6
+    per_check = cpu / requests * 1e6
     print()
-    print(f"  requests {requests}, sidecar CPU {per_check:.0f} µs per Check")
-    print(
-        f"  samples {report['samples']}: {share:.0%} inside our Check handler "
-        f"(≈ {per_check * share:.0f} µs), {1 - share:.0%} in grpcio's server around it"
-    )
-    print("  busiest frames outside the handler (innermost Python frame, samples):")
+    print(f"  requests {requests} ({requests / args.seconds:.0f}/s)")
+    print(f"  sidecar CPU per Check            {per_check:6.0f} µs  (/proc, all threads)")
+    print(f"  Python holding the GIL per Check {python_us:6.0f} µs  ({samples} samples)")
+    print(f"    in our Check handler           {python_us * share:6.0f} µs  ({share:.0%})")
+    print(f"    in grpcio's Python server      {python_us * (1 - share):6.0f} µs")
+    print(f"  outside Python (C core, thread wake-ups, syscalls) {per_check - python_us:.0f} µs")
+    print("  busiest Python frames outside the handler (innermost frame, samples):")
     for frame, count in report["outside_handler"]:  # type: ignore[attr-defined]
         print(f"    {count:>6}  {frame}")
     print(f"  collapsed stacks (for a flame graph): {collapsed}")
