@@ -66,6 +66,36 @@ def jwt_authn_filter(key: SigningKey, cache: bool) -> dict[str, Any]:
     }
 
 
+def jwtmesh_filter(authz: AuthzEndpoint) -> dict[str, Any]:
+    """The ext_authz filter an injected pod's inbound listener has, pointed at `authz`."""
+    return ext_authz_filter(PodEnvoy(0, 0, 0, authz=authz), "/inbound")
+
+
+def bundle_of(*keys: SigningKey) -> bytes:
+    """A trust bundle in which ISSUER has exactly these keys."""
+    return render_bundle(TrustBundle({ISSUER: IssuerTrust({k.kid: k.public for k in keys})}))
+
+
+def signing_key_and_bundle(workdir: Path) -> tuple[SigningKey, Path]:
+    """An ES256 key for ISSUER and a trust-bundle file in `workdir` that holds it."""
+    key = generate_signing_key("ES256")
+    bundle = workdir / "bundle.json"
+    bundle.write_bytes(bundle_of(key))
+    return key, bundle
+
+
+def bench_token(key: SigningKey, lifetime: int = 3600) -> str:
+    """A token from ISSUER for AUDIENCE; the default hour is longer than any run."""
+    return mint_token(
+        key,
+        issuer=ISSUER,
+        subject="herald.default",
+        audience=AUDIENCE,
+        now=time.time(),
+        lifetime=lifetime,
+    )
+
+
 def bootstrap(
     listen: int, auth_filter: dict[str, Any] | None, authz: AuthzEndpoint | None
 ) -> dict[str, Any]:
@@ -185,28 +215,18 @@ def reload_latency(port: int, bundle: Path, metrics_port: int, key: SigningKey) 
                     return float(line.rsplit(" ", 1)[1])
         return 0.0
 
-    def bundle_with(*keys: SigningKey) -> bytes:
-        return render_bundle(TrustBundle({ISSUER: IssuerTrust({k.kid: k.public for k in keys})}))
-
     figures: dict[str, float] = {}
     new = generate_signing_key("ES256")
     before = reloads()
     started = time.monotonic()
-    bundle.write_bytes(bundle_with(key, new))
+    bundle.write_bytes(bundle_of(key, new))
     while reloads() == before:
         time.sleep(0.005)
     figures["background_reload_ms"] = round((time.monotonic() - started) * 1000, 1)
     newer = generate_signing_key("ES256")
-    token = mint_token(
-        newer,
-        issuer=ISSUER,
-        subject="herald.default",
-        audience=AUDIENCE,
-        now=time.time(),
-        lifetime=600,
-    )
+    token = bench_token(newer, lifetime=600)
     started = time.monotonic()
-    bundle.write_bytes(bundle_with(key, new, newer))
+    bundle.write_bytes(bundle_of(key, new, newer))
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/users/1", headers={"authorization": f"Bearer {token}"}
     )
@@ -277,27 +297,16 @@ def main() -> int:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="jwtmesh-bench-"))
-    key = generate_signing_key("ES256")
-    bundle = workdir / "bundle.json"
-    bundle.write_bytes(render_bundle(TrustBundle({ISSUER: IssuerTrust({key.kid: key.public})})))
-
-    def mint(**kw: object) -> str:
-        return mint_token(
-            key,
-            issuer=ISSUER,
-            subject="herald.default",
-            audience=AUDIENCE,
-            now=time.time(),
-            lifetime=3600,
-            **kw,
-        )  # type: ignore[arg-type]
+    key, bundle = signing_key_and_bundle(workdir)
 
     say("minting tokens for the workloads (one valid; 9 valid + 1 invalid; 60,000 distinct)")
-    valid = mint()
+    valid = bench_token(key)
     scripts = {
         "valid": token_file(workdir, "valid", [valid]),
         "mixed_10pct_invalid": token_file(workdir, "mixed", [valid] * 9 + [valid[:-4] + "AAAA"]),
-        "distinct_tokens": token_file(workdir, "distinct", [mint() for _ in range(60_000)]),
+        "distinct_tokens": token_file(
+            workdir, "distinct", [bench_token(key) for _ in range(60_000)]
+        ),
         "fixed_1000_rps": token_file(workdir, "rate", [valid], FIXED_RATE),
     }
     processes: list[ManagedProcess] = []
@@ -323,8 +332,8 @@ def main() -> int:
         "a_no_auth": (None, None),
         "b_jwt_authn": (jwt_authn_filter(key, cache=False), None),
         "b_jwt_authn_cached": (jwt_authn_filter(key, cache=True), None),
-        "c_jwtmesh_grpc": (ext_authz_filter(PodEnvoy(0, 0, 0, authz=grpc), "/inbound"), grpc),
-        "d_jwtmesh_http": (ext_authz_filter(PodEnvoy(0, 0, 0, authz=http), "/inbound"), http),
+        "c_jwtmesh_grpc": (jwtmesh_filter(grpc), grpc),
+        "d_jwtmesh_http": (jwtmesh_filter(http), http),
     }
     ports: dict[str, int] = {}
     for name, (auth_filter, authz) in variants.items():

@@ -18,24 +18,42 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dataplane import AUDIENCE, ISSUER, bootstrap, cpu_seconds, say, token_file
+from dataplane import (
+    AUDIENCE,
+    bench_token,
+    bootstrap,
+    cpu_seconds,
+    jwtmesh_filter,
+    say,
+    signing_key_and_bundle,
+    token_file,
+    wrk,
+)
 
-from jwtmesh.envoy_config import AuthzEndpoint, PodEnvoy, ext_authz_filter
+from jwtmesh.envoy_config import AuthzEndpoint
 from jwtmesh.testing.processes import free_port, start_envoy, start_sidecar
-from jwtmesh.tokens.keys import generate_signing_key
-from jwtmesh.tokens.mint import mint_token
-from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
 
 HANDLER = "Check (jwtmesh/sidecar/grpc_adapter.py"
 RATE = 250  # py-spy samples per second
 
 
-def summarise(collapsed: Path, top: int) -> dict[str, object]:
+@dataclass(frozen=True)
+class Profile:
+    samples: int  # every sample: 1/RATE s of a sidecar thread holding the GIL
+    in_handler: int  # of which inside AuthorizationServicer.Check
+    outside_handler: list[tuple[str, int]]  # the busiest innermost frames of the rest
+
+    @property
+    def handler_share(self) -> float:
+        return self.in_handler / self.samples if self.samples else 0.0
+
+
+def summarise(collapsed: Path, top: int) -> Profile:
     """Collapsed stacks ("frame;frame;... count") → handler share and the busiest leaves."""
     total = in_handler = 0
     leaves: collections.Counter[str] = collections.Counter()
@@ -49,11 +67,7 @@ def summarise(collapsed: Path, top: int) -> dict[str, object]:
             in_handler += count
         else:
             leaves[stack.split(";")[-1]] += count
-    return {
-        "samples": total,
-        "handler_share": in_handler / total if total else 0.0,
-        "outside_handler": leaves.most_common(top),
-    }
+    return Profile(total, in_handler, leaves.most_common(top))
 
 
 def main() -> int:
@@ -64,23 +78,14 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args()
-    for tool in ("wrk", "py-spy"):
-        if shutil.which(tool) is None and not Path(sys.executable).with_name(tool).exists():
-            print(f"{tool} is not installed (make bench installs both)", file=sys.stderr)
-            return 2
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    for tool in ("wrk", py_spy):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed (make bench installs it)", file=sys.stderr)
+            return 2
     workdir = Path(tempfile.mkdtemp(prefix="jwtmesh-profile-"))
-    key = generate_signing_key("ES256")
-    bundle = workdir / "bundle.json"
-    bundle.write_bytes(render_bundle(TrustBundle({ISSUER: IssuerTrust({key.kid: key.public})})))
-    token = mint_token(
-        key,
-        issuer=ISSUER,
-        subject="herald.default",
-        audience=AUDIENCE,
-        now=time.time(),
-        lifetime=3600,
-    )
+    key, bundle = signing_key_and_bundle(workdir)
+    token = bench_token(key)
     script = token_file(workdir, "valid", [token])
     grpc_port, envoy_port = free_port(), free_port()
     say("starting the sidecar (gRPC only) and Envoy")
@@ -94,7 +99,7 @@ def main() -> int:
     )
     authz = AuthzEndpoint("grpc", port=grpc_port)
     envoy = start_envoy(
-        bootstrap(envoy_port, ext_authz_filter(PodEnvoy(0, 0, 0, authz=authz), "/inbound"), authz),
+        bootstrap(envoy_port, jwtmesh_filter(authz), authz),
         workdir,
         "envoy",
     )
@@ -122,20 +127,7 @@ def main() -> int:
             stderr=subprocess.PIPE,
             text=True,
         )
-        wrk = subprocess.run(
-            [
-                "wrk",
-                "-t1",
-                f"-c{args.connections}",
-                f"-d{args.seconds}s",
-                "-s",
-                str(script),
-                f"http://127.0.0.1:{envoy_port}/users/1",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        figures = wrk(envoy_port, script, args.seconds, args.connections)
         cpu = cpu_seconds(sidecar.pid) - cpu_before
         _, spy_err = spy.communicate(timeout=60)
         if spy.returncode != 0 or not collapsed.exists():
@@ -144,10 +136,9 @@ def main() -> int:
     finally:
         envoy.stop()
         sidecar.stop()
-    requests = int(wrk.split(" requests in")[0].split()[-1])
+    requests = int(figures["requests"])
     report = summarise(collapsed, args.top)
-    samples = int(report["samples"])  # type: ignore[call-overload]
-    share = float(report["handler_share"])  # type: ignore[arg-type]
+    samples, share = report.samples, report.handler_share
     # Each sample is 1/RATE s of Python holding the GIL; spread over the requests served.
     python_us = samples / RATE / requests * 1e6
     per_check = cpu / requests * 1e6
@@ -159,7 +150,7 @@ def main() -> int:
     print(f"    in grpcio's Python server      {python_us * (1 - share):6.0f} µs")
     print(f"  outside Python (C core, thread wake-ups, syscalls) {per_check - python_us:.0f} µs")
     print("  busiest Python frames outside the handler (innermost frame, samples):")
-    for frame, count in report["outside_handler"]:  # type: ignore[attr-defined]
+    for frame, count in report.outside_handler:
         print(f"    {count:>6}  {frame}")
     print(f"  collapsed stacks (for a flame graph): {collapsed}")
     return 0
