@@ -35,12 +35,6 @@ def load_kube_config(kubeconfig: str | None) -> client.ApiClient:
     return client.ApiClient()
 
 
-def kube_pool_size() -> int:
-    """Connections the `kubernetes` client keeps per host (its default: 5 per CPU)."""
-    size = client.Configuration.get_default_copy().connection_pool_maxsize
-    return max(4, int(size or 4))
-
-
 @dataclass(frozen=True)
 class Stored:
     """An object's data (decoded) and the resourceVersion it was read at."""
@@ -59,6 +53,8 @@ class Kube:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        # Connections this client keeps to the API server (the client's default: 5 per CPU).
+        self.pool_size = max(4, int(api.configuration.connection_pool_maxsize or 4))
 
     async def read_secret(self, namespace: str, name: str) -> Stored | None:
         try:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from jwtmesh_operator import handlers
 from jwtmesh_operator.http import make_app
-from jwtmesh_operator.kube import Kube, kube_pool_size, load_kube_config
+from jwtmesh_operator.kube import Kube, load_kube_config
 from jwtmesh_operator.memory import tune_malloc
 from jwtmesh_operator.publisher import BundlePublisher, BundleSources
 from jwtmesh_operator.state import OperatorConfig, OperatorState
@@ -40,11 +40,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     settings.watching.server_timeout = 300
     if _config.webhook_address:
         configure_admission(settings, _config)
+    kube = Kube(load_kube_config(_config.kubeconfig))
     # API calls run in threads (the `kubernetes` client is synchronous); as many as its
     # connection pool holds, since more threads would only open connections to drop them.
-    pool_size = kube_pool_size()
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=pool_size))
-    kube = Kube(load_kube_config(_config.kubeconfig))
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=kube.pool_size))
     state = OperatorState(
         config=_config, kube=kube, publisher=BundlePublisher(kube, _config.bundle_name, time.time)
     )

@@ -84,11 +84,11 @@ def test_a_reread_for_an_unknown_kid_is_rate_limited(tmp_path: Path) -> None:
     )
     store.load_initial()
     path.write_bytes(bundle_bytes(first, second) + b" ")
-    assert store.reread_for_unknown_kid(100.0), "the new key is picked up at once"
+    assert store.reread_for_unknown_key(100.0), "the new key is picked up at once"
     assert second.kid in store.verifier.bundle.issuers[ISS].keys
     path.write_bytes(bundle_bytes(first))
-    assert not store.reread_for_unknown_kid(100.5), "a second re-read within 1 s is refused"
-    assert store.reread_for_unknown_kid(101.5)
+    assert not store.reread_for_unknown_key(100.5), "a second re-read within 1 s is refused"
+    assert store.reread_for_unknown_key(101.5)
 
 
 class JwksServer:
@@ -137,10 +137,10 @@ def test_a_jwks_url_is_fetched_refetched_on_unknown_kid_and_kept_when_down(
     store.load_initial()
     assert set(store.verifier.bundle.issuers[ISS].keys) == {first.kid}
     jwks_server.document = jwks([first.public, second.public])
-    assert store.reread_for_unknown_kid(1e12), "an unknown kid refetches"
+    assert store.reread_for_unknown_key(1e12), "an unknown kid refetches"
     assert second.kid in store.verifier.bundle.issuers[ISS].keys
     jwks_server.up = False
-    store.reread_for_unknown_kid(2e12)
+    store.reread_for_unknown_key(2e12)
     assert set(store.verifier.bundle.issuers[ISS].keys) == {first.kid, second.kid}, "last good kept"
 
 

@@ -104,7 +104,7 @@ class Sidecar:
                 get_policy=lambda: (
                     policy_file.value if policy_file and policy_file.value else ALLOW_ALL
                 ),
-                reread_for_unknown_kid=trust.reread_for_unknown_kid,
+                reread_for_unknown_key=trust.reread_for_unknown_key,
                 token=config.token,
             )
         minter = None

@@ -121,7 +121,7 @@ class Inbound:
 
     get_verifier: Callable[[], Any]  # () -> Verifier
     get_policy: Callable[[], Policy]
-    reread_for_unknown_kid: Callable[[float], bool]
+    reread_for_unknown_key: Callable[[float], bool]
     token: TokenSettings = field(default_factory=TokenSettings)
 
 
@@ -147,7 +147,7 @@ def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decisio
         except (UnknownKey, UnknownIssuer):
             # A rotation (new kid) or a new identity (new issuer): the bundle on disk may be
             # newer than the one in memory. The re-read is rate-limited by the store.
-            if not inbound.reread_for_unknown_kid(now):
+            if not inbound.reread_for_unknown_key(now):
                 raise
             verified = inbound.get_verifier().verify(token, now)
         bound_hash = verified.claims.get("bdy")

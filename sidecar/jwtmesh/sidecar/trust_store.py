@@ -131,7 +131,7 @@ class TrustStore:
         if changed:
             self._rebuild()
 
-    def reread_for_unknown_kid(self, now: float) -> bool:
+    def reread_for_unknown_key(self, now: float) -> bool:
         """One immediate re-read after an unknown kid or issuer, at most once per interval.
         True when it produced a new bundle worth retrying against."""
         with self._rebuild_lock:
