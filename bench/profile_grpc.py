@@ -4,7 +4,7 @@ Envoy (`--concurrency 1`) with gRPC ext_authz to a jwtmesh sidecar, one valid ES
 (a cache hit after the first request), wrk for --seconds. py-spy samples whichever sidecar
 thread holds the GIL (`--gil`), so the samples are Python's share of the CPU; the sidecar's
 total CPU comes from /proc. The report splits each Check into our handler
-(`AuthorizationServicer.Check` and all it calls), grpcio's Python server around it, and
+(`check_method`'s `check` and all it calls), the server loop around it (grpc_server.py), and
 the time spent outside Python (grpc's C core, thread wake-ups, system calls).
 
     python bench/profile_grpc.py --seconds 10
@@ -38,14 +38,14 @@ from dataplane import (
 from jwtmesh.envoy_config import AuthzEndpoint
 from jwtmesh.testing.processes import free_port, start_envoy, start_sidecar
 
-HANDLER = "Check (jwtmesh/sidecar/grpc_adapter.py"
+HANDLER = "check (jwtmesh/sidecar/grpc_adapter.py"
 RATE = 250  # py-spy samples per second
 
 
 @dataclass(frozen=True)
 class Profile:
     samples: int  # every sample: 1/RATE s of a sidecar thread holding the GIL
-    in_handler: int  # of which inside AuthorizationServicer.Check
+    in_handler: int  # of which inside check_method()'s check
     outside_handler: list[tuple[str, int]]  # the busiest innermost frames of the rest
 
     @property
@@ -147,7 +147,7 @@ def main() -> int:
     print(f"  sidecar CPU per Check            {per_check:6.0f} µs  (/proc, all threads)")
     print(f"  Python holding the GIL per Check {python_us:6.0f} µs  ({samples} samples)")
     print(f"    in our Check handler           {python_us * share:6.0f} µs  ({share:.0%})")
-    print(f"    in grpcio's Python server      {python_us * (1 - share):6.0f} µs")
+    print(f"    in the server loop (Python)    {python_us * (1 - share):6.0f} µs")
     print(f"  outside Python (C core, thread wake-ups, syscalls) {per_check - python_us:.0f} µs")
     print("  busiest Python frames outside the handler (innermost frame, samples):")
     for frame, count in report.outside_handler:

@@ -7,14 +7,10 @@ import logging
 import os
 import signal
 import threading
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-from envoy.service.auth.v3 import external_auth_pb2_grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily
 
@@ -22,7 +18,8 @@ from jwtmesh.identity import IdentityKeys, parse_identity
 from jwtmesh.policy import ALLOW_ALL, Policy, parse_policy
 from jwtmesh.sidecar.config import SidecarConfig, split_host_port
 from jwtmesh.sidecar.decide import Egress, Inbound
-from jwtmesh.sidecar.grpc_adapter import AuthorizationServicer
+from jwtmesh.sidecar.grpc_adapter import CHECK_METHOD, HEALTH_METHOD, check_method, health_method
+from jwtmesh.sidecar.grpc_server import UnaryServer
 from jwtmesh.sidecar.http_adapter import start_http_server as start_authz_http_server
 from jwtmesh.sidecar.metrics import SidecarMetrics
 from jwtmesh.sidecar.outbound import OutboundMinter
@@ -62,7 +59,7 @@ class Sidecar:
     policy: WatchedFile[Policy] | None = None
     identity: WatchedFile[IdentityKeys] | None = None
     service: DecisionService | None = None
-    _grpc: Any = None
+    _grpc: UnaryServer | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _loop_thread: threading.Thread | None = None
     _poller: Poller | None = None
@@ -131,27 +128,24 @@ class Sidecar:
         self._poller = Poller(self._poll_all, config.poll_interval, "jwtmesh-poller")
         self._poller.start()
         if listen.grpc or listen.unix_socket:
-            server = grpc.server(
-                futures.ThreadPoolExecutor(max_workers=config.grpc_workers),
+            server = UnaryServer(
+                {
+                    CHECK_METHOD: check_method(self.service),
+                    HEALTH_METHOD: health_method(
+                        frozenset({"envoy.service.auth.v3.Authorization"})
+                    ),
+                },
                 # channelz bookkeeping costs ~5% per Check and nobody reads it here.
-                options=[("grpc.so_reuseport", 0), ("grpc.enable_channelz", 0)],
+                options=(("grpc.so_reuseport", 0), ("grpc.enable_channelz", 0)),
             )
-            external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
-                AuthorizationServicer(self.service), server
-            )
-            health_servicer = health.HealthServicer()
-            health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-            health_servicer.set(
-                "envoy.service.auth.v3.Authorization", health_pb2.HealthCheckResponse.SERVING
-            )
-            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
             if listen.grpc:
                 host, port = split_host_port(listen.grpc)
-                if server.add_insecure_port(f"{host}:{port}") == 0:
+                if server.add_port(f"{host}:{port}") == 0:
                     raise StartupError(f"cannot listen on {listen.grpc}")
             if listen.unix_socket:
                 Path(listen.unix_socket).unlink(missing_ok=True)
-                server.add_insecure_port(f"unix:{listen.unix_socket}")
+                if server.add_port(f"unix:{listen.unix_socket}") == 0:
+                    raise StartupError(f"cannot listen on unix:{listen.unix_socket}")
             server.start()
             self._grpc = server
         if listen.http:
@@ -190,7 +184,7 @@ class Sidecar:
 
     def stop(self) -> None:
         if self._grpc is not None:
-            self._grpc.stop(grace=1).wait()
+            self._grpc.stop(grace=1)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._token_server is not None:

@@ -44,7 +44,6 @@ class SidecarConfig:
     egress_audiences: dict[str, str] = field(default_factory=dict)
     egress_token_lifetime: float = 300.0
     poll_interval: float = 0.2
-    grpc_workers: int = 4
 
     def verifier_settings(self) -> VerifierSettings:
         assert self.identity is not None
@@ -145,7 +144,6 @@ def config_from_dict(document: dict[str, Any], base: Path | None = None) -> Side
             egress_audiences=dict(egress.get("audiences", {}) or {}),
             egress_token_lifetime=float(egress.get("tokenLifetimeSeconds", 300)),
             poll_interval=float(document.get("pollIntervalSeconds", 0.2)),
-            grpc_workers=int(document.get("grpcWorkers", 4)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"invalid sidecar configuration: {exc}") from exc

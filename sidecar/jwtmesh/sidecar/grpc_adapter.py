@@ -9,18 +9,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import grpc
 from envoy.config.core.v3 import base_pb2
-from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from envoy.service.auth.v3 import external_auth_pb2
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
+from grpc_health.v1 import health_pb2
 
 from jwtmesh.envoy_config import EGRESS_EXTENSION
 from jwtmesh.sidecar.decide import CheckInput, Decision, deny
+from jwtmesh.sidecar.grpc_server import Reply, UnaryMethod
 from jwtmesh.sidecar.service import DecisionService
 
 log = logging.getLogger("jwtmesh.grpc")
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+CheckRequest = external_auth_pb2.CheckRequest
 _RPC_CODE = {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED}
 
 
@@ -71,13 +75,35 @@ _FAIL_CLOSED = to_check_response(
 )
 
 
-class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
-    def __init__(self, service: DecisionService) -> None:
-        self._service = service
+_FAIL_CLOSED_BYTES = _FAIL_CLOSED.SerializeToString()
+CHECK_METHOD = "/envoy.service.auth.v3.Authorization/Check"
+HEALTH_METHOD = "/grpc.health.v1.Health/Check"
 
-    def Check(self, request: Any, context: Any) -> Any:
+
+def check_method(service: DecisionService) -> UnaryMethod:
+    """Authorization/Check on the wire. It never fails: anything unexpected, a request
+    that does not parse included, is answered with a denial (fail closed)."""
+
+    def check(request: bytes) -> Reply:
         try:
-            return to_check_response(self._service.check(to_check_input(request)))
+            decision = service.check(to_check_input(CheckRequest.FromString(request)))
+            return Reply(to_check_response(decision).SerializeToString())
         except Exception:
             log.exception("Check failed; denying")
-            return _FAIL_CLOSED
+            return Reply(_FAIL_CLOSED_BYTES)
+
+    return check
+
+
+def health_method(serving: frozenset[str]) -> UnaryMethod:
+    """grpc.health.v1 Check: SERVING for the server ("") and the services in `serving`."""
+    answer = health_pb2.HealthCheckResponse(
+        status=health_pb2.HealthCheckResponse.SERVING
+    ).SerializeToString()
+
+    def health(request: bytes) -> Reply:
+        if health_pb2.HealthCheckRequest.FromString(request).service in serving | {""}:
+            return Reply(answer)
+        return Reply(code=grpc.StatusCode.NOT_FOUND, details="unknown service")
+
+    return health
