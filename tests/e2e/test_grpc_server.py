@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,8 +33,8 @@ def _broken(_request: bytes) -> Reply:
     raise RuntimeError("secret internals that must not reach the caller")
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[UnaryServer, int, Path]]:
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[UnaryServer, int, Path]]:
     # unix socket paths are limited to ~100 bytes; tmp_path can be longer
     short = Path(f"/tmp/jwtmesh-grpc-{free_port()}.sock")
     server = UnaryServer(
@@ -41,7 +43,8 @@ def server(tmp_path: Path) -> Iterator[tuple[UnaryServer, int, Path]]:
             BROKEN: _broken,
             CHECK_METHOD: check_method(_ExplodingService()),  # type: ignore[arg-type]
             HEALTH_METHOD: health_method(frozenset({"envoy.service.auth.v3.Authorization"})),
-        }
+        },
+        threads=request.param,
     )
     port = server.add_port("127.0.0.1:0")
     assert port > 0
@@ -121,12 +124,17 @@ def test_health(server: tuple[UnaryServer, int, Path]) -> None:
         assert error.value.code() is grpc.StatusCode.NOT_FOUND
 
 
-def test_stop_closes_the_port(tmp_path: Path) -> None:
-    server = UnaryServer({ECHO: lambda request: Reply(request)})
+@pytest.mark.parametrize("threads", [1, 3])
+def test_stop_closes_the_port_and_ends_every_thread(threads: int) -> None:
+    server = UnaryServer({ECHO: lambda request: Reply(request)}, threads=threads)
     port = server.add_port("127.0.0.1:0")
     server.start()
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         assert _echo(channel, b"a") == b"a"
     server.stop(grace=0.5)
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("jwtmesh-grpc-") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "a server thread outlived stop()"
+        time.sleep(0.05)
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0

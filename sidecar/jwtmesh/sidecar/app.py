@@ -135,6 +135,7 @@ class Sidecar:
                         frozenset({"envoy.service.auth.v3.Authorization"})
                     ),
                 },
+                threads=config.grpc_threads,
                 # channelz bookkeeping costs ~5% per Check and nobody reads it here.
                 options=(("grpc.so_reuseport", 0), ("grpc.enable_channelz", 0)),
             )

@@ -44,6 +44,7 @@ class SidecarConfig:
     egress_audiences: dict[str, str] = field(default_factory=dict)
     egress_token_lifetime: float = 300.0
     poll_interval: float = 0.2
+    grpc_threads: int = 2
 
     def verifier_settings(self) -> VerifierSettings:
         assert self.identity is not None
@@ -70,6 +71,8 @@ def _check(config: SidecarConfig) -> SidecarConfig:
         raise ConfigError(
             "nothing to serve: set listen.grpc, listen.unixSocket, listen.http or listen.token"
         )
+    if config.grpc_threads < 1:
+        raise ConfigError("grpcThreads must be at least 1")
     verifies = listen.grpc or listen.unix_socket or listen.http
     if verifies and config.identity is None and not config.egress_audiences:
         raise ConfigError("identity (this service's audience) is required to verify tokens")
@@ -144,6 +147,7 @@ def config_from_dict(document: dict[str, Any], base: Path | None = None) -> Side
             egress_audiences=dict(egress.get("audiences", {}) or {}),
             egress_token_lifetime=float(egress.get("tokenLifetimeSeconds", 300)),
             poll_interval=float(document.get("pollIntervalSeconds", 0.2)),
+            grpc_threads=int(document.get("grpcThreads", 2)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"invalid sidecar configuration: {exc}") from exc
