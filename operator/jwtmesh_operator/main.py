@@ -18,6 +18,7 @@ from jwtmesh_operator.http import make_app
 from jwtmesh_operator.kube import Kube, load_kube_config
 from jwtmesh_operator.memory import tune_malloc
 from jwtmesh_operator.publisher import BundlePublisher, BundleSources
+from jwtmesh_operator.session import capped_session
 from jwtmesh_operator.state import OperatorConfig, OperatorState
 
 log = logging.getLogger("jwtmesh.operator")
@@ -78,6 +79,14 @@ def configure_admission(settings: kopf.OperatorSettings, config: OperatorConfig)
     )
     if config.webhook_managed:
         settings.admission.managed = config.webhook_managed
+
+
+@kopf.on.login()
+async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+    """kopf's usual credentials (in-cluster, else kubeconfig), on a connection-capped session.
+    Async: aiohttp builds its session inside the running loop."""
+    info = kopf.login_via_client(**kwargs)
+    return capped_session(info) if info is not None else None
 
 
 @kopf.on.cleanup()

@@ -1,4 +1,4 @@
-"""A gRPC server for unary methods that runs every call on one thread, on grpcio's core.
+"""A gRPC server for unary methods that runs each call where it is polled, on grpcio's core.
 
 Why not `grpc.server()`: its synchronous server polls the completion queue on one thread
 and runs each handler on a pool thread, and a unary call crosses between the two several
