@@ -27,6 +27,8 @@ from jwtmesh_operator.state import OperatorState
 log = logging.getLogger("jwtmesh.operator")
 IDENTITIES = (API_GROUP, API_VERSION, "serviceidentities")
 REVOCATIONS = (API_GROUP, API_VERSION, "tokenrevocations")
+# A reconcile stuck on the API gives its slot back and retries (each step is safe to redo).
+RECONCILE_TIMEOUT = 60.0
 
 
 def operator_state(memo: Any) -> OperatorState:
@@ -148,7 +150,10 @@ async def keep_identity(
             revocations = revocations_from(kwargs["revocation_specs"], kwargs["identities"])
             compromised = compromised_kids(revocations, issuer) if issuer else frozenset()
             try:
-                wake_at = await reconcile_identity(state, body, compromised)
+                async with state.reconcile_slots:
+                    wake_at = await asyncio.wait_for(
+                        reconcile_identity(state, body, compromised), RECONCILE_TIMEOUT
+                    )
             except Exception as exc:
                 state.counters.reconcile_errors += 1
                 log.exception("reconciling %s/%s failed", namespace, name)

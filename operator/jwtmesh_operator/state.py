@@ -70,3 +70,4 @@ class OperatorState:
     wakers: Wakers = field(default_factory=Wakers)
     counters: Counters = field(default_factory=Counters)
     clock: Callable[[], float] = time.time
+    reconcile_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(20))
