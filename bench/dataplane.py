@@ -291,6 +291,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--grpc-threads", type=int, default=2, help="the sidecar's grpcThreads (default 2)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -322,6 +325,7 @@ def main() -> int:
             },
             "trust": {"bundleFiles": [str(bundle)]},
             "verification": {"cacheSize": 10_000},
+            "grpcThreads": args.grpc_threads,
         },
         workdir,
     )
