@@ -97,12 +97,13 @@ def check_method(service: DecisionService) -> UnaryMethod:
 
 def health_method(serving: frozenset[str]) -> UnaryMethod:
     """grpc.health.v1 Check: SERVING for the server ("") and the services in `serving`."""
+    known = serving | {""}
     answer = health_pb2.HealthCheckResponse(
         status=health_pb2.HealthCheckResponse.SERVING
     ).SerializeToString()
 
     def health(request: bytes) -> Reply:
-        if health_pb2.HealthCheckRequest.FromString(request).service in serving | {""}:
+        if health_pb2.HealthCheckRequest.FromString(request).service in known:
             return Reply(answer)
         return Reply(code=grpc.StatusCode.NOT_FOUND, details="unknown service")
 

@@ -38,7 +38,7 @@ class Reply:
 
 
 UnaryMethod = Callable[[bytes], Reply]
-"""Serialized request in, Reply out. Runs on the server's only thread: keep it short."""
+"""Serialized request in, Reply out. Runs on a polling thread, blocking it: keep it short."""
 
 _NEW_CALL = "new-call"
 _SHUTDOWN = "shutdown"
