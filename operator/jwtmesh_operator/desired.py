@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from jwtmesh.identity import signer_at
 from jwtmesh.tokens.keys import PublicKey
 from jwtmesh_operator.keystore import StoredKeys
 from jwtmesh_operator.planning import KeySchedule, KeyState, Plan, plan_keys
@@ -139,8 +140,8 @@ def status_keys(plan: Plan, public: dict[str, PublicKey], now: float) -> list[di
 
 
 def active_kid(plan: Plan, now: float) -> str | None:
-    active = [s for s in plan.keys if s.state(now) is KeyState.ACTIVE]
-    return max(active, key=lambda s: s.activates_at).kid if active else None
+    signer = signer_at(plan.keys, now)
+    return signer.kid if signer is not None else None
 
 
 def next_rotation(plan: Plan, now: float) -> float | None:

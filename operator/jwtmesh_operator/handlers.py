@@ -21,7 +21,14 @@ from jwtmesh_operator.bundles import Revocation, compromised_kids
 from jwtmesh_operator.keystore import PUBLISHED_KEYS, SECRET_TYPE
 from jwtmesh_operator.publisher import BundleSources
 from jwtmesh_operator.reconcile import RETRY_AFTER_ERROR, reconcile_identity
-from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL, default_issuer
+from jwtmesh_operator.spec import (
+    API_GROUP,
+    API_VERSION,
+    IDENTITY_LABEL,
+    default_audience,
+    default_issuer,
+    default_secret_name,
+)
 from jwtmesh_operator.state import OperatorState
 
 log = logging.getLogger("jwtmesh.operator")
@@ -46,8 +53,8 @@ def identities(namespace: Any, name: str, spec: Any, memo: Any, **_: Any) -> Any
     return {
         (namespace, name): {
             "issuer": spec.get("issuer") or default_issuer(trust_domain, namespace, name),
-            "audience": spec.get("audience") or f"{name}.{namespace}",
-            "secretName": spec.get("secretName") or f"{name}-jwtmesh-key",
+            "audience": spec.get("audience") or default_audience(namespace, name),
+            "secretName": spec.get("secretName") or default_secret_name(name),
         }
     }
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jwtmesh.envoy_config import AuthzEndpoint, Destination, PodEnvoy, render_bootstrap
+from jwtmesh_operator.errors import OperatorError
 
 INJECTED_ANNOTATION = "jwtmesh.io/injected"
 APP_PORT = "jwtmesh.io/app-port"
@@ -36,7 +37,7 @@ METRICS_PORT = 15090
 ENVOY_ADMIN_PORT = 15000
 
 
-class InjectionError(ValueError):
+class InjectionError(OperatorError, ValueError):
     """The Pod asks for injection but cannot be injected (message says why)."""
 
 

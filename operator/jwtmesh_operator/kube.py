@@ -15,10 +15,12 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from jwtmesh_operator.errors import OperatorError
+
 MANAGED_BY = {"app.kubernetes.io/managed-by": "jwtmesh-operator"}
 
 
-class Conflict(Exception):
+class Conflict(OperatorError):
     """Someone else changed the object since we read it."""
 
 

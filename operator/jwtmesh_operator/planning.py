@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from jwtmesh.identity import signer_at
+
 
 class KeyState(StrEnum):
     PENDING = "Pending"
@@ -71,11 +73,6 @@ KEY_REMOVED = "KeyRemoved"  # a retired key passed its retention and left the bu
 UP_TO_DATE = "UpToDate"
 
 
-def _signer(keys: list[KeySchedule], now: float) -> KeySchedule | None:
-    active = [key for key in keys if key.state(now) is KeyState.ACTIVE]
-    return max(active, key=lambda key: key.activates_at) if active else None
-
-
 def plan_keys(
     rotation: Rotation,
     keys: list[KeySchedule],
@@ -95,7 +92,7 @@ def plan_keys(
     removed += expired
     keys = [key for key in keys if key.state(now) is not KeyState.REMOVED]
 
-    signer = _signer(keys, now)
+    signer = signer_at(keys, now)
     pending = sorted(
         (key for key in keys if key.state(now) is KeyState.PENDING), key=lambda k: k.activates_at
     )
@@ -109,7 +106,7 @@ def plan_keys(
             keys.append(KeySchedule(kid=None, activates_at=now))
             if reason == UP_TO_DATE:
                 reason = KEY_CREATED
-        signer = _signer(keys, now)
+        signer = signer_at(keys, now)
         assert signer is not None
         pending = sorted(
             (key for key in keys if key.state(now) is KeyState.PENDING),

@@ -8,6 +8,7 @@ from typing import Any
 
 from jwtmesh.policy import Policy, PolicyError, policy_from_dict
 from jwtmesh_operator.durations import parse_duration
+from jwtmesh_operator.errors import OperatorError
 from jwtmesh_operator.planning import Rotation
 
 API_GROUP = "jwtmesh.io"
@@ -17,7 +18,7 @@ ROTATE_ANNOTATION = "jwtmesh.io/rotate"  # any new value asks for a rotation now
 IDENTITY_LABEL = "jwtmesh.io/identity"  # on an identity's Secret, policy, and Pods
 
 
-class SpecError(ValueError):
+class SpecError(OperatorError, ValueError):
     """The spec cannot be acted on (the CRD's validation should have refused it)."""
 
 
@@ -36,8 +37,26 @@ class IdentitySpec:
     policy_document: Mapping[str, Any] | None
 
 
+# The defaults of a ServiceIdentity's spec. The CRD states the same values (so `kubectl get`
+# shows them); tests/operator/test_spec.py holds the two equal.
+DEFAULT_ALGORITHM = "ES256"
+DEFAULT_RSA_BITS = 3072
+DEFAULT_MAX_TOKEN_LIFETIME = "15m"
+DEFAULT_ROTATION_PERIOD = "720h"
+DEFAULT_PRE_PUBLISH = "1h"
+DEFAULT_RETAIN = "2h"
+
+
 def default_issuer(trust_domain: str, namespace: str, name: str) -> str:
     return f"https://{trust_domain}/ns/{namespace}/{name}"
+
+
+def default_audience(namespace: str, name: str) -> str:
+    return f"{name}.{namespace}"
+
+
+def default_secret_name(name: str) -> str:
+    return f"{name}-jwtmesh-key"
 
 
 def parse_spec(
@@ -46,11 +65,11 @@ def parse_spec(
     rotation = spec.get("rotation") or {}
     try:
         parsed_rotation = Rotation(
-            period=parse_duration(rotation.get("period", "720h")),
-            pre_publish=parse_duration(rotation.get("prePublish", "1h")),
-            retain=parse_duration(rotation.get("retain", "2h")),
+            period=parse_duration(rotation.get("period", DEFAULT_ROTATION_PERIOD)),
+            pre_publish=parse_duration(rotation.get("prePublish", DEFAULT_PRE_PUBLISH)),
+            retain=parse_duration(rotation.get("retain", DEFAULT_RETAIN)),
         )
-        max_lifetime = parse_duration(spec.get("maxTokenLifetime", "15m"))
+        max_lifetime = parse_duration(spec.get("maxTokenLifetime", DEFAULT_MAX_TOKEN_LIFETIME))
     except ValueError as exc:
         raise SpecError(str(exc)) from exc
     if parsed_rotation.retain < max_lifetime + 30:
@@ -64,12 +83,12 @@ def parse_spec(
         namespace=namespace,
         name=name,
         issuer=spec.get("issuer") or default_issuer(trust_domain, namespace, name),
-        audience=spec.get("audience") or f"{name}.{namespace}",
-        algorithm=spec.get("algorithm", "ES256"),
-        rsa_bits=int(spec.get("keySize", 3072)),
+        audience=spec.get("audience") or default_audience(namespace, name),
+        algorithm=spec.get("algorithm", DEFAULT_ALGORITHM),
+        rsa_bits=int(spec.get("keySize", DEFAULT_RSA_BITS)),
         max_lifetime=max_lifetime,
         rotation=parsed_rotation,
-        secret_name=spec.get("secretName") or f"{name}-jwtmesh-key",
+        secret_name=spec.get("secretName") or default_secret_name(name),
         policy=policy,
         policy_document=policy_document,
     )

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from jwtmesh_operator.spec import DEFAULT_TRUST_DOMAIN
+
 if TYPE_CHECKING:
     from jwtmesh_operator.kube import Kube
     from jwtmesh_operator.publisher import BundlePublisher
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class OperatorConfig:
-    trust_domain: str = "jwtmesh.cluster.local"
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
     bundle_name: str = "jwtmesh-trust-bundle"
     bundle_label: str = "jwtmesh.io/trust-bundle"  # namespaces carrying it get the bundle too
     policy_suffix: str = "-jwtmesh-policy"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from jwtmesh.envoy_config import AuthzEndpoint, PodEnvoy
-from jwtmesh.testing.processes import EchoUpstream, free_port, start_envoy, start_sidecar
 from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.mint import mint_token
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
+from jwtmesh_testing.processes import EchoUpstream, free_port, start_envoy, start_sidecar
 
 pytestmark = pytest.mark.envoy
 ISS = "https://mesh.test/herald"
@@ -138,7 +138,7 @@ def test_the_sidecar_refuses_to_start_without_a_usable_bundle(
         [
             sys.executable,
             "-m",
-            "jwtmesh.cli",
+            "jwtmesh_sidecar.cli",
             "sidecar",
             "--identity",
             "census",

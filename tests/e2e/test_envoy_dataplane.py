@@ -18,18 +18,18 @@ from typing import Any
 import pytest
 
 from jwtmesh.envoy_config import AuthzEndpoint, PodEnvoy
-from jwtmesh.testing import forge
-from jwtmesh.testing.kubelet_volume import KubeletVolume
-from jwtmesh.testing.processes import (
+from jwtmesh.tokens.keys import SigningKey, generate_signing_key
+from jwtmesh.tokens.mint import mint_token
+from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
+from jwtmesh_testing import forge
+from jwtmesh_testing.kubelet_volume import KubeletVolume
+from jwtmesh_testing.processes import (
     EchoUpstream,
     ManagedProcess,
     free_port,
     start_envoy,
     start_sidecar,
 )
-from jwtmesh.tokens.keys import SigningKey, generate_signing_key
-from jwtmesh.tokens.mint import mint_token
-from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
 
 pytestmark = pytest.mark.envoy
 

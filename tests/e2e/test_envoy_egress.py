@@ -15,10 +15,10 @@ import pytest
 from jwtmesh.client import TokenClient
 from jwtmesh.envoy_config import AuthzEndpoint, Destination, PodEnvoy
 from jwtmesh.identity import IdentityKeys, ScheduledKey, render_identity
-from jwtmesh.testing.kubelet_volume import KubeletVolume
-from jwtmesh.testing.processes import EchoUpstream, free_port, start_envoy, start_sidecar
 from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
+from jwtmesh_testing.kubelet_volume import KubeletVolume
+from jwtmesh_testing.processes import EchoUpstream, free_port, start_envoy, start_sidecar
 
 pytestmark = pytest.mark.envoy
 HERALD_ISSUER = "https://jwtmesh.test/ns/default/herald"

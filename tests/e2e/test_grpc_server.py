@@ -14,9 +14,9 @@ import pytest
 from envoy.service.auth.v3 import external_auth_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from jwtmesh.sidecar.grpc_adapter import CHECK_METHOD, HEALTH_METHOD, check_method, health_method
-from jwtmesh.sidecar.grpc_server import Reply, UnaryServer
-from jwtmesh.testing.processes import free_port
+from jwtmesh_sidecar.grpc_adapter import CHECK_METHOD, HEALTH_METHOD, check_method, health_method
+from jwtmesh_sidecar.grpc_server import Reply, UnaryServer
+from jwtmesh_testing.processes import free_port
 
 ECHO = "/test.Echo/Echo"
 BROKEN = "/test.Echo/Broken"

@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 
 from jwtmesh.envoy_config import AuthzEndpoint, PodEnvoy
-from jwtmesh.testing.hostile import Keys, catalogue
-from jwtmesh.testing.processes import (
+from jwtmesh.tokens.mint import mint_token
+from jwtmesh.tokens.trust import render_bundle
+from jwtmesh_testing.hostile import Keys, catalogue
+from jwtmesh_testing.processes import (
     EchoUpstream,
     ManagedProcess,
     free_port,
     start_envoy,
     start_sidecar,
 )
-from jwtmesh.tokens.mint import mint_token
-from jwtmesh.tokens.trust import render_bundle
 
 pytestmark = pytest.mark.envoy
 NOW = time.time()

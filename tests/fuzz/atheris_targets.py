@@ -17,7 +17,7 @@ from typing import Any
 import atheris
 
 with atheris.instrument_imports(include=["jwtmesh"]):
-    from jwtmesh.testing.fuzzing import METHODS, VALID, check_policy, check_token, make_verifier
+    from jwtmesh_testing.fuzzing import METHODS, VALID, check_policy, check_token, make_verifier
 
 VERIFIER = make_verifier()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("atheris", reason="atheris has no wheel for this platform/Python")
+pytestmark = pytest.mark.fuzz
 
 HARNESS = Path(__file__).with_name("atheris_targets.py")
 SECONDS = 15

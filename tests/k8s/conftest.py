@@ -13,8 +13,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from jwtmesh.testing.kubeapply import create_namespace, get_object, install_crds, wait_for
-from jwtmesh.testing.localcluster import Binaries, LocalCluster, LocalClusterError
+from jwtmesh_testing.kubeapply import create_namespace, get_object, install_crds, wait_for
+from jwtmesh_testing.localcluster import Binaries, LocalCluster, LocalClusterError
 
 _binaries: Binaries | LocalClusterError | None = None
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from jwtmesh.testing.kubeapply import create_object, service_identity, wait_for
-from jwtmesh.testing.localcluster import LocalCluster
-from jwtmesh.testing.operator_process import OperatorProcess
+from jwtmesh_testing.kubeapply import create_object, service_identity, wait_for
+from jwtmesh_testing.localcluster import LocalCluster
+from jwtmesh_testing.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.k8s
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jwtmesh.demo import run_demo
-from jwtmesh.testing.localcluster import LocalCluster
+from jwtmesh_testing.demo import run_demo
+from jwtmesh_testing.localcluster import LocalCluster
 
 pytestmark = pytest.mark.k8s
 

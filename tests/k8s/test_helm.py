@@ -11,7 +11,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from jwtmesh.testing.localcluster import LocalCluster
+from jwtmesh_testing.localcluster import LocalCluster
 
 pytestmark = pytest.mark.k8s
 CHART = Path(__file__).resolve().parents[2] / "charts" / "jwtmesh"

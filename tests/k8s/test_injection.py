@@ -14,10 +14,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from jwtmesh.testing.kubeapply import create_object, service_identity
-from jwtmesh.testing.localcluster import LocalCluster
-from jwtmesh.testing.operator_process import OperatorProcess
-from jwtmesh.testing.processes import envoy_binary, free_port
+from jwtmesh_testing.kubeapply import create_object, service_identity
+from jwtmesh_testing.localcluster import LocalCluster
+from jwtmesh_testing.operator_process import OperatorProcess
+from jwtmesh_testing.processes import envoy_binary, free_port
 
 pytestmark = pytest.mark.k8s
 

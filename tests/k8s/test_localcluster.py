@@ -12,8 +12,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from jwtmesh.testing.kubeapply import create_namespace, wait_for
-from jwtmesh.testing.localcluster import LocalCluster
+from jwtmesh_testing.kubeapply import create_namespace, wait_for
+from jwtmesh_testing.localcluster import LocalCluster
 
 pytestmark = pytest.mark.k8s
 

@@ -15,17 +15,17 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from jwtmesh.identity import active_key, parse_identity
-from jwtmesh.testing.kubeapply import (
+from jwtmesh.tokens.keys import generate_signing_key
+from jwtmesh_testing.kubeapply import (
     create_object,
     delete_object,
     patch_object,
     service_identity,
     wait_for,
 )
-from jwtmesh.testing.kubelet_volume import KubeletVolume
-from jwtmesh.testing.localcluster import LocalCluster
-from jwtmesh.testing.operator_process import OperatorProcess
-from jwtmesh.tokens.keys import generate_signing_key
+from jwtmesh_testing.kubelet_volume import KubeletVolume
+from jwtmesh_testing.localcluster import LocalCluster
+from jwtmesh_testing.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.k8s
 FAST = {
@@ -423,7 +423,7 @@ def test_a_sidecar_verifies_a_token_minted_from_the_operators_secret(
         [
             sys.executable,
             "-m",
-            "jwtmesh.cli",
+            "jwtmesh_sidecar.cli",
             "token",
             "mint",
             "--keys",
@@ -439,7 +439,7 @@ def test_a_sidecar_verifies_a_token_minted_from_the_operators_secret(
         [
             sys.executable,
             "-m",
-            "jwtmesh.cli",
+            "jwtmesh_sidecar.cli",
             "token",
             "inspect",
             token,

@@ -13,9 +13,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from jwtmesh.identity import parse_identity
-from jwtmesh.testing.kubeapply import create_object, service_identity, wait_for
-from jwtmesh.testing.localcluster import LocalCluster
-from jwtmesh.testing.operator_process import OperatorProcess
+from jwtmesh_testing.kubeapply import create_object, service_identity, wait_for
+from jwtmesh_testing.localcluster import LocalCluster
+from jwtmesh_testing.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.k8s
 FAST = {"rotation": {"period": "5s", "prePublish": "2s", "retain": "31s"}, "maxTokenLifetime": "1s"}

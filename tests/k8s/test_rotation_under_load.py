@@ -20,12 +20,12 @@ import pytest
 
 from jwtmesh.envoy_config import AuthzEndpoint, PodEnvoy
 from jwtmesh.identity import active_key, parse_identity
-from jwtmesh.testing.kubeapply import create_object, service_identity, wait_for
-from jwtmesh.testing.localcluster import LocalCluster
-from jwtmesh.testing.minikubelet import MiniKubelet
-from jwtmesh.testing.operator_process import OperatorProcess
-from jwtmesh.testing.processes import EchoUpstream, free_port, start_envoy, start_sidecar
 from jwtmesh.tokens.mint import mint_token
+from jwtmesh_testing.kubeapply import create_object, service_identity, wait_for
+from jwtmesh_testing.localcluster import LocalCluster
+from jwtmesh_testing.minikubelet import MiniKubelet
+from jwtmesh_testing.operator_process import OperatorProcess
+from jwtmesh_testing.processes import EchoUpstream, free_port, start_envoy, start_sidecar
 
 pytestmark = [pytest.mark.k8s, pytest.mark.soak]
 PERIOD = 4.0

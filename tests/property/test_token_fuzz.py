@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jwtmesh.testing.fuzzing import METHODS, VALID, check_policy, check_token, make_verifier
 from jwtmesh.tokens.encoding import b64url_encode
+from jwtmesh_testing.fuzzing import METHODS, VALID, check_policy, check_token, make_verifier
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from jwtmesh.policy import ALLOW_ALL, Policy, policy_from_dict
-from jwtmesh.sidecar.decide import (
+from jwtmesh.tokens.errors import MissingToken
+from jwtmesh.tokens.keys import generate_signing_key
+from jwtmesh.tokens.mint import mint_token
+from jwtmesh.tokens.trust import IssuerTrust, TrustBundle
+from jwtmesh.tokens.verify import Verifier, VerifierSettings
+from jwtmesh_sidecar.decide import (
     CheckInput,
     Egress,
     Inbound,
@@ -18,11 +23,8 @@ from jwtmesh.sidecar.decide import (
     decide_inbound,
     extract_token,
 )
-from jwtmesh.tokens.errors import MissingToken
-from jwtmesh.tokens.keys import generate_signing_key
-from jwtmesh.tokens.mint import mint_token
-from jwtmesh.tokens.trust import IssuerTrust, TrustBundle
-from jwtmesh.tokens.verify import Verifier, VerifierSettings
+from jwtmesh_sidecar.metrics import SidecarMetrics
+from jwtmesh_sidecar.service import DecisionService
 
 NOW = 1_800_000_000.0
 ISS = "https://mesh.test/herald"
@@ -38,13 +40,8 @@ def token(**kw: Any) -> str:
     )
 
 
-def inbound(
-    policy: Policy = ALLOW_ALL,
-    verifier: Any = TRUSTED,
-    reread: Any = lambda now: False,
-    **settings: Any,
-) -> Inbound:
-    return Inbound(lambda: verifier, lambda: policy, reread, TokenSettings(**settings))
+def inbound(policy: Policy = ALLOW_ALL, verifier: Any = TRUSTED, **settings: Any) -> Inbound:
+    return Inbound(lambda: verifier, lambda: policy, TokenSettings(**settings))
 
 
 def check(
@@ -137,39 +134,36 @@ def test_a_body_bound_token_needs_the_exact_body(
         assert decision.reason == "body_mismatch"
 
 
+def refreshing_service(state: Inbound, asked: list[bool]) -> DecisionService:
+    return DecisionService(
+        state, None, SidecarMetrics(), clock=lambda: NOW, on_unknown_key=lambda: asked.append(True)
+    )
+
+
 @pytest.mark.parametrize(
-    "before",
-    [TrustBundle({ISS: IssuerTrust({})}), TrustBundle({})],
+    ("before", "reason"),
+    [(TrustBundle({ISS: IssuerTrust({})}), "unknown_kid"), (TrustBundle({}), "unknown_issuer")],
     ids=["unknown kid (a rotation)", "unknown issuer (a new identity)"],
 )
-def test_an_unknown_key_triggers_one_reread_then_verifies_against_the_new_bundle(
-    before: TrustBundle,
+def test_an_unknown_key_is_refused_at_once_and_the_shell_asks_for_a_refresh(
+    before: TrustBundle, reason: str
 ) -> None:
-    current = {"verifier": Verifier(before, VerifierSettings(audience="census"))}
-    calls: list[float] = []
-
-    def reread(now: float) -> bool:
-        calls.append(now)
-        current["verifier"] = TRUSTED
-        return True
-
-    state = Inbound(lambda: current["verifier"], lambda: ALLOW_ALL, reread, TokenSettings())
-    assert decide_inbound(check({"authorization": f"Bearer {token()}"}), state, NOW).allowed
-    assert calls == [NOW]
+    """The decision waits for nothing; the service tells the trust store to look again."""
+    asked: list[bool] = []
+    state = inbound(verifier=Verifier(before, VerifierSettings(audience="census")))
+    service = refreshing_service(state, asked)
+    decision = service.check(check({"authorization": f"Bearer {token()}"}))
+    assert (decision.status, decision.reason) == (401, reason)
+    assert asked == [True]
+    assert service.check(check({"authorization": f"Bearer {token()}"}, path="/y")).reason == reason
 
 
-def test_without_a_newer_bundle_an_unknown_issuer_is_refused_after_the_reread() -> None:
-    calls: list[float] = []
-
-    def reread(now: float) -> bool:
-        calls.append(now)
-        return False
-
-    nobody = Verifier(TrustBundle({}), VerifierSettings(audience="census"))
-    state = Inbound(lambda: nobody, lambda: ALLOW_ALL, reread, TokenSettings())
-    decision = decide_inbound(check({"authorization": f"Bearer {token()}"}), state, NOW)
-    assert (decision.status, decision.reason) == (401, "unknown_issuer")
-    assert calls == [NOW]
+def test_a_known_key_never_asks_for_a_refresh() -> None:
+    asked: list[bool] = []
+    service = refreshing_service(inbound(), asked)
+    assert service.check(check({"authorization": f"Bearer {token()}"})).allowed
+    assert service.check(check({})).reason == "missing_token"
+    assert asked == []
 
 
 def test_egress_attaches_a_token_for_the_destination_audience() -> None:

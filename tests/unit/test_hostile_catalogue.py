@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jwtmesh.testing.hostile import Keys, catalogue
 from jwtmesh.tokens.errors import TokenError
 from jwtmesh.tokens.verify import Verifier, VerifierSettings
+from jwtmesh_testing.hostile import Keys, catalogue
 
 NOW = 1_800_000_000.0
 KEYS = Keys.generate()

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from jwtmesh.cli import main
 from jwtmesh.identity import (
     IdentityError,
     IdentityKeys,
@@ -17,8 +16,10 @@ from jwtmesh.identity import (
     parse_identity,
     render_identity,
 )
-from jwtmesh.sidecar.config import ConfigError, config_from_dict
 from jwtmesh.tokens.keys import generate_signing_key
+from jwtmesh_operator.cli import main as operator_main
+from jwtmesh_sidecar.cli import main
+from jwtmesh_sidecar.config import ConfigError, config_from_dict
 
 OLD, NEW, NEXT = generate_signing_key(), generate_signing_key(), generate_signing_key()
 IDENTITY = IdentityKeys(
@@ -128,7 +129,6 @@ def test_keys_mint_bundle_inspect_through_the_cli(tmp_path: Path) -> None:
         ["token", "mint"],
         ["token", "inspect"],
         ["sidecar"],
-        ["operator"],
     ],
     ids=lambda c: " ".join(c) or "jwtmesh",
 )
@@ -172,3 +172,9 @@ def test_a_bad_sidecar_configuration_is_refused_with_a_reason(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         config_from_dict(document)
+
+
+def test_the_operator_has_its_own_command() -> None:
+    result = CliRunner().invoke(operator_main, ["--help"])
+    assert result.exit_code == 0
+    assert "Run the ServiceIdentity operator" in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -11,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from jwtmesh.sidecar.trust_store import JwksUrl, TrustStore
-from jwtmesh.sidecar.watch import LoadOutcome, WatchedFile
-from jwtmesh.testing.kubelet_volume import KubeletVolume
 from jwtmesh.tokens.keys import SigningKey, generate_signing_key, jwks
 from jwtmesh.tokens.trust import BundleError, IssuerTrust, TrustBundle, parse_bundle, render_bundle
 from jwtmesh.tokens.verify import VerifierSettings
+from jwtmesh_sidecar.trust_store import JwksUrl, TrustStore
+from jwtmesh_sidecar.watch import LoadOutcome, WatchedFile
+from jwtmesh_testing.kubelet_volume import KubeletVolume
 
 ISS = "https://mesh.test/herald"
 
@@ -75,20 +76,23 @@ def test_the_store_refuses_to_start_without_a_usable_bundle(tmp_path: Path) -> N
         store.load_initial()
 
 
-def test_a_reread_for_an_unknown_kid_is_rate_limited(tmp_path: Path) -> None:
+def test_an_unknown_key_wakes_the_poller_and_the_next_poll_takes_the_new_file(
+    tmp_path: Path,
+) -> None:
     first, second = generate_signing_key(), generate_signing_key()
     path = tmp_path / "bundle.json"
     path.write_bytes(bundle_bytes(first))
-    store = TrustStore(
-        [path], [], VerifierSettings(audience="census"), min_forced_reread_seconds=1.0
-    )
+    store = TrustStore([path], [], VerifierSettings(audience="census"))
+    woken: list[bool] = []
+    store.attach_poller(lambda: woken.append(True))
     store.load_initial()
     path.write_bytes(bundle_bytes(first, second) + b" ")
-    assert store.reread_for_unknown_key(100.0), "the new key is picked up at once"
+    store.unknown_key_seen()
+    assert woken == [True], "the request path only wakes the poller"
+    assert second.kid not in store.verifier.bundle.issuers[ISS].keys
+    assert store.poll(), "the poller's next tick takes the new bundle"
     assert second.kid in store.verifier.bundle.issuers[ISS].keys
-    path.write_bytes(bundle_bytes(first))
-    assert not store.reread_for_unknown_key(100.5), "a second re-read within 1 s is refused"
-    assert store.reread_for_unknown_key(101.5)
+    assert not store.poll(), "nothing changed since"
 
 
 class JwksServer:
@@ -133,14 +137,18 @@ def test_a_jwks_url_is_fetched_refetched_on_unknown_kid_and_kept_when_down(
     first, second = generate_signing_key(), generate_signing_key()
     jwks_server.document = jwks([first.public])
     spec = JwksUrl(issuer=ISS, url=jwks_server.url, refresh_seconds=300, min_refetch_seconds=10)
-    store = TrustStore([], [spec], VerifierSettings(audience="census"), min_forced_reread_seconds=0)
+    store = TrustStore([], [spec], VerifierSettings(audience="census"))
     store.load_initial()
     assert set(store.verifier.bundle.issuers[ISS].keys) == {first.kid}
     jwks_server.document = jwks([first.public, second.public])
-    assert store.reread_for_unknown_key(1e12), "an unknown kid refetches"
+    assert not store.poll(time.time() + 5), "not due yet, and no unknown key seen"
+    store.unknown_key_seen()
+    assert not store.poll(time.time() + 5), "an early refetch waits min_refetch_seconds"
+    store.unknown_key_seen()
+    assert store.poll(time.time() + 11), "an unknown kid refetches early"
     assert second.kid in store.verifier.bundle.issuers[ISS].keys
     jwks_server.up = False
-    store.reread_for_unknown_key(2e12)
+    store.poll(time.time() + 400)
     assert set(store.verifier.bundle.issuers[ISS].keys) == {first.kid, second.kid}, "last good kept"
 
 

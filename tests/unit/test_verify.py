@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from jwtmesh.testing import forge
 from jwtmesh.tokens import errors
 from jwtmesh.tokens.encoding import b64url_encode
 from jwtmesh.tokens.keys import SigningKey, generate_signing_key
 from jwtmesh.tokens.mint import body_hash, mint_token
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle
 from jwtmesh.tokens.verify import Verifier, VerifierSettings
+from jwtmesh_testing import forge
 
 NOW = 1_800_000_000.0
 A = "https://mesh.test/ns/a/herald"
@@ -313,7 +313,7 @@ def test_the_cache_is_bounded() -> None:
     v = verifier(cache_size=3)
     for index in range(10):
         v.verify(signed(jti=f"jti-{index}"), NOW)
-    assert len(v._cache) == 3
+    assert len(v.cache) == 3
 
 
 def test_verified_claims_header_is_the_claims_as_base64url_json() -> None:

@@ -1,0 +1,202 @@
+"""Signing and verification keys: generation, JWK/JWKS, RFC 7638 thumbprint kids, PEM.
+
+The algorithm a key may be used with is a property of the key, fixed when it is
+created or loaded, and never taken from a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm, RSAPSSAlgorithm
+
+from jwtmesh.errors import JwtmeshError
+from jwtmesh.tokens.encoding import b64url_encode
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+PublicKeyObject = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+DEFAULT_ALGORITHM = "ES256"
+MIN_RSA_BITS = 2048
+
+# The only algorithms jwtmesh signs or verifies with; never "none", never HS*.
+_SIGNERS: dict[str, Any] = {
+    "ES256": ECAlgorithm(ECAlgorithm.SHA256),
+    "RS256": RSAAlgorithm(RSAAlgorithm.SHA256),
+    "PS256": RSAPSSAlgorithm(RSAPSSAlgorithm.SHA256),
+    "EdDSA": OKPAlgorithm(),
+}
+ALGORITHMS: frozenset[str] = frozenset(_SIGNERS)
+_KTY_OF = {"ES256": "EC", "RS256": "RSA", "PS256": "RSA", "EdDSA": "OKP"}
+
+
+class KeyMaterialError(JwtmeshError, ValueError):
+    """A key or JWK is unusable (wrong type, too small, unknown algorithm)."""
+
+
+def sign(alg: str, key: PrivateKey, message: bytes) -> bytes:
+    signature: bytes = _SIGNERS[alg].sign(message, key)
+    return signature
+
+
+def verify_signature(alg: str, key: PublicKeyObject, message: bytes, signature: bytes) -> bool:
+    """True only for a valid signature; malformed signatures are simply invalid."""
+    try:
+        return bool(_SIGNERS[alg].verify(message, key, signature))
+    except (ValueError, TypeError):
+        return False
+
+
+def _check_key_matches(alg: str, key: PrivateKey | PublicKeyObject) -> None:
+    if alg not in ALGORITHMS:
+        raise KeyMaterialError(f"unsupported algorithm {alg!r}; use one of {sorted(ALGORITHMS)}")
+    if alg == "ES256":
+        if not isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+            raise KeyMaterialError("ES256 needs an EC key")
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise KeyMaterialError("ES256 needs a P-256 key")
+    elif alg in ("RS256", "PS256"):
+        if not isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+            raise KeyMaterialError(f"{alg} needs an RSA key")
+        if key.key_size < MIN_RSA_BITS:
+            raise KeyMaterialError(f"RSA keys must have at least {MIN_RSA_BITS} bits")
+    elif not isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
+        raise KeyMaterialError("EdDSA needs an Ed25519 key")
+
+
+def public_jwk_members(key: PublicKeyObject) -> dict[str, str]:
+    """The members RFC 7638 names as required for the key type, base64url-encoded."""
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        numbers = key.public_numbers()
+        size = (key.curve.key_size + 7) // 8
+        return {
+            "crv": "P-256",
+            "kty": "EC",
+            "x": b64url_encode(numbers.x.to_bytes(size, "big")),
+            "y": b64url_encode(numbers.y.to_bytes(size, "big")),
+        }
+    if isinstance(key, rsa.RSAPublicKey):
+        rsa_numbers = key.public_numbers()
+        return {
+            "e": b64url_encode(
+                rsa_numbers.e.to_bytes((rsa_numbers.e.bit_length() + 7) // 8, "big")
+            ),
+            "kty": "RSA",
+            "n": b64url_encode(
+                rsa_numbers.n.to_bytes((rsa_numbers.n.bit_length() + 7) // 8, "big")
+            ),
+        }
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"crv": "Ed25519", "kty": "OKP", "x": b64url_encode(raw)}
+
+
+def thumbprint(key: PublicKeyObject) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256), used as the `kid`."""
+    canonical = json.dumps(public_jwk_members(key), separators=(",", ":"), sort_keys=True)
+    return b64url_encode(hashlib.sha256(canonical.encode("ascii")).digest())
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A verification key: its kid, the one algorithm it verifies, and the key itself."""
+
+    kid: str
+    alg: str
+    key: PublicKeyObject
+
+    def to_jwk(self) -> dict[str, str]:
+        return {**public_jwk_members(self.key), "kid": self.kid, "alg": self.alg, "use": "sig"}
+
+    @classmethod
+    def from_jwk(cls, jwk: Any) -> PublicKey:
+        """Load a public JWK. Private members are refused; `alg` is inferred from the curve
+        only where that is unambiguous (RSA keys must say RS256 or PS256)."""
+        if not isinstance(jwk, dict):
+            raise KeyMaterialError("a JWK must be a JSON object")
+        if "d" in jwk or "p" in jwk:
+            raise KeyMaterialError("a trust bundle must never contain private key material")
+        kty, crv, alg = jwk.get("kty"), jwk.get("crv"), jwk.get("alg")
+        if alg is None:
+            alg = {"EC": "ES256" if crv == "P-256" else None, "OKP": "EdDSA"}.get(str(kty))
+        if alg not in ALGORITHMS:
+            raise KeyMaterialError(f"unsupported or missing JWK alg {alg!r}")
+        if kty != _KTY_OF[alg]:
+            raise KeyMaterialError(f"JWK kty {kty!r} does not match alg {alg}")
+        if jwk.get("use", "sig") != "sig":
+            raise KeyMaterialError("JWK use must be 'sig'")
+        try:
+            key = _SIGNERS[alg].from_jwk(jwk)
+        except Exception as exc:  # PyJWT raises InvalidKeyError, ValueError, KeyError...
+            raise KeyMaterialError(f"unreadable {kty} JWK") from exc
+        _check_key_matches(alg, key)
+        kid = jwk.get("kid")
+        if kid is None:
+            kid = thumbprint(key)
+        if not isinstance(kid, str) or not kid:
+            raise KeyMaterialError("JWK kid must be a non-empty string")
+        return cls(kid=kid, alg=alg, key=key)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A private key with its kid and algorithm. Never logged: repr hides the key."""
+
+    kid: str
+    alg: str
+    private_key: PrivateKey
+
+    def __repr__(self) -> str:
+        return f"SigningKey(kid={self.kid!r}, alg={self.alg!r})"
+
+    @property
+    def public(self) -> PublicKey:
+        return PublicKey(kid=self.kid, alg=self.alg, key=self.private_key.public_key())
+
+    def sign(self, message: bytes) -> bytes:
+        return sign(self.alg, self.private_key, message)
+
+    def private_pem(self) -> str:
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode("ascii")
+
+    @classmethod
+    def from_pem(cls, pem: str | bytes, alg: str) -> SigningKey:
+        data = pem.encode("ascii") if isinstance(pem, str) else pem
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError) as exc:
+            raise KeyMaterialError("unreadable private key PEM") from exc
+        if not isinstance(
+            key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+        ):
+            raise KeyMaterialError("unsupported private key type")
+        _check_key_matches(alg, key)
+        return cls(kid=thumbprint(key.public_key()), alg=alg, private_key=key)
+
+
+def generate_signing_key(alg: str = DEFAULT_ALGORITHM, rsa_bits: int = 3072) -> SigningKey:
+    """A fresh key pair for `alg`; the kid is the public key's RFC 7638 thumbprint."""
+    private_key: PrivateKey
+    if alg == "ES256":
+        private_key = ec.generate_private_key(ec.SECP256R1())
+    elif alg in ("RS256", "PS256"):
+        if rsa_bits < MIN_RSA_BITS:
+            raise KeyMaterialError(f"RSA keys must have at least {MIN_RSA_BITS} bits")
+        private_key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+    elif alg == "EdDSA":
+        private_key = ed25519.Ed25519PrivateKey.generate()
+    else:
+        raise KeyMaterialError(f"unsupported algorithm {alg!r}; use one of {sorted(ALGORITHMS)}")
+    return SigningKey(kid=thumbprint(private_key.public_key()), alg=alg, private_key=private_key)
+
+
+def jwks(keys: list[PublicKey]) -> dict[str, list[dict[str, str]]]:
+    return {"keys": [key.to_jwk() for key in keys]}

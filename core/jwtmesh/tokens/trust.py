@@ -1,0 +1,138 @@
+"""The trust bundle: issuer → its keys and revocations. This module is the file format.
+
+The operator renders it into a ConfigMap; the sidecar parses it from the mounted file
+(or builds it from a JWKS URL). `docs/formats.md` specifies it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jwtmesh.errors import JwtmeshError
+from jwtmesh.tokens.keys import KeyMaterialError, PublicKey
+
+BUNDLE_FORMAT_VERSION = 1
+
+
+class BundleError(JwtmeshError, ValueError):
+    """The trust bundle document is unusable; the previous good one must be kept."""
+
+
+@dataclass(frozen=True)
+class IssuerTrust:
+    """What a verifier knows about one issuer."""
+
+    keys: Mapping[str, PublicKey]
+    # jti → the token's exp: a revocation lasts until the token would have expired anyway.
+    revoked_jtis: Mapping[str, float] = field(default_factory=dict)
+    # Everything this issuer issued (iat) before this time is revoked.
+    revoked_before: float | None = None
+
+
+@dataclass(frozen=True)
+class TrustBundle:
+    issuers: Mapping[str, IssuerTrust]
+
+    def key_count(self) -> int:
+        return sum(len(trust.keys) for trust in self.issuers.values())
+
+    def merged_with(self, other: TrustBundle) -> TrustBundle:
+        """Union of two sources: keys by kid, revocations from both, the later cutoff."""
+        issuers = dict(self.issuers)
+        for issuer, theirs in other.issuers.items():
+            ours = issuers.get(issuer)
+            if ours is None:
+                issuers[issuer] = theirs
+                continue
+            cutoffs = [c for c in (ours.revoked_before, theirs.revoked_before) if c is not None]
+            issuers[issuer] = IssuerTrust(
+                keys={**ours.keys, **theirs.keys},
+                revoked_jtis={**ours.revoked_jtis, **theirs.revoked_jtis},
+                revoked_before=max(cutoffs) if cutoffs else None,
+            )
+        return TrustBundle(issuers=issuers)
+
+
+EMPTY_BUNDLE = TrustBundle(issuers={})
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BundleError(f"{where} must be a number")
+    return float(value)
+
+
+def parse_jwks(document: Any, where: str) -> dict[str, PublicKey]:
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise BundleError(f"{where} must be a JWKS object with a 'keys' list")
+    keys: dict[str, PublicKey] = {}
+    for index, jwk in enumerate(document["keys"]):
+        try:
+            key = PublicKey.from_jwk(jwk)
+        except KeyMaterialError as exc:
+            raise BundleError(f"{where}.keys[{index}]: {exc}") from exc
+        if key.kid in keys:
+            raise BundleError(f"{where}: duplicate kid {key.kid!r}")
+        keys[key.kid] = key
+    return keys
+
+
+def parse_bundle(data: bytes) -> TrustBundle:
+    """Parse and validate a whole bundle document; any error rejects all of it."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BundleError(f"trust bundle is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise BundleError("trust bundle must be a JSON object")
+    if document.get("version") != BUNDLE_FORMAT_VERSION:
+        raise BundleError(f"unsupported trust bundle version {document.get('version')!r}")
+    raw_issuers = document.get("issuers")
+    if not isinstance(raw_issuers, dict):
+        raise BundleError("trust bundle needs an 'issuers' object")
+    issuers: dict[str, IssuerTrust] = {}
+    for issuer, entry in raw_issuers.items():
+        where = f"issuers[{issuer!r}]"
+        if not isinstance(entry, dict):
+            raise BundleError(f"{where} must be an object")
+        keys = parse_jwks(entry.get("jwks"), f"{where}.jwks")
+        revocations = entry.get("revocations", {})
+        if not isinstance(revocations, dict):
+            raise BundleError(f"{where}.revocations must be an object")
+        jtis = revocations.get("jtis", {})
+        if not isinstance(jtis, dict):
+            raise BundleError(f"{where}.revocations.jtis must map jti to exp")
+        revoked_jtis = {
+            str(jti): _number(exp, f"{where}.revocations.jtis") for jti, exp in jtis.items()
+        }
+        before = revocations.get("issuedBefore")
+        issuers[issuer] = IssuerTrust(
+            keys=keys,
+            revoked_jtis=revoked_jtis,
+            revoked_before=None if before is None else _number(before, f"{where}.issuedBefore"),
+        )
+    return TrustBundle(issuers=issuers)
+
+
+def render_bundle(bundle: TrustBundle) -> bytes:
+    """The canonical document: sorted, compact, so equal bundles are equal bytes."""
+    issuers: dict[str, Any] = {}
+    for issuer in sorted(bundle.issuers):
+        trust = bundle.issuers[issuer]
+        entry: dict[str, Any] = {
+            "jwks": {"keys": [trust.keys[kid].to_jwk() for kid in sorted(trust.keys)]}
+        }
+        revocations: dict[str, Any] = {}
+        if trust.revoked_jtis:
+            revocations["jtis"] = {jti: int(exp) for jti, exp in sorted(trust.revoked_jtis.items())}
+        if trust.revoked_before is not None:
+            revocations["issuedBefore"] = int(trust.revoked_before)
+        if revocations:
+            entry["revocations"] = revocations
+        issuers[issuer] = entry
+    document = {"version": BUNDLE_FORMAT_VERSION, "issuers": issuers}
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode("utf-8")

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The fast suite on the oldest versions pyproject.toml allows for our direct dependencies
+# (requirements-min.lock, from `uv pip compile --resolution lowest-direct`), in .venv-min.
+# A lower bound that no longer works fails here, not on a user's machine.
+#   hack/test-min.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=.venv-min
+lock=requirements-min.lock
+stamp="$venv/.installed-$(cat pyproject.toml testing/pyproject.toml "$lock" | sha1sum | cut -c1-12)"
+say() { echo "[test-min] $*"; }
+if [ ! -e "$stamp" ]; then
+  say "creating $venv from $lock (the oldest allowed versions)"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r "$lock"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . -e testing
+  "$venv/bin/python" -m pip check --disable-pip-version-check >/dev/null
+  rm -f "$venv"/.installed-* && touch "$stamp"
+fi
+say "$("$venv/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
+  | awk 'tolower($1) ~ /^(grpcio|pyjwt|cryptography|kopf|kubernetes|protobuf|xds-protos|aiohttp)$/ {printf "%s %s  ", $1, $2}')"
+exec "$venv/bin/python" -m pytest "$@"

@@ -1,0 +1,221 @@
+"""The decision core: one request in, one decision out, whichever transport asked.
+
+Inbound: find the token, verify it against the trust bundle in memory, check body
+binding, evaluate the policy. Egress: attach a token minted for the destination's
+audience. Pure: no I/O and no waiting; the clock is an argument. An unknown kid or
+issuer is refused at once from what is loaded (the shell then asks the trust store's
+poller for a refresh). Adapters translate `CheckInput`/`Decision` to and from the wire.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jwtmesh import policy as policy_rules
+from jwtmesh import reasons
+from jwtmesh.policy import Policy
+from jwtmesh.reasons import Reason, reason_for
+from jwtmesh.tokens.errors import BodyMismatch, MissingToken, TokenError
+from jwtmesh.tokens.mint import body_hash
+from jwtmesh.tokens.verify import VerifiedToken, Verifier
+
+HEADER_ISSUER = "x-jwtmesh-issuer"
+HEADER_SUBJECT = "x-jwtmesh-subject"
+HEADER_CLAIMS = "x-jwtmesh-claims"
+RESERVED_PREFIX = "x-jwtmesh-"
+PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    method: str
+    path: str
+    host: str
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes | None = None
+    egress: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    status: int  # 200 when allowed
+    reason: str  # stable code: "allowed" or why not
+    message: str = ""
+    upstream_headers: tuple[tuple[str, str], ...] = ()  # set (overwrite) on the upstream request
+    remove_headers: tuple[str, ...] = ()  # removed from the upstream request
+    client_headers: tuple[tuple[str, str], ...] = ()  # on the denial response
+    body: str = ""  # denial response body (JSON)
+    subject: str | None = None
+    issuer: str | None = None
+    rule: str | None = None
+    audited_denial: bool = False
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    header: str = "authorization"  # a custom header carries the bare token
+    strip: bool = False  # remove the token before the upstream sees it
+
+
+def extract_token(headers: Mapping[str, str], settings: TokenSettings) -> str:
+    raw = headers.get(settings.header)
+    if raw is None or not raw.strip():
+        raise MissingToken(f"no token in the {settings.header} header")
+    value = raw.strip()
+    scheme, _, rest = value.partition(" ")
+    if scheme.lower() == "bearer":
+        return rest.strip()
+    if settings.header == "authorization":
+        raise MissingToken("the authorization header does not carry a Bearer token")
+    return value
+
+
+def _json_body(reason: str, message: str) -> str:
+    return json.dumps({"error": reason, "message": message}, separators=(",", ":"))
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "").replace('"', "'")
+
+
+def deny_unauthenticated(error: TokenError) -> Decision:
+    if isinstance(error, MissingToken):
+        challenge = 'Bearer realm="jwtmesh"'
+    else:
+        challenge = (
+            f'Bearer realm="jwtmesh", error="invalid_token", '
+            f'error_description="{error.reason}: {_quoted(error.message)}"'
+        )
+    return Decision(
+        allowed=False,
+        status=401,
+        reason=error.reason,
+        message=error.message,
+        client_headers=(("www-authenticate", challenge), ("content-type", "application/json")),
+        body=_json_body(error.reason, error.message),
+    )
+
+
+def deny(reason: Reason, message: str, **extra: Any) -> Decision:
+    """A refusal with its status from the reason table."""
+    return Decision(
+        allowed=False,
+        status=reason.http_status,
+        reason=reason.code,
+        message=message,
+        client_headers=(("content-type", "application/json"),),
+        body=_json_body(reason.code, message),
+        **extra,
+    )
+
+
+@dataclass
+class Inbound:
+    """Everything an inbound decision reads; the stores swap `verifier` and `policy`."""
+
+    get_verifier: Callable[[], Verifier]
+    get_policy: Callable[[], Policy]
+    token: TokenSettings = field(default_factory=TokenSettings)
+
+
+_SET_BY_US = frozenset({HEADER_ISSUER, HEADER_SUBJECT, HEADER_CLAIMS})
+
+
+def _removals(headers: Mapping[str, str], token: TokenSettings) -> tuple[str, ...]:
+    """Client-sent x-jwtmesh-* headers we do not overwrite anyway, and the token if stripped.
+    (Envoy applies removals after additions, so our own headers must not be listed.)"""
+    spoofed = [
+        name for name in headers if name.startswith(RESERVED_PREFIX) and name not in _SET_BY_US
+    ]
+    if token.strip:
+        spoofed.append(token.header)
+    return tuple(spoofed)
+
+
+def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decision:
+    try:
+        token = extract_token(request.headers, inbound.token)
+        verified: VerifiedToken = inbound.get_verifier().verify(token, now)
+        bound_hash = verified.claims.get("bdy")
+        if bound_hash is not None:
+            check_body_binding(bound_hash, request)
+    except TokenError as error:
+        return deny_unauthenticated(error)
+
+    result = policy_rules.evaluate(
+        inbound.get_policy(),
+        method=request.method,
+        path=request.path,
+        issuer=verified.issuer,
+        subject=verified.subject,
+        claims=verified.claims,
+    )
+    if not result.allowed:
+        return deny(
+            reason_for(result.reason),
+            f"the policy does not allow this caller here (rule: {result.rule or 'none'})",
+            subject=verified.subject,
+            issuer=verified.issuer,
+            rule=result.rule,
+        )
+    return Decision(
+        allowed=True,
+        status=200,
+        reason="allowed" if not result.audited_denial else result.reason,
+        upstream_headers=(
+            (HEADER_ISSUER, verified.issuer),
+            (HEADER_SUBJECT, verified.subject),
+            (HEADER_CLAIMS, verified.claims_b64),
+        ),
+        remove_headers=_removals(request.headers, inbound.token),
+        subject=verified.subject,
+        issuer=verified.issuer,
+        rule=result.rule,
+        audited_denial=result.audited_denial,
+    )
+
+
+def check_body_binding(bound_hash: Any, request: CheckInput) -> None:
+    if request.body is None or request.headers.get(PARTIAL_BODY_HEADER) == "true":
+        raise BodyMismatch("the token is bound to a body the verifier did not receive whole")
+    if not isinstance(bound_hash, str) or not hmac.compare_digest(
+        bound_hash.encode(), body_hash(request.body).encode()
+    ):
+        raise BodyMismatch("the request body does not match the token's bdy claim")
+
+
+# --- egress --------------------------------------------------------------------------
+
+
+@dataclass
+class Egress:
+    """Outbound requests: which audience each destination host is, and how to get a token."""
+
+    audiences: Mapping[str, str]  # host or host:port → audience
+    token_for: Callable[[str, float], str | None]  # (audience, now) -> token, None if no key
+
+
+def audience_for_host(audiences: Mapping[str, str], host: str) -> str | None:
+    if host in audiences:
+        return audiences[host]
+    return audiences.get(host.rsplit(":", 1)[0])
+
+
+def decide_egress(request: CheckInput, egress: Egress, now: float) -> Decision:
+    audience = audience_for_host(egress.audiences, request.host)
+    if audience is None:
+        return deny(reasons.UNKNOWN_DESTINATION, "no audience is configured for this host")
+    token = egress.token_for(audience, now)
+    if token is None:
+        return deny(reasons.NO_SIGNING_KEY, "this identity has no active signing key")
+    return Decision(
+        allowed=True,
+        status=200,
+        reason="allowed",
+        upstream_headers=(("authorization", f"Bearer {token}"),),
+    )

@@ -1,0 +1,111 @@
+"""Envoy's gRPC ext_authz (`envoy.service.auth.v3.Authorization/Check`) on the decision core.
+
+Translation only: CheckRequest → CheckInput, Decision → CheckResponse. Check never
+raises; anything unexpected is answered with a denial.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2
+from envoy.type.v3 import http_status_pb2
+from google.rpc import code_pb2, status_pb2
+from grpc_health.v1 import health_pb2
+
+from jwtmesh import reasons
+from jwtmesh.envoy_config import EGRESS_EXTENSION
+from jwtmesh.reasons import reason_for
+from jwtmesh_sidecar.decide import CheckInput, Decision, deny
+from jwtmesh_sidecar.grpc_server import Reply, UnaryMethod
+from jwtmesh_sidecar.service import DecisionService
+
+log = logging.getLogger("jwtmesh.grpc")
+
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+CheckRequest = external_auth_pb2.CheckRequest
+
+
+def to_check_input(request: Any) -> CheckInput:
+    http = request.attributes.request.http
+    return CheckInput(
+        method=http.method,
+        path=http.path,
+        host=http.host,
+        headers=http.headers,  # Envoy sends lower-case names
+        body=http.raw_body or http.body.encode("utf-8"),
+        egress=request.attributes.context_extensions.get(EGRESS_EXTENSION) == "egress",
+    )
+
+
+def _header_options(headers: tuple[tuple[str, str], ...]) -> list[Any]:
+    return [
+        base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key=name, value=value), append_action=_OVERWRITE
+        )
+        for name, value in headers
+    ]
+
+
+def to_check_response(decision: Decision) -> Any:
+    if decision.allowed:
+        return external_auth_pb2.CheckResponse(
+            status=status_pb2.Status(code=code_pb2.OK),
+            ok_response=external_auth_pb2.OkHttpResponse(
+                headers=_header_options(decision.upstream_headers),
+                headers_to_remove=list(decision.remove_headers),
+            ),
+        )
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(
+            code=int(reason_for(decision.reason).grpc_code), message=decision.reason
+        ),
+        denied_response=external_auth_pb2.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=decision.status),
+            headers=_header_options(decision.client_headers),
+            body=decision.body,
+        ),
+    )
+
+
+_FAIL_CLOSED = to_check_response(
+    deny(reasons.INTERNAL_ERROR, "the authorizer failed; the request is refused")
+)
+
+
+_FAIL_CLOSED_BYTES = _FAIL_CLOSED.SerializeToString()
+CHECK_METHOD = "/envoy.service.auth.v3.Authorization/Check"
+HEALTH_METHOD = "/grpc.health.v1.Health/Check"
+
+
+def check_method(service: DecisionService) -> UnaryMethod:
+    """Authorization/Check on the wire. It never fails: anything unexpected, a request
+    that does not parse included, is answered with a denial (fail closed)."""
+
+    def check(request: bytes) -> Reply:
+        try:
+            decision = service.check(to_check_input(CheckRequest.FromString(request)))
+            return Reply(to_check_response(decision).SerializeToString())
+        except Exception:
+            log.exception("Check failed; denying")
+            return Reply(_FAIL_CLOSED_BYTES)
+
+    return check
+
+
+def health_method(serving: frozenset[str]) -> UnaryMethod:
+    """grpc.health.v1 Check: SERVING for the server ("") and the services in `serving`."""
+    known = serving | {""}
+    answer = health_pb2.HealthCheckResponse(
+        status=health_pb2.HealthCheckResponse.SERVING
+    ).SerializeToString()
+
+    def health(request: bytes) -> Reply:
+        if health_pb2.HealthCheckRequest.FromString(request).service in known:
+            return Reply(answer)
+        return Reply(code=grpc.StatusCode.NOT_FOUND, details="unknown service")
+
+    return health

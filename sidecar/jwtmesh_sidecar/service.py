@@ -1,0 +1,112 @@
+"""The shell around the decision core that both transports call.
+
+It reads the clock, records metrics, writes one JSON log line per denial, and never
+raises: an internal error becomes a denial (fail closed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from jwtmesh import reasons
+from jwtmesh.policy import route_path
+from jwtmesh_sidecar.decide import (
+    CheckInput,
+    Decision,
+    Egress,
+    Inbound,
+    decide_egress,
+    decide_inbound,
+    deny,
+)
+from jwtmesh_sidecar.metrics import SidecarMetrics
+
+log = logging.getLogger("jwtmesh.sidecar")
+_UNKNOWN_KEY = frozenset({reasons.UNKNOWN_KID.code, reasons.UNKNOWN_ISSUER.code})
+
+
+class DecisionLog:
+    """One structured JSON line per denial (and per audited would-deny). Never the token."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stderr
+
+    def write(self, request: CheckInput, decision: Decision, now: float) -> None:
+        event = "audit_would_deny" if decision.audited_denial else "denied"
+        line: dict[str, Any] = {
+            "ts": round(now, 3),
+            "event": event,
+            "status": decision.status,
+            "reason": decision.reason,
+            "method": request.method,
+            "path": route_path(request.path)[:512],
+            "host": request.host[:255],
+            "direction": "egress" if request.egress else "inbound",
+        }
+        for name in ("subject", "issuer", "rule"):
+            value = getattr(decision, name)
+            if value is not None:
+                line[name] = value
+        self._stream.write(json.dumps(line, separators=(",", ":")) + "\n")
+        self._stream.flush()
+
+
+class DecisionService:
+    def __init__(
+        self,
+        inbound: Inbound | None,
+        egress: Egress | None,
+        metrics: SidecarMetrics,
+        decision_log: DecisionLog | None = None,
+        clock: Callable[[], float] = time.time,
+        on_unknown_key: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._inbound = inbound
+        self._on_unknown_key = on_unknown_key
+        self._egress = egress
+        self._metrics = metrics
+        self._log = decision_log or DecisionLog()
+        self._clock = clock
+        self._counters: dict[tuple[str, str], Any] = {}
+
+    def check(self, request: CheckInput) -> Decision:
+        started = time.perf_counter()
+        now = self._clock()
+        try:
+            decision = self._decide(request, now)
+        except Exception:
+            log.exception("internal error while deciding; failing closed")
+            decision = deny(reasons.INTERNAL_ERROR, "the authorizer failed; the request is refused")
+        self._record(decision, time.perf_counter() - started)
+        if decision.reason in _UNKNOWN_KEY:
+            # A rotation or a new identity may be on disk already: the trust store's poller
+            # looks now, in the background; this request was answered from what is loaded.
+            self._on_unknown_key()
+        if not decision.allowed or decision.audited_denial:
+            try:
+                self._log.write(request, decision, now)
+            except Exception:  # a broken log stream must not turn a decision into an error
+                log.exception("could not write the decision log")
+        return decision
+
+    def _decide(self, request: CheckInput, now: float) -> Decision:
+        if request.egress:
+            if self._egress is None:
+                return deny(reasons.EGRESS_DISABLED, "this sidecar mints no outbound tokens")
+            return decide_egress(request, self._egress, now)
+        if self._inbound is None:
+            return deny(reasons.INBOUND_DISABLED, "this sidecar verifies no inbound requests")
+        return decide_inbound(request, self._inbound, now)
+
+    def _record(self, decision: Decision, seconds: float) -> None:
+        key = ("allow" if decision.allowed else "deny", decision.reason)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self._metrics.decisions.labels(*key)
+        counter.inc()
+        self._metrics.latency.observe(seconds)

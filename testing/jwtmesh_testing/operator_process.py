@@ -1,0 +1,63 @@
+"""Run the real operator (`jwtmesh-operator`) against a cluster, for tests and the demo."""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from jwtmesh_testing.processes import ManagedProcess, free_port
+
+
+class OperatorProcess:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        workdir: Path,
+        *,
+        peering: bool = False,
+        name: str = "operator",
+        extra: list[str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "jwtmesh_operator.cli",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--http",
+            f"127.0.0.1:{self.port}",
+            "--peering" if peering else "--standalone",
+            *(extra or []),
+        ]
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.process = ManagedProcess(name, argv, workdir / f"{name}.log")
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.popen.poll() is not None:
+                raise RuntimeError(f"operator exited:\n{self.process.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"operator not ready:\n{self.process.log_tail()}")
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+            body: bytes = response.read()
+            return body
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.popen.wait(10)
+
+    def stop(self) -> None:
+        self.process.stop()

