@@ -324,3 +324,15 @@ def test_verified_claims_header_is_the_claims_as_base64url_json() -> None:
 
 def test_body_hash_is_sha256_base64url() -> None:
     assert body_hash(b"abc") == b64url_encode(hashlib.sha256(b"abc").digest())
+
+
+def test_a_fractional_exp_counts_in_whole_seconds() -> None:
+    """exp = T + 0.5 expires at T, as PyJWT reads it: it once verified for another half second
+    (PyJWT oracle, tests/property/test_pyjwt_oracle.py)."""
+    token = signed(exp=NOW + 60.5, iat=int(NOW), nbf=int(NOW))
+    v = verifier(leeway=0)
+    assert v.verify(token, NOW + 59.9).expires_at == NOW + 60
+    with pytest.raises(errors.Expired):
+        verifier(leeway=0).verify(token, NOW + 60.2)
+    with pytest.raises(errors.Expired):
+        v.verify(token, NOW + 60.2)  # the cached success expires at the same moment

@@ -84,21 +84,24 @@ def issuer_of(claims: Mapping[str, Any]) -> str:
 def check_times(
     claims: Mapping[str, Any], *, now: float, leeway: float, max_lifetime: float
 ) -> float:
-    """exp required, nbf and iat checked, lifetime bounded; returns exp."""
+    """exp required, nbf and iat checked, lifetime bounded; returns exp in whole seconds."""
     exp = _time_claim(claims, "exp", required=True)
     assert exp is not None
     nbf = _time_claim(claims, "nbf", required=False)
     iat = _time_claim(claims, "iat", required=False)
-    if now >= exp + leeway:
+    # exp counts in whole seconds, as PyJWT and most verifiers read it: a fractional part
+    # never extends a token. nbf and iat keep theirs, which can only make them stricter.
+    expires_at = math.floor(exp)
+    if expires_at <= now - leeway:
         raise Expired("the token has expired")
-    if nbf is not None and now + leeway < nbf:
+    if nbf is not None and nbf > now + leeway:
         raise NotYetValid("the token is not valid yet (nbf)")
-    if iat is not None and now + leeway < iat:
+    if iat is not None and iat > now + leeway:
         raise IssuedInFuture("the token was issued in the future (iat)")
     start = iat if iat is not None else (nbf if nbf is not None else now)
     if exp - start > max_lifetime:
         raise LifetimeTooLong(f"the token lives longer than {int(max_lifetime)} s")
-    return float(exp)
+    return float(expires_at)
 
 
 def check_audience(claims: Mapping[str, Any], audience: str) -> None:

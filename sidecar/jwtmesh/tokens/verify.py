@@ -99,7 +99,7 @@ class Verifier:
     def verify(self, token: str, now: float) -> VerifiedToken:
         cached = self._cache.get(token)
         if cached is not None:
-            if now < cached.expires_at + self.settings.leeway:
+            if cached.expires_at > now - self.settings.leeway:  # the expiry check, as is
                 self.cache_hits += 1
                 return cached
             self._cache.pop(token, None)
