@@ -336,3 +336,21 @@ def test_a_fractional_exp_counts_in_whole_seconds() -> None:
         verifier(leeway=0).verify(token, NOW + 60.2)
     with pytest.raises(errors.Expired):
         v.verify(token, NOW + 60.2)  # the cached success expires at the same moment
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("digits", ["1" + "0" * 400, "-1" + "0" * 400])
+def test_a_time_claim_beyond_the_float_range_is_an_invalid_claim(claim: str, digits: str) -> None:
+    """exp = 10**400 used to raise OverflowError out of verify(), not a TokenError."""
+    members = ",".join(
+        f'"{name}":{digits if name == claim else json.dumps(value)}'
+        for name, value in claims().items()
+    )
+    token = (
+        forge.segment({"alg": "ES256", "kid": KEY_A.kid})
+        + "."
+        + b64url_encode(("{" + members + "}").encode())
+    )
+    token += "." + b64url_encode(KEY_A.sign(token.encode()))
+    with pytest.raises(errors.InvalidClaim):
+        verifier().verify(token, NOW)

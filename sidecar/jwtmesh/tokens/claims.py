@@ -70,9 +70,15 @@ def _time_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> floa
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidClaim(f"the {name} claim must be a NumericDate")
-    if isinstance(value, float) and not math.isfinite(value):
+    try:
+        # JSON integers are unbounded; one beyond the float range (exp = 10**400) would
+        # otherwise raise OverflowError out of the time arithmetic instead of a refusal.
+        number = float(value)
+    except OverflowError:
+        raise InvalidClaim(f"the {name} claim is out of range") from None
+    if not math.isfinite(number):
         raise InvalidClaim(f"the {name} claim must be finite")
-    return value
+    return number
 
 
 def issuer_of(claims: Mapping[str, Any]) -> str:
