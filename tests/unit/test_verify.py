@@ -354,3 +354,15 @@ def test_a_time_claim_beyond_the_float_range_is_an_invalid_claim(claim: str, dig
     token += "." + b64url_encode(KEY_A.sign(token.encode()))
     with pytest.raises(errors.InvalidClaim):
         verifier().verify(token, NOW)
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat", "jti", "sub", "iss", "aud", "exp"])
+def test_a_null_claim_is_invalid_not_absent(claim: str) -> None:
+    """`"nbf": null` once passed as if nbf were absent (and `"jti": null` with requireJti
+    off); PyJWT refuses both. A null claim is a claim of the wrong type."""
+    token = forge.sign_with(
+        KEY_A, {"alg": "ES256", "typ": "JWT", "kid": KEY_A.kid}, {**claims(), claim: None}
+    )
+    for settings in ({}, {"require_jti": False}):
+        with pytest.raises(errors.InvalidClaim):
+            verifier(**settings).verify(token, NOW)

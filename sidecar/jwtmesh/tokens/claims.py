@@ -51,11 +51,12 @@ def check_header(header: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _string_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> str | None:
-    value = claims.get(name)
-    if value is None:
+    # Only an absent member is absent: `"jti": null` is a claim of the wrong type.
+    if name not in claims:
         if required:
             raise MissingClaim(f"the {name} claim is required")
         return None
+    value = claims[name]
     if not isinstance(value, str) or not value or not value.isprintable():
         # isprintable() refuses CR/LF: these values end up in HTTP headers.
         raise InvalidClaim(f"the {name} claim must be a non-empty printable string")
@@ -63,11 +64,12 @@ def _string_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> st
 
 
 def _time_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> float | None:
-    value = claims.get(name)
-    if value is None:
+    # Only an absent member is absent: `"nbf": null` is not a NumericDate.
+    if name not in claims:
         if required:
             raise MissingClaim(f"the {name} claim is required")
         return None
+    value = claims[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidClaim(f"the {name} claim must be a NumericDate")
     try:
@@ -111,9 +113,9 @@ def check_times(
 
 
 def check_audience(claims: Mapping[str, Any], audience: str) -> None:
-    aud = claims.get("aud")
-    if aud is None:
+    if "aud" not in claims:
         raise MissingClaim("the aud claim is required")
+    aud = claims["aud"]
     audiences = [aud] if isinstance(aud, str) else aud
     if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
         raise InvalidClaim("the aud claim must be a string or a list of strings")
