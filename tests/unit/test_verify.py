@@ -366,3 +366,13 @@ def test_a_null_claim_is_invalid_not_absent(claim: str) -> None:
     for settings in ({}, {"require_jti": False}):
         with pytest.raises(errors.InvalidClaim):
             verifier(**settings).verify(token, NOW)
+
+
+@pytest.mark.parametrize("b64", [False, 0, "false", None])
+def test_a_b64_header_other_than_true_is_refused(b64: Any) -> None:
+    """b64 false (RFC 7797, unencoded payload) used to be ignored, so the payload segment was
+    read as base64url anyway; PyJWT refuses b64 false without crit."""
+    header = {"alg": "ES256", "typ": "JWT", "kid": KEY_A.kid, "b64": b64}
+    with pytest.raises(errors.MalformedToken):
+        verifier().verify(signed(header=header), NOW)
+    verifier().verify(signed(header={**header, "b64": True}), NOW)

@@ -33,7 +33,7 @@ MAX_JTI_LENGTH = 256
 
 def check_header(header: Mapping[str, Any]) -> tuple[str, str]:
     """Validate the JOSE header; returns (alg, kid). `jku`, `x5u`, `jwk`, `x5c` are ignored:
-    keys only ever come from the trust bundle."""
+    keys only ever come from the trust bundle. `b64` (RFC 7797) may only be true."""
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in ALGORITHMS:
         raise AlgorithmNotAllowed(f"algorithm {str(alg)[:20]!r} is not allowed")
@@ -42,6 +42,10 @@ def check_header(header: Mapping[str, Any]) -> tuple[str, str]:
         raise UnsupportedType("typ must be JWT")
     if "crit" in header:
         raise UnsupportedCritical("crit names extensions this verifier does not understand")
+    if header.get("b64", True) is not True:
+        # RFC 7797: b64 false says the payload segment is not base64url; a reader that ignores
+        # it decodes bytes its issuer never meant as base64url. Only the default is accepted.
+        raise MalformedToken("the b64 header must be absent or true")
     kid = header.get("kid")
     if kid is None:
         raise UnknownKey("token has no kid")
