@@ -324,3 +324,55 @@ def test_verified_claims_header_is_the_claims_as_base64url_json() -> None:
 
 def test_body_hash_is_sha256_base64url() -> None:
     assert body_hash(b"abc") == b64url_encode(hashlib.sha256(b"abc").digest())
+
+
+def test_a_fractional_exp_counts_in_whole_seconds() -> None:
+    """exp = T + 0.5 expires at T, as PyJWT reads it: it once verified for another half second
+    (PyJWT oracle, tests/property/test_pyjwt_oracle.py)."""
+    token = signed(exp=NOW + 60.5, iat=int(NOW), nbf=int(NOW))
+    v = verifier(leeway=0)
+    assert v.verify(token, NOW + 59.9).expires_at == NOW + 60
+    with pytest.raises(errors.Expired):
+        verifier(leeway=0).verify(token, NOW + 60.2)
+    with pytest.raises(errors.Expired):
+        v.verify(token, NOW + 60.2)  # the cached success expires at the same moment
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("digits", ["1" + "0" * 400, "-1" + "0" * 400])
+def test_a_time_claim_beyond_the_float_range_is_an_invalid_claim(claim: str, digits: str) -> None:
+    """exp = 10**400 used to raise OverflowError out of verify(), not a TokenError."""
+    members = ",".join(
+        f'"{name}":{digits if name == claim else json.dumps(value)}'
+        for name, value in claims().items()
+    )
+    token = (
+        forge.segment({"alg": "ES256", "kid": KEY_A.kid})
+        + "."
+        + b64url_encode(("{" + members + "}").encode())
+    )
+    token += "." + b64url_encode(KEY_A.sign(token.encode()))
+    with pytest.raises(errors.InvalidClaim):
+        verifier().verify(token, NOW)
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat", "jti", "sub", "iss", "aud", "exp"])
+def test_a_null_claim_is_invalid_not_absent(claim: str) -> None:
+    """`"nbf": null` once passed as if nbf were absent (and `"jti": null` with requireJti
+    off); PyJWT refuses both. A null claim is a claim of the wrong type."""
+    token = forge.sign_with(
+        KEY_A, {"alg": "ES256", "typ": "JWT", "kid": KEY_A.kid}, {**claims(), claim: None}
+    )
+    for settings in ({}, {"require_jti": False}):
+        with pytest.raises(errors.InvalidClaim):
+            verifier(**settings).verify(token, NOW)
+
+
+@pytest.mark.parametrize("b64", [False, 0, "false", None])
+def test_a_b64_header_other_than_true_is_refused(b64: Any) -> None:
+    """b64 false (RFC 7797, unencoded payload) used to be ignored, so the payload segment was
+    read as base64url anyway; PyJWT refuses b64 false without crit."""
+    header = {"alg": "ES256", "typ": "JWT", "kid": KEY_A.kid, "b64": b64}
+    with pytest.raises(errors.MalformedToken):
+        verifier().verify(signed(header=header), NOW)
+    verifier().verify(signed(header={**header, "b64": True}), NOW)

@@ -32,7 +32,9 @@ class VerifiedTokenCache:
         """The cached result while the token is still within its lifetime (plus leeway)."""
         with self._lock:
             cached = self._entries.get(token)
-            if cached is not None and now < cached.expires_at + leeway:
+            # The verifier's own expiry check (claims.check_times), so a cached success ends
+            # at the same moment as an uncached one.
+            if cached is not None and cached.expires_at > now - leeway:
                 self.hits += 1
                 return cached
             if cached is not None:

@@ -33,7 +33,7 @@ MAX_JTI_LENGTH = 256
 
 def check_header(header: Mapping[str, Any]) -> tuple[str, str]:
     """Validate the JOSE header; returns (alg, kid). `jku`, `x5u`, `jwk`, `x5c` are ignored:
-    keys only ever come from the trust bundle."""
+    keys only ever come from the trust bundle. `b64` (RFC 7797) may only be true."""
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in ALGORITHMS:
         raise AlgorithmNotAllowed(f"algorithm {str(alg)[:20]!r} is not allowed")
@@ -42,6 +42,10 @@ def check_header(header: Mapping[str, Any]) -> tuple[str, str]:
         raise UnsupportedType("typ must be JWT")
     if "crit" in header:
         raise UnsupportedCritical("crit names extensions this verifier does not understand")
+    if header.get("b64", True) is not True:
+        # RFC 7797: b64 false says the payload segment is not base64url; a reader that ignores
+        # it decodes bytes its issuer never meant as base64url. Only the default is accepted.
+        raise MalformedToken("the b64 header must be absent or true")
     kid = header.get("kid")
     if kid is None:
         raise UnknownKey("token has no kid")
@@ -51,11 +55,12 @@ def check_header(header: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _string_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> str | None:
-    value = claims.get(name)
-    if value is None:
+    # Only an absent member is absent: `"jti": null` is a claim of the wrong type.
+    if name not in claims:
         if required:
             raise MissingClaim(f"the {name} claim is required")
         return None
+    value = claims[name]
     if not isinstance(value, str) or not value or not value.isprintable():
         # isprintable() refuses CR/LF: these values end up in HTTP headers.
         raise InvalidClaim(f"the {name} claim must be a non-empty printable string")
@@ -63,16 +68,23 @@ def _string_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> st
 
 
 def _time_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> float | None:
-    value = claims.get(name)
-    if value is None:
+    # Only an absent member is absent: `"nbf": null` is not a NumericDate.
+    if name not in claims:
         if required:
             raise MissingClaim(f"the {name} claim is required")
         return None
+    value = claims[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidClaim(f"the {name} claim must be a NumericDate")
-    if isinstance(value, float) and not math.isfinite(value):
+    try:
+        # JSON integers are unbounded; one beyond the float range (exp = 10**400) would
+        # otherwise raise OverflowError out of the time arithmetic instead of a refusal.
+        number = float(value)
+    except OverflowError:
+        raise InvalidClaim(f"the {name} claim is out of range") from None
+    if not math.isfinite(number):
         raise InvalidClaim(f"the {name} claim must be finite")
-    return value
+    return number
 
 
 def issuer_of(claims: Mapping[str, Any]) -> str:
@@ -84,27 +96,30 @@ def issuer_of(claims: Mapping[str, Any]) -> str:
 def check_times(
     claims: Mapping[str, Any], *, now: float, leeway: float, max_lifetime: float
 ) -> float:
-    """exp required, nbf and iat checked, lifetime bounded; returns exp."""
+    """exp required, nbf and iat checked, lifetime bounded; returns exp in whole seconds."""
     exp = _time_claim(claims, "exp", required=True)
     assert exp is not None
     nbf = _time_claim(claims, "nbf", required=False)
     iat = _time_claim(claims, "iat", required=False)
-    if now >= exp + leeway:
+    # exp counts in whole seconds, as PyJWT and most verifiers read it: a fractional part
+    # never extends a token. nbf and iat keep theirs, which can only make them stricter.
+    expires_at = math.floor(exp)
+    if expires_at <= now - leeway:
         raise Expired("the token has expired")
-    if nbf is not None and now + leeway < nbf:
+    if nbf is not None and nbf > now + leeway:
         raise NotYetValid("the token is not valid yet (nbf)")
-    if iat is not None and now + leeway < iat:
+    if iat is not None and iat > now + leeway:
         raise IssuedInFuture("the token was issued in the future (iat)")
     start = iat if iat is not None else (nbf if nbf is not None else now)
     if exp - start > max_lifetime:
         raise LifetimeTooLong(f"the token lives longer than {int(max_lifetime)} s")
-    return float(exp)
+    return float(expires_at)
 
 
 def check_audience(claims: Mapping[str, Any], audience: str) -> None:
-    aud = claims.get("aud")
-    if aud is None:
+    if "aud" not in claims:
         raise MissingClaim("the aud claim is required")
+    aud = claims["aud"]
     audiences = [aud] if isinstance(aud, str) else aud
     if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
         raise InvalidClaim("the aud claim must be a string or a list of strings")
