@@ -10,7 +10,22 @@ arrives, its message is received, the handler answers, and the loop moves on. Sa
 HTTP/2 stack, no hand-offs: a Check costs about half the CPU.
 
 It drives grpcio's Cython layer (`grpc._cython.cygrpc`) with the same calls
-`grpc._server` makes; the end-to-end tests through Envoy pin that contract.
+`grpc._server` makes, and must keep the same lifecycle rules, because the C core assumes
+them (tests/e2e/test_grpc_server_lifecycle.py starts and stops it hundreds of times):
+
+- No call on the server overlaps `destroy()`: `shutdown()`, `request_call()`,
+  `cancel_all_calls()` and `destroy()` run under one lock, as `grpc._server` does with
+  its state lock. The shutdown tag can reach a poller while the thread that called
+  `shutdown()` is still inside `grpc_server_shutdown_and_notify` (stopping listeners);
+  destroying then frees the server under that thread: SIGSEGV in `stop()`. Since grpcio
+  1.80 this is the common case: the Python build now uses EventEngine listeners (the
+  `event_engine_poller_for_python` experiment became default), whose shutdown completes
+  on an EventEngine thread, so the tag is published at once when no connection is left.
+- The server is destroyed, and the queue shut down, only when every tag handed to the
+  core has come back (the shutdown tag, the pending request for a call, each call's
+  batches), as `grpc._server` waits for no rpc state and no due tag. Otherwise a poller
+  still running a handler answers on a queue already shut down: a failed check in the
+  core (`grpc_cq_begin_op`), SIGABRT.
 """
 
 from __future__ import annotations
@@ -112,7 +127,11 @@ class UnaryServer:
             threading.Thread(target=self._serve, name=f"jwtmesh-grpc-{i}", daemon=True)
             for i in range(threads)
         ]
-        self._stopping = threading.Event()
+        # Guards the server's lifecycle (module docstring) and the count below.
+        self._lock = threading.Lock()
+        self._due = 0  # tags handed to the core that have not come back from the queue
+        self._stopping = False
+        self._destroyed = False
         self._stopped = threading.Event()
 
     def add_port(self, address: str) -> int:
@@ -120,19 +139,39 @@ class UnaryServer:
         return int(self._server.add_http2_port(address.encode("utf-8")))
 
     def start(self) -> None:
-        self._server.start()
-        self._server.request_call(self._queue, self._queue, _NEW_CALL)
+        with self._lock:
+            self._server.start()
+            self._request_call()
         for thread in self._threads:
             thread.start()
 
     def stop(self, grace: float = 1.0) -> None:
         """Stop taking calls; calls still running after `grace` seconds are cancelled."""
-        if not self._stopping.is_set():
-            self._stopping.set()
-            self._server.shutdown(self._queue, _SHUTDOWN)
+        with self._lock:
+            if not self._stopping:
+                self._stopping = True
+                self._server.shutdown(self._queue, _SHUTDOWN)
+                self._due += 1
         if not self._stopped.wait(grace):
-            self._server.cancel_all_calls()
+            with self._lock:
+                if not self._destroyed:
+                    self._server.cancel_all_calls()
             self._stopped.wait(5)
+
+    def _request_call(self) -> None:
+        """Ask the core for the next call; the caller holds the lock."""
+        self._server.request_call(self._queue, self._queue, _NEW_CALL)
+        self._due += 1
+
+    def _came_back(self) -> None:
+        """One due tag is back. The last one after shutdown ends the server."""
+        with self._lock:
+            self._due -= 1
+            if self._due == 0 and self._stopping and not self._destroyed:
+                self._destroyed = True
+                self._server.destroy()
+                self._queue.shutdown()  # every poller now gets queue_shutdown and ends
+                self._stopped.set()
 
     def _serve(self) -> None:
         while True:
@@ -141,29 +180,35 @@ class UnaryServer:
                 continue
             if event.completion_type == cygrpc.CompletionType.queue_shutdown:
                 return
-            if event.tag is _SHUTDOWN:
-                self._server.destroy()
-                self._queue.shutdown()
-                self._stopped.set()
-                continue
             try:
                 self._handle(event)
             except Exception:  # one broken call must not end the server
                 log.exception("gRPC server event failed")
+            del event  # releases the call (if this was its last event) before polling again
+            self._came_back()
+
+    def _start_batch(self, call: Any, operations: tuple[Any, ...], tag: object) -> None:
+        with self._lock:
+            self._due += 1
+        if call.start_server_batch(operations, tag) != cygrpc.CallError.ok:
+            self._came_back()  # the core refused the batch: its tag will never come back
+            raise RuntimeError("the core refused a batch")
 
     def _handle(self, event: Any) -> None:
         tag = event.tag
         if tag is _NEW_CALL:
             if not event.success:  # the server is shutting down
                 return
-            if not self._stopping.is_set():
-                self._server.request_call(self._queue, self._queue, _NEW_CALL)
-            event.call.start_server_batch(
+            with self._lock:
+                if not self._stopping:
+                    self._request_call()
+            self._start_batch(
+                event.call,
                 (cygrpc.ReceiveMessageOperation(0),),
                 _Receiving(event.call, event.call_details.method),
             )
         elif isinstance(tag, _Receiving):
             request = event.batch_operations[0].message() if event.success else None
             reply = reply_for(self._methods, tag.method, request)
-            tag.call.start_server_batch(_answer(reply), _Finishing(tag.call))
-        # _Finishing: the call is complete; dropping the event releases it.
+            self._start_batch(tag.call, _answer(reply), _Finishing(tag.call))
+        # _SHUTDOWN and _Finishing: nothing to do but count them back (_serve).
