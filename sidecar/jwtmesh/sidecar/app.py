@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily
 
@@ -19,7 +20,13 @@ from jwtmesh.policy import ALLOW_ALL, Policy, parse_policy
 from jwtmesh.sidecar.config import SidecarConfig, split_host_port
 from jwtmesh.sidecar.decide import Egress, Inbound
 from jwtmesh.sidecar.grpc_adapter import CHECK_METHOD, HEALTH_METHOD, check_method, health_method
-from jwtmesh.sidecar.grpc_server import UnaryServer
+from jwtmesh.sidecar.grpc_server import (
+    GrpcServer,
+    PublicServer,
+    UnaryServer,
+    choose_server,
+    missing_from_core,
+)
 from jwtmesh.sidecar.http_adapter import start_http_server as start_authz_http_server
 from jwtmesh.sidecar.metrics import SidecarMetrics
 from jwtmesh.sidecar.outbound import OutboundMinter
@@ -59,7 +66,7 @@ class Sidecar:
     policy: WatchedFile[Policy] | None = None
     identity: WatchedFile[IdentityKeys] | None = None
     service: DecisionService | None = None
-    _grpc: UnaryServer | None = None
+    _grpc: GrpcServer | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _loop_thread: threading.Thread | None = None
     _poller: Poller | None = None
@@ -128,7 +135,9 @@ class Sidecar:
         self._poller = Poller(self._poll_all, config.poll_interval, "jwtmesh-poller")
         self._poller.start()
         if listen.grpc or listen.unix_socket:
-            server = UnaryServer(
+            choice = choose_server(config.grpc_server, grpc.__version__, missing_from_core())
+            log.info("%s", choice.log_line)
+            server: GrpcServer = (UnaryServer if choice.core else PublicServer)(
                 {
                     CHECK_METHOD: check_method(self.service),
                     HEALTH_METHOD: health_method(
