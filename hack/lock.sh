@@ -8,11 +8,12 @@
 #   requirements-min.lock   the oldest versions pyproject.toml allows for our direct
 #                           dependencies (`make test-min` runs the fast suite on them)
 #
-# Target: CPython 3.11 on x86_64 Linux (CI, the image's Debian bookworm python3).
+# Each refresh resolves the newest versions pyproject.toml allows (--upgrade): what a user
+# installing today gets. Target: CPython 3.11 on x86_64 Linux (CI, the image's python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 uv=${UV:-.venv/bin/uv}
-common=(--quiet --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes
+common=(--quiet --upgrade --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes
         --no-header --annotation-style line)
 say() { echo "[lock] $*"; }
 

@@ -33,9 +33,10 @@ class WatchExemptConnector(aiohttp.TCPConnector):
             return await self._streams.connect(req, traces, timeout)
         return await super().connect(req, traces, timeout)
 
-    async def close(self, *, abort_ssl: bool = False) -> None:
-        await self._streams.close(abort_ssl=abort_ssl)
-        await super().close(abort_ssl=abort_ssl)
+    async def close(self, **options: Any) -> None:
+        # `abort_ssl` exists from aiohttp 3.12 on: pass along whatever kopf's aiohttp takes.
+        await self._streams.close(**options)
+        await super().close(**options)
 
 
 def is_watch(query: Any) -> bool:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily
 
@@ -21,7 +22,13 @@ from jwtmesh_sidecar.config import SidecarConfig
 from jwtmesh_sidecar.decide import Egress, Inbound
 from jwtmesh_sidecar.errors import SidecarError
 from jwtmesh_sidecar.grpc_adapter import CHECK_METHOD, HEALTH_METHOD, check_method, health_method
-from jwtmesh_sidecar.grpc_server import UnaryServer
+from jwtmesh_sidecar.grpc_server import (
+    GrpcServer,
+    PublicServer,
+    UnaryServer,
+    choose_server,
+    missing_from_core,
+)
 from jwtmesh_sidecar.http_adapter import start_http_server as start_authz_http_server
 from jwtmesh_sidecar.metrics import SidecarMetrics
 from jwtmesh_sidecar.outbound import OutboundMinter
@@ -61,7 +68,7 @@ class Sidecar:
     policy: WatchedFile[Policy] | None = None
     identity: WatchedFile[IdentityKeys] | None = None
     service: DecisionService | None = None
-    _grpc: UnaryServer | None = None
+    _grpc: GrpcServer | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _loop_thread: threading.Thread | None = None
     _poller: Poller | None = None
@@ -136,7 +143,9 @@ class Sidecar:
             self.trust.attach_poller(self._poller.wake)
         self._poller.start()
         if listen.grpc or listen.unix_socket:
-            server = UnaryServer(
+            choice = choose_server(config.grpc_server, grpc.__version__, missing_from_core())
+            log.info("%s", choice.log_line)
+            server: GrpcServer = (UnaryServer if choice.core else PublicServer)(
                 {
                     CHECK_METHOD: check_method(self.service),
                     HEALTH_METHOD: health_method(

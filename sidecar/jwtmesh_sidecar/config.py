@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class SidecarConfig:
     egress_token_lifetime: float = 300.0
     poll_interval: float = 0.2
     grpc_threads: int = 2
+    grpc_server: str = "core"  # or "public": grpcio's grpc.server() (grpc_server.py)
 
     def verifier_settings(self) -> VerifierSettings:
         assert self.identity is not None
@@ -74,6 +76,8 @@ def _check(config: SidecarConfig) -> SidecarConfig:
         )
     if config.grpc_threads < 1:
         raise ConfigError("grpcThreads must be at least 1")
+    if config.grpc_server not in ("core", "public"):
+        raise ConfigError(f"grpcServer must be core or public, not {config.grpc_server!r}")
     verifies = listen.grpc or listen.unix_socket or listen.http
     if verifies and config.identity is None and not config.egress_audiences:
         raise ConfigError("identity (this service's audience) is required to verify tokens")
@@ -152,6 +156,10 @@ def config_from_dict(document: dict[str, Any], base: Path | None = None) -> Side
             egress_token_lifetime=float(egress.get("tokenLifetimeSeconds", 300)),
             poll_interval=float(document.get("pollIntervalSeconds", 0.2)),
             grpc_threads=int(document.get("grpcThreads", 2)),
+            # The environment wins, so a whole test run can be pointed at the fallback.
+            grpc_server=str(
+                os.environ.get("JWTMESH_GRPC_SERVER") or document.get("grpcServer", "core")
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"invalid sidecar configuration: {exc}") from exc

@@ -160,6 +160,19 @@ def start_sidecar(config: dict[str, Any], workdir: Path, name: str = "sidecar") 
     return process
 
 
+AUTHZ_MODES = ("grpc", "grpc-public", "http")
+"""How a test's Envoy asks the sidecar: gRPC on grpcio's core layer (the sidecar's
+default), gRPC on the public grpc.server() fallback, or HTTP."""
+
+
+def authz_mode(mode: str) -> tuple[str, dict[str, Any]]:
+    """For one of AUTHZ_MODES: what Envoy and the sidecar speak ("grpc" or "http", for
+    AuthzEndpoint and the sidecar's listen key) and the sidecar settings it needs."""
+    if mode == "grpc-public":
+        return "grpc", {"grpcServer": "public"}
+    return mode, {}
+
+
 class EchoUpstream:
     """A real HTTP upstream that answers 200 with what it received, as JSON."""
 

@@ -18,7 +18,14 @@ from jwtmesh.envoy_config import AuthzEndpoint, PodEnvoy
 from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.mint import mint_token
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
-from jwtmesh_testing.processes import EchoUpstream, free_port, start_envoy, start_sidecar
+from jwtmesh_testing.processes import (
+    AUTHZ_MODES,
+    EchoUpstream,
+    authz_mode,
+    free_port,
+    start_envoy,
+    start_sidecar,
+)
 
 pytestmark = pytest.mark.envoy
 ISS = "https://mesh.test/herald"
@@ -51,11 +58,13 @@ class Stack:
         )
         self.upstream = EchoUpstream().start()
         authz = free_port()
+        wire, settings = authz_mode(mode)
         self.sidecar = start_sidecar(
             {
                 "identity": "census",
-                "listen": {mode: f"127.0.0.1:{authz}"},
+                "listen": {wire: f"127.0.0.1:{authz}"},
                 "trust": {"bundleFiles": [str(self.bundle)]},
+                **settings,
             },
             workdir,
             f"sidecar-{mode}",
@@ -67,7 +76,7 @@ class Stack:
                 app_port=self.upstream.port,
                 admin_port=free_port(),
                 listen_address="127.0.0.1",
-                authz=AuthzEndpoint(mode, port=authz),
+                authz=AuthzEndpoint(wire, port=authz),
             ),
             workdir,
             f"envoy-{mode}",
@@ -79,7 +88,7 @@ class Stack:
         self.upstream.stop()
 
 
-@pytest.fixture(params=["grpc", "http"])
+@pytest.fixture(params=AUTHZ_MODES)
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     built = Stack(tmp_path, request.param)
     yield built

@@ -24,8 +24,10 @@ from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
 from jwtmesh_testing import forge
 from jwtmesh_testing.kubelet_volume import KubeletVolume
 from jwtmesh_testing.processes import (
+    AUTHZ_MODES,
     EchoUpstream,
     ManagedProcess,
+    authz_mode,
     free_port,
     start_envoy,
     start_sidecar,
@@ -52,10 +54,9 @@ class Mesh:
     other: SigningKey
     bundle_volume: KubeletVolume
     revoked_token: str
-    sidecar: ManagedProcess
     upstream: EchoUpstream
-    envoy_ports: dict[str, int]
-    metrics_port: int
+    envoy_ports: dict[str, int]  # by AUTHZ_MODES
+    sidecars: dict[int, tuple[ManagedProcess, int]]  # by Envoy port: its sidecar, metrics port
 
     def bundle(self, herald_keys: list[SigningKey], corrupt: bool = False) -> None:
         if corrupt:
@@ -100,38 +101,44 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     volume = KubeletVolume(workdir / "bundle")
     (workdir / "policy.yaml").write_text(POLICY)
     upstream = EchoUpstream().start()
-    grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
-    mesh = Mesh(herald, other, volume, revoked, None, upstream, {}, metrics_port)  # type: ignore[arg-type]
+    mesh = Mesh(herald, other, volume, revoked, upstream, {}, {})
     mesh.bundle([herald])
-    mesh.sidecar = start_sidecar(
-        {
-            "identity": AUDIENCE,
-            "listen": {
-                "grpc": f"127.0.0.1:{grpc_port}",
-                "http": f"127.0.0.1:{http_port}",
-                "metrics": f"127.0.0.1:{metrics_port}",
+    # One sidecar answers gRPC (core server) and HTTP; a second runs the gRPC fallback.
+    sidecars, behind = [], {}  # behind: mode -> sidecar, its authz port, its metrics port
+    for name, modes in (("sidecar", ("grpc", "http")), ("sidecar-public", ("grpc-public",))):
+        ports = {mode: free_port() for mode in modes}
+        metrics_port = free_port()
+        listen = {authz_mode(mode)[0]: f"127.0.0.1:{port}" for mode, port in ports.items()}
+        sidecar = start_sidecar(
+            {
+                "identity": AUDIENCE,
+                "listen": {**listen, "metrics": f"127.0.0.1:{metrics_port}"},
+                "trust": {"bundleFiles": [str(volume.path("bundle.json"))]},
+                "policyFile": str(workdir / "policy.yaml"),
+                **authz_mode(modes[0])[1],
             },
-            "trust": {"bundleFiles": [str(volume.path("bundle.json"))]},
-            "policyFile": str(workdir / "policy.yaml"),
-        },
-        workdir,
-    )
+            workdir,
+            name,
+        )
+        sidecars.append(sidecar)
+        behind.update({mode: (sidecar, port, metrics_port) for mode, port in ports.items()})
     envoys = []
-    for mode, port in (("grpc", grpc_port), ("http", http_port)):
+    for mode in AUTHZ_MODES:
+        sidecar, port, metrics_port = behind[mode]
         inbound = free_port()
         config = PodEnvoy(
             inbound_port=inbound,
             app_port=upstream.port,
             admin_port=free_port(),
             listen_address="127.0.0.1",
-            authz=AuthzEndpoint(mode=mode, port=port),
+            authz=AuthzEndpoint(mode=authz_mode(mode)[0], port=port),
         )
         envoys.append(start_envoy(config, workdir, name=f"envoy-{mode}"))
         mesh.envoy_ports[mode] = inbound
+        mesh.sidecars[inbound] = (sidecar, metrics_port)
     yield mesh
-    for process in envoys:
+    for process in envoys + sidecars:
         process.stop()
-    mesh.sidecar.stop()
     upstream.stop()
 
 
@@ -162,9 +169,18 @@ def send(port: int, path: str = "/users/1", token: str | None = None, **kw: Any)
         )
 
 
-@pytest.fixture(params=["grpc", "http"])
+@pytest.fixture(params=AUTHZ_MODES)
 def port(request: pytest.FixtureRequest, mesh: Mesh) -> int:
     return mesh.envoy_ports[request.param]
+
+
+def test_each_grpc_mode_runs_the_server_it_is_named_for(mesh: Mesh) -> None:
+    core, _ = mesh.sidecars[mesh.envoy_ports["grpc"]]
+    public, _ = mesh.sidecars[mesh.envoy_ports["grpc-public"]]
+    assert "gRPC server: core (grpcio " in core.log_tail(200)
+    assert "gRPC server: public grpc.server() fallback because grpcServer is public" in (
+        public.log_tail(200)
+    )
 
 
 def test_valid_token_reaches_upstream_with_verified_claims(mesh: Mesh, port: int) -> None:
@@ -264,8 +280,10 @@ def test_swapped_bundle_with_a_new_key_is_accepted_within_a_second(mesh: Mesh, p
         time.sleep(0.05)
 
 
-def _metric(mesh: Mesh, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{mesh.metrics_port}/metrics") as response:
+def _metric(mesh: Mesh, port: int, name: str) -> float:
+    """A metric of the sidecar behind the Envoy on `port`."""
+    metrics_port = mesh.sidecars[port][1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
         for line in response.read().decode().splitlines():
             if line.startswith(name + " ") or line.startswith(name + "{"):
                 return float(line.rsplit(" ", 1)[1])
@@ -276,12 +294,12 @@ def test_corrupt_bundle_keeps_the_last_good_keys(mesh: Mesh, port: int) -> None:
     token = mint(mesh.herald)
     mesh.bundle([], corrupt=True)
     deadline = time.monotonic() + 2
-    while _metric(mesh, "jwtmesh_bundle_last_reload_failed") != 1:
+    while _metric(mesh, port, "jwtmesh_bundle_last_reload_failed") != 1:
         assert time.monotonic() < deadline, "the corrupt bundle was never noticed"
         time.sleep(0.05)
     assert send(port, token=token).status == 200
-    assert "keeping last good" in mesh.sidecar.log_tail(200)
+    assert "keeping last good" in mesh.sidecars[port][0].log_tail(200)
     mesh.bundle([mesh.herald])
-    while _metric(mesh, "jwtmesh_bundle_last_reload_failed") != 0:
+    while _metric(mesh, port, "jwtmesh_bundle_last_reload_failed") != 0:
         assert time.monotonic() < deadline + 2
         time.sleep(0.05)

@@ -18,13 +18,20 @@ from jwtmesh.identity import IdentityKeys, ScheduledKey, render_identity
 from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
 from jwtmesh_testing.kubelet_volume import KubeletVolume
-from jwtmesh_testing.processes import EchoUpstream, free_port, start_envoy, start_sidecar
+from jwtmesh_testing.processes import (
+    AUTHZ_MODES,
+    EchoUpstream,
+    authz_mode,
+    free_port,
+    start_envoy,
+    start_sidecar,
+)
 
 pytestmark = pytest.mark.envoy
 HERALD_ISSUER = "https://jwtmesh.test/ns/default/herald"
 
 
-@pytest.fixture(scope="module", params=["grpc", "http"])
+@pytest.fixture(scope="module", params=AUTHZ_MODES)
 def pods(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, int]]:
@@ -48,13 +55,14 @@ def pods(
     processes = []
 
     census_authz, census_inbound = free_port(), free_port()
-    listen = "grpc" if mode == "grpc" else "http"
+    listen, settings = authz_mode(mode)  # both sidecars run the server `mode` names
     processes.append(
         start_sidecar(
             {
                 "identity": "census.default",
                 "listen": {listen: f"127.0.0.1:{census_authz}"},
                 "trust": {"bundleFiles": [str(bundle.path("bundle.json"))]},
+                **settings,
             },
             workdir,
             "census-sidecar",
@@ -67,7 +75,7 @@ def pods(
                 app_port=upstream.port,
                 admin_port=free_port(),
                 listen_address="127.0.0.1",
-                authz=AuthzEndpoint(mode, port=census_authz),
+                authz=AuthzEndpoint(listen, port=census_authz),
             ),
             workdir,
             "census-envoy",
@@ -80,6 +88,7 @@ def pods(
                 "listen": {listen: f"127.0.0.1:{herald_authz}", "token": f"127.0.0.1:{token_port}"},
                 "identityKeys": str(secret.path("signing-keys.json")),
                 "egress": {"audiences": {"census": "census.default"}},
+                **settings,
             },
             workdir,
             "herald-sidecar",
@@ -92,7 +101,7 @@ def pods(
                 app_port=upstream.port,
                 admin_port=free_port(),
                 listen_address="127.0.0.1",
-                authz=AuthzEndpoint(mode, port=herald_authz),
+                authz=AuthzEndpoint(listen, port=herald_authz),
                 egress_port=herald_egress,
                 destinations=(Destination("census", "127.0.0.1", census_inbound),),
             ),

@@ -19,8 +19,10 @@ from jwtmesh.tokens.mint import mint_token
 from jwtmesh.tokens.trust import render_bundle
 from jwtmesh_testing.hostile import Keys, catalogue
 from jwtmesh_testing.processes import (
+    AUTHZ_MODES,
     EchoUpstream,
     ManagedProcess,
+    authz_mode,
     free_port,
     start_envoy,
     start_sidecar,
@@ -39,7 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     bundle = workdir / "bundle.json"
     bundle.write_bytes(render_bundle(KEYS.bundle(NOW, "stolen-jti", CUTOFF)))
     upstream = EchoUpstream().start()
-    grpc_port, http_port = free_port(), free_port()
+    grpc_port, http_port, public_port = free_port(), free_port(), free_port()
     sidecar = start_sidecar(
         {
             "identity": KEYS.audience,
@@ -48,9 +50,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         },
         workdir,
     )
+    public = start_sidecar(  # the same over grpcio's public gRPC server
+        {
+            "identity": KEYS.audience,
+            "listen": {"grpc": f"127.0.0.1:{public_port}"},
+            "trust": {"bundleFiles": [str(bundle)]},
+            **authz_mode("grpc-public")[1],
+        },
+        workdir,
+        "sidecar-public",
+    )
     envoys: list[ManagedProcess] = []
     ports = {}
-    for mode, port in (("grpc", grpc_port), ("http", http_port)):
+    for mode, port in (("grpc", grpc_port), ("grpc-public", public_port), ("http", http_port)):
         ports[mode] = free_port()
         envoys.append(
             start_envoy(
@@ -59,7 +71,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
                     app_port=upstream.port,
                     admin_port=free_port(),
                     listen_address="127.0.0.1",
-                    authz=AuthzEndpoint(mode, port=port),
+                    authz=AuthzEndpoint(authz_mode(mode)[0], port=port),
                 ),
                 workdir,
                 f"envoy-{mode}",
@@ -69,6 +81,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     for envoy in envoys:
         envoy.stop()
     sidecar.stop()
+    public.stop()
     upstream.stop()
 
 
@@ -112,7 +125,7 @@ def get(
     )
 
 
-@pytest.fixture(params=["grpc", "http"])
+@pytest.fixture(params=AUTHZ_MODES)
 def port(request: pytest.FixtureRequest, stack: dict[str, object]) -> int:
     ports = stack["ports"]
     assert isinstance(ports, dict)
