@@ -118,7 +118,7 @@ def main() -> int:
         install_crds(api)
         for index in range(NAMESPACES):
             create_namespace(api, f"scale-{index}")
-        operator = OperatorProcess(cluster.kubeconfig, workdir, name="operator")
+        operator = OperatorProcess.for_cluster(cluster, workdir, name="operator")
         custom = client.CustomObjectsApi(api)
         try:
             time.sleep(5)  # imports done, informers started, nothing to manage yet

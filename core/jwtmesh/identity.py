@@ -8,8 +8,8 @@ time, so a signer switches at the exact moment without waiting for the operator.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from jwtmesh.errors import JwtmeshError
@@ -67,6 +67,9 @@ class IdentityKeys:
     subject: str
     max_lifetime: float
     keys: tuple[ScheduledKey, ...]
+    # What a ClusterIdentityGrant gave this identity: every token it mints carries these,
+    # and verifiers refuse any other claim from it.
+    claims: Mapping[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         kids = [scheduled.key.kid for scheduled in self.keys]
@@ -95,11 +98,15 @@ def parse_identity(data: bytes) -> IdentityKeys:
             )
             for entry in document["keys"]
         )
+        claims = document.get("claims", {})
+        if not isinstance(claims, dict):
+            raise TypeError("claims")
         return IdentityKeys(
             issuer=str(document["issuer"]),
             subject=str(document["subject"]),
             max_lifetime=float(document["maxTokenLifetimeSeconds"]),
             keys=keys,
+            claims=claims,
         )
     except (KeyError, TypeError, ValueError, KeyMaterialError) as exc:
         # Never echo the document: it holds private keys.
@@ -112,6 +119,7 @@ def render_identity(identity: IdentityKeys) -> bytes:
         "issuer": identity.issuer,
         "subject": identity.subject,
         "maxTokenLifetimeSeconds": int(identity.max_lifetime),
+        "claims": dict(identity.claims),
         "keys": [
             {
                 "kid": scheduled.key.kid,

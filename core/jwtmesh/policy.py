@@ -3,6 +3,10 @@
 The first rule whose path and method match decides. No rules at all means every
 authenticated caller is allowed; once rules exist, a request no rule matches is denied.
 In audit mode a would-deny is reported but allowed. `docs/formats.md` specifies the file.
+
+Roles are granted here, by the callee's owner, never by the caller: `roles` binds each role
+to members (a subject, a namespace, an issuer, claims), and a rule's `roles` admits a
+caller holding any of them. A mesh identity's own token cannot give it a role.
 """
 
 from __future__ import annotations
@@ -83,6 +87,34 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who a verified token says is calling (namespace: a mesh identity's, from the bundle)."""
+
+    issuer: str
+    subject: str
+    claims: Mapping[str, Any]
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class RoleMember:
+    """One way to hold a role: every field given must match the caller."""
+
+    issuer: str | None = None
+    subject: str | None = None
+    namespace: str | None = None
+    claims: tuple[ClaimRequirement, ...] = ()
+
+    def matches(self, caller: Caller) -> bool:
+        return (
+            (self.issuer is None or caller.issuer == self.issuer)
+            and (self.subject is None or caller.subject == self.subject)
+            and (self.namespace is None or caller.namespace == self.namespace)
+            and all(requirement.holds(caller.claims) for requirement in self.claims)
+        )
+
+
+@dataclass(frozen=True)
 class Rule:
     name: str
     paths: tuple[PathMatcher, ...]
@@ -90,6 +122,7 @@ class Rule:
     issuers: frozenset[str] = frozenset()  # empty: any trusted issuer
     subjects: frozenset[str] = frozenset()  # empty: any subject
     claims: tuple[ClaimRequirement, ...] = ()
+    roles: frozenset[str] = frozenset()  # empty: no role needed; else any one of them
 
     def matches_route(self, method: str, path: str) -> bool:
         if self.methods and method not in self.methods:
@@ -101,6 +134,10 @@ class Rule:
 class Policy:
     rules: tuple[Rule, ...] = ()
     mode: str = "enforce"
+    roles: Mapping[str, tuple[RoleMember, ...]] = field(default_factory=dict)
+
+    def holds_any(self, caller: Caller, wanted: frozenset[str]) -> bool:
+        return any(member.matches(caller) for role in wanted for member in self.roles.get(role, ()))
 
 
 @dataclass(frozen=True)
@@ -127,15 +164,7 @@ def _deny(policy: Policy, reason: str, rule: str | None) -> PolicyResult:
     return PolicyResult(False, reason, rule)
 
 
-def evaluate(
-    policy: Policy,
-    *,
-    method: str,
-    path: str,
-    issuer: str,
-    subject: str,
-    claims: Mapping[str, Any],
-) -> PolicyResult:
+def evaluate(policy: Policy, *, method: str, path: str, caller: Caller) -> PolicyResult:
     if not policy.rules:
         return PolicyResult(True, "allowed")
     path = route_path(path)
@@ -147,11 +176,13 @@ def evaluate(
     for rule in policy.rules:
         if not rule.matches_route(method, path):
             continue
-        if rule.issuers and issuer not in rule.issuers:
+        if rule.issuers and caller.issuer not in rule.issuers:
             return _deny(policy, reasons.ISSUER_NOT_ALLOWED.code, rule.name)
-        if rule.subjects and subject not in rule.subjects:
+        if rule.subjects and caller.subject not in rule.subjects:
             return _deny(policy, reasons.SUBJECT_NOT_ALLOWED.code, rule.name)
-        if not all(requirement.holds(claims) for requirement in rule.claims):
+        if rule.roles and not policy.holds_any(caller, rule.roles):
+            return _deny(policy, reasons.ROLE_REQUIRED.code, rule.name)
+        if not all(requirement.holds(caller.claims) for requirement in rule.claims):
             return _deny(policy, reasons.CLAIM_REQUIREMENT_FAILED.code, rule.name)
         return PolicyResult(True, "allowed", rule.name)
     return _deny(policy, reasons.NO_MATCHING_RULE.code, None)
@@ -209,7 +240,7 @@ def _parse_rule(value: Any, index: int) -> Rule:
     where = f"rules[{index}]"
     if not isinstance(value, dict):
         raise PolicyError(f"{where} must be an object")
-    known = {"name", "path", "paths", "methods", "issuers", "subjects", "claims"}
+    known = {"name", "path", "paths", "methods", "issuers", "subjects", "claims", "roles"}
     unknown = set(value) - known
     if unknown:
         raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}")
@@ -230,7 +261,48 @@ def _parse_rule(value: Any, index: int) -> Rule:
         issuers=frozenset(_string_list(value.get("issuers"), f"{where}.issuers")),
         subjects=frozenset(_string_list(value.get("subjects"), f"{where}.subjects")),
         claims=tuple(_parse_claim(c, f"{where}.claims[{i}]") for i, c in enumerate(raw_claims)),
+        roles=frozenset(_string_list(value.get("roles"), f"{where}.roles")),
     )
+
+
+def _claim_list(value: Any, where: str) -> tuple[ClaimRequirement, ...]:
+    if not isinstance(value, list):
+        raise PolicyError(f"{where} must be a list")
+    return tuple(_parse_claim(c, f"{where}[{i}]") for i, c in enumerate(value))
+
+
+def _parse_member(value: Any, where: str) -> RoleMember:
+    if not isinstance(value, dict):
+        raise PolicyError(f"{where} must be an object with subject, namespace, issuer or claims")
+    unknown = set(value) - {"subject", "namespace", "issuer", "claims"}
+    if unknown:
+        raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}")
+    if not value:
+        raise PolicyError(f"{where} needs subject, namespace, issuer or claims (not all callers)")
+    for key in ("subject", "namespace", "issuer"):
+        if key in value and not (isinstance(value[key], str) and value[key]):
+            raise PolicyError(f"{where}.{key} must be a non-empty string")
+    return RoleMember(
+        issuer=value.get("issuer"),
+        subject=value.get("subject"),
+        namespace=value.get("namespace"),
+        claims=_claim_list(value.get("claims", []), f"{where}.claims"),
+    )
+
+
+def _parse_roles(value: Any) -> dict[str, tuple[RoleMember, ...]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PolicyError("roles must map each role to a list of members")
+    roles = {}
+    for role, members in value.items():
+        if not isinstance(members, list) or not members:
+            raise PolicyError(f"roles.{role} must be a non-empty list of members")
+        roles[str(role)] = tuple(
+            _parse_member(member, f"roles.{role}[{i}]") for i, member in enumerate(members)
+        )
+    return roles
 
 
 def policy_from_dict(document: Any) -> Policy:
@@ -238,7 +310,7 @@ def policy_from_dict(document: Any) -> Policy:
         return ALLOW_ALL
     if not isinstance(document, dict):
         raise PolicyError("a policy must be an object with 'rules'")
-    unknown = set(document) - {"mode", "rules"}
+    unknown = set(document) - {"mode", "rules", "roles"}
     if unknown:
         raise PolicyError(f"unknown policy field(s) {sorted(unknown)}")
     mode = document.get("mode", "enforce")
@@ -247,7 +319,15 @@ def policy_from_dict(document: Any) -> Policy:
     rules = document.get("rules", [])
     if not isinstance(rules, list):
         raise PolicyError("rules must be a list")
-    return Policy(rules=tuple(_parse_rule(rule, i) for i, rule in enumerate(rules)), mode=mode)
+    parsed = tuple(_parse_rule(rule, i) for i, rule in enumerate(rules))
+    roles = _parse_roles(document.get("roles"))
+    for rule in parsed:
+        undefined = rule.roles - set(roles)
+        if undefined:
+            # A typo in a role name would otherwise deny silently (or, worse, be "fixed"
+            # by defining the role loosely): refuse the policy instead.
+            raise PolicyError(f"rule {rule.name!r} names undefined role(s) {sorted(undefined)}")
+    return Policy(rules=parsed, mode=mode, roles=roles)
 
 
 def parse_policy(data: bytes) -> Policy:

@@ -68,6 +68,13 @@ TOKEN_NOT_YET_VALID = _token("token_not_yet_valid", "nbf is in the future, beyon
 TOKEN_ISSUED_IN_FUTURE = _token("token_issued_in_future", "iat is in the future, beyond the leeway")
 LIFETIME_TOO_LONG = _token("lifetime_too_long", "exp is further from iat than the maximum")
 WRONG_AUDIENCE = _token("wrong_audience", "aud does not name this service")
+SUBJECT_MISMATCH = _token(
+    "subject_mismatch", "sub is not the identity its issuer was published for (a mesh issuer)"
+)
+CLAIM_NOT_GRANTED = _token(
+    "claim_not_granted",
+    "a mesh identity's token carries a claim (or value) no ClusterIdentityGrant gave it",
+)
 TOKEN_REVOKED = _token("token_revoked", "revoked jti, or issued before the issuer's cutoff")
 BODY_MISMATCH = _token(
     "body_mismatch", "bdy does not match the request body (or the body was truncated)"
@@ -80,6 +87,9 @@ AMBIGUOUS_PATH = _policy(
 ISSUER_NOT_ALLOWED = _policy("issuer_not_allowed", "the matching rule does not admit this issuer")
 SUBJECT_NOT_ALLOWED = _policy(
     "subject_not_allowed", "the matching rule does not admit this subject"
+)
+ROLE_REQUIRED = _policy(
+    "role_required", "the caller holds none of the roles the matching rule requires"
 )
 CLAIM_REQUIREMENT_FAILED = _policy(
     "claim_requirement_failed", "a claim the matching rule requires does not hold"
@@ -119,11 +129,14 @@ REFUSALS: dict[str, Reason] = {
         TOKEN_ISSUED_IN_FUTURE,
         LIFETIME_TOO_LONG,
         WRONG_AUDIENCE,
+        SUBJECT_MISMATCH,
+        CLAIM_NOT_GRANTED,
         TOKEN_REVOKED,
         BODY_MISMATCH,
         AMBIGUOUS_PATH,
         ISSUER_NOT_ALLOWED,
         SUBJECT_NOT_ALLOWED,
+        ROLE_REQUIRED,
         CLAIM_REQUIREMENT_FAILED,
         NO_MATCHING_RULE,
         UNKNOWN_DESTINATION,

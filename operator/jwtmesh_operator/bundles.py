@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from jwtmesh.tokens.keys import PublicKey
-from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
+from jwtmesh.tokens.trust import IssuerTrust, MeshIdentity, TrustBundle, render_bundle
 
 CONFIGMAP_LIMIT = 1024 * 1024  # etcd's object limit for a ConfigMap's data
 NEAR_LIMIT = int(CONFIGMAP_LIMIT * 0.75)  # warn well before it fails
@@ -26,6 +26,7 @@ def build_bundle(
     published: Mapping[str, Mapping[str, PublicKey]],
     revocations: Iterable[Revocation],
     now: float,
+    meshes: Mapping[str, MeshIdentity] | None = None,
 ) -> TrustBundle:
     """Issuer → keys from every identity's Secret, minus compromised kids, with revocations.
     A jti revocation is dropped once its token could no longer verify anyway."""
@@ -49,6 +50,7 @@ def build_bundle(
             keys={kid: key for kid, key in keys.items() if kid not in bad},
             revoked_jtis=jtis.get(issuer, {}),
             revoked_before=cutoffs.get(issuer),
+            mesh=(meshes or {}).get(issuer),
         )
     return TrustBundle(issuers)
 

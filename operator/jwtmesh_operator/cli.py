@@ -11,6 +11,7 @@ from jwtmesh_operator.state import OperatorConfig
 
 # The one home of the operator's defaults is OperatorConfig; flags show them.
 _DEFAULTS = OperatorConfig()
+_DEFAULT_PUBLIC_URL = _DEFAULTS.public_url
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,6 +51,12 @@ _DEFAULTS = OperatorConfig()
     show_default=True,
     metavar="HOST:PORT",
     help="JWKS, OIDC discovery, /healthz, /readyz, /metrics.",
+)
+@click.option(
+    "--public-url",
+    default=_DEFAULT_PUBLIC_URL,
+    show_default="https://TRUST_DOMAIN",
+    help="Origin of the issuers the JWKS and discovery endpoints serve (never the Host header).",
 )
 @click.option(
     "--peering/--standalone",
@@ -95,6 +102,7 @@ def main(
     bundle_name: str,
     bundle_label: str,
     http_listen: str,
+    public_url: str,
     peering: bool,
     webhook_address: str | None,
     webhook_cert_dir: str | None,
@@ -120,6 +128,7 @@ def main(
         bundle_label=bundle_label,
         http_address=host,
         http_port=port,
+        public_url=public_url,
         kubeconfig=kubeconfig,
         envoy_image=envoy_image,
         sidecar_image=sidecar_image,

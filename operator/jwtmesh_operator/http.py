@@ -1,7 +1,10 @@
 """HTTP for verifiers outside the cluster and for the kubelet and Prometheus.
 
 - `/.well-known/jwks.json`: every published key (kids are thumbprints, so they never clash);
-- `<issuer path>/.well-known/openid-configuration` and `<issuer path>/jwks.json`: per issuer;
+- `<issuer path>/.well-known/openid-configuration` and `<issuer path>/jwks.json`: per issuer,
+  for issuers under the configured public URL only: the full issuer is that URL plus the
+  request path, so an issuer of another origin is never served at a look-alike path, and
+  `jwks_uri` is built from the configured URL, never from the request's Host header;
 - `/healthz` (liveness), `/readyz` (ready once the indexes are filled), `/metrics`.
 """
 
@@ -10,17 +13,23 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from jwtmesh.tokens.keys import jwks
-from jwtmesh_operator.publisher import BundleSources
+from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.state import OperatorState
 
 
-def _issuer_path(issuer: str) -> str:
-    return urlsplit(issuer).path.rstrip("/")
+def discovery_document(issuer: str, algorithms: set[str]) -> dict[str, Any]:
+    """OpenID Connect discovery for a verifier: where the keys are and what they sign."""
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/jwks.json",
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": sorted(algorithms),
+    }
 
 
 def metrics_text(state: OperatorState) -> str:
@@ -59,21 +68,21 @@ def make_app(state: OperatorState, sources: Callable[[], BundleSources | None]) 
         keys = [key for issuer in current().published.values() for key in issuer.values()]
         return as_json(jwks(keys))
 
+    base = state.config.public_base_url
+
     async def per_issuer(request: web.Request) -> web.Response:
-        path = "/" + request.match_info["path"].rstrip("/")
-        for issuer, keys in current().published.items():
-            if _issuer_path(issuer) + "/jwks.json" == path:
+        path = "/" + request.match_info["path"]
+        published = current().published
+        for suffix in ("/jwks.json", "/.well-known/openid-configuration"):
+            if not path.endswith(suffix):
+                continue
+            issuer = base + path[: -len(suffix)]
+            keys = published.get(issuer)
+            if keys is None:
+                break
+            if suffix == "/jwks.json":
                 return as_json(jwks(list(keys.values())))
-            if _issuer_path(issuer) + "/.well-known/openid-configuration" == path:
-                return as_json(
-                    {
-                        "issuer": issuer,
-                        "jwks_uri": f"{request.scheme}://{request.host}{_issuer_path(issuer)}/jwks.json",
-                        "id_token_signing_alg_values_supported": sorted(
-                            {k.alg for k in keys.values()}
-                        ),
-                    }
-                )
+            return as_json(discovery_document(issuer, {key.alg for key in keys.values()}))
         raise web.HTTPNotFound()
 
     async def healthz(_: web.Request) -> web.Response:

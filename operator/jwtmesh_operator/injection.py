@@ -34,6 +34,8 @@ MOUNTS = {
 AUTHZ_PORT = 15004
 TOKEN_PORT = 15003
 METRICS_PORT = 15090
+SIDECAR_UID = 65532
+KEY_FILE_MODE = 0o400
 ENVOY_ADMIN_PORT = 15000
 
 
@@ -61,6 +63,7 @@ class IdentityRef:
 class Injection:
     containers: list[dict[str, Any]]
     volumes: list[dict[str, Any]]
+    pod_security_context: dict[str, Any] | None = None  # None: leave the Pod's as it is
 
 
 def _port(annotations: Mapping[str, str], key: str, default: int | None) -> int | None:
@@ -166,7 +169,7 @@ def inject(
             "periodSeconds": 5,
         },
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-        "securityContext": _hardened({"runAsUser": 65532}),
+        "securityContext": _hardened({"runAsUser": SIDECAR_UID, "runAsGroup": SIDECAR_UID}),
         "volumeMounts": [
             {"name": name, "mountPath": path, "readOnly": True} for name, path in MOUNTS.items()
         ],
@@ -193,6 +196,23 @@ def inject(
             "name": "jwtmesh-policy",
             "configMap": {"name": f"{identity.name}{settings.policy_suffix}", "optional": True},
         },
-        {"name": "jwtmesh-identity", "secret": {"secretName": identity.secret_name}},
+        {
+            "name": "jwtmesh-identity",
+            # Private keys: 0400, made group-readable (0440 root:<fsGroup>) by the kubelet
+            # for the Pod's fsGroup, and mounted into the sidecar only.
+            "secret": {"secretName": identity.secret_name, "defaultMode": KEY_FILE_MODE},
+        },
     ]
-    return Injection(containers=[*containers, envoy, sidecar], volumes=volumes)
+    return Injection(
+        containers=[*containers, envoy, sidecar],
+        volumes=volumes,
+        pod_security_context=_with_fs_group(spec.get("securityContext")),
+    )
+
+
+def _with_fs_group(context: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The sidecar (uid 65532) reads the key file through the Pod's fsGroup: give the Pod
+    one if it has none (every container is in the fsGroup, so an existing one works too)."""
+    if context and context.get("fsGroup") is not None:
+        return None
+    return {**(context or {}), "fsGroup": SIDECAR_UID}

@@ -13,6 +13,7 @@ Reading is defensive: a key whose private part is missing or does not match its 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,13 +80,14 @@ def render_secret_data(
     public: dict[str, PublicKey],
     private: dict[str, SigningKey],
     now: float,
+    claims: Mapping[str, Any] | None = None,
 ) -> dict[str, bytes]:
     signing = tuple(
         ScheduledKey(private[s.kid], s.activates_at, s.retires_at)
         for s in schedules
         if s.kid is not None and s.kid in private and (s.retires_at is None or s.retires_at > now)
     )
-    identity = IdentityKeys(issuer, subject, max_lifetime, signing)
+    identity = IdentityKeys(issuer, subject, max_lifetime, signing, dict(claims or {}))
     published = {
         "version": 1,
         "issuer": issuer,
@@ -97,12 +99,14 @@ def render_secret_data(
     }
 
 
-def read_secret_data(data: dict[str, bytes]) -> StoredKeys:
+def read_published(raw: bytes | None) -> tuple[list[KeySchedule], dict[str, PublicKey], list[str]]:
+    """published-keys.json: schedules and public keys whose kid is their thumbprint, and
+    what had to be dropped. The one parser of this file (the bundle's index uses it too)."""
     damaged: list[str] = []
     schedules: list[KeySchedule] = []
     public: dict[str, PublicKey] = {}
     try:
-        document = json.loads(data[PUBLISHED_KEYS])
+        document = json.loads(raw or b"")
         for entry in document["keys"]:
             try:
                 schedule, key = schedule_from_json(entry)
@@ -113,6 +117,11 @@ def read_secret_data(data: dict[str, bytes]) -> StoredKeys:
             public[key.kid] = key
     except (KeyError, TypeError, ValueError):
         damaged.append("published-keys.json is missing or unreadable")
+    return schedules, public, damaged
+
+
+def read_secret_data(data: dict[str, bytes]) -> StoredKeys:
+    schedules, public, damaged = read_published(data.get(PUBLISHED_KEYS))
 
     private: dict[str, SigningKey] = {}
     try:

@@ -10,7 +10,7 @@ import asyncio
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -44,10 +44,19 @@ class Stored:
     data: dict[str, bytes]
     resource_version: str
     labels: dict[str, str]
+    name: str = ""
+    owner_uids: frozenset[str] = frozenset()
 
 
 def _stored(data: dict[str, bytes], metadata: Any) -> Stored:
-    return Stored(data, str(metadata.resource_version), dict(metadata.labels or {}))
+    owners = frozenset(str(ref.uid) for ref in metadata.owner_references or [])
+    return Stored(
+        data,
+        str(metadata.resource_version),
+        dict(metadata.labels or {}),
+        str(metadata.name),
+        owners,
+    )
 
 
 class Kube:
@@ -67,6 +76,20 @@ class Kube:
             raise
         data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
         return _stored(data, secret.metadata)
+
+    async def read_custom(
+        self, group: str, version: str, plural: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        """A custom object as the API server has it now (None: it does not exist)."""
+        try:
+            found = await asyncio.to_thread(
+                self.custom.get_namespaced_custom_object, group, version, namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], found)
 
     async def read_configmap(self, namespace: str, name: str) -> Stored | None:
         try:
@@ -166,11 +189,22 @@ class Kube:
         group: str,
         version: str,
         plural: str,
-        namespace: str,
+        namespace: str | None,
         name: str,
         status: dict[str, Any],
     ) -> None:
+        """Patch the status of a namespaced object, or of a cluster-scoped one (namespace None)."""
         try:
+            if namespace is None:
+                await asyncio.to_thread(
+                    self.custom.patch_cluster_custom_object_status,
+                    group,
+                    version,
+                    plural,
+                    name,
+                    {"status": status},
+                )
+                return
             await asyncio.to_thread(
                 self.custom.patch_namespaced_custom_object_status,
                 group,

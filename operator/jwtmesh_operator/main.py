@@ -1,4 +1,4 @@
-"""`jwtmesh operator`: kopf with our handlers, peering, and the HTTP endpoint."""
+"""`jwtmesh-operator`: kopf with our handlers, peering, and the HTTP endpoint."""
 
 from __future__ import annotations
 
@@ -13,17 +13,17 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from jwtmesh_operator import handlers
+from jwtmesh_operator import handlers, indexes  # noqa: F401 - handlers registers with kopf
 from jwtmesh_operator.http import make_app
 from jwtmesh_operator.kube import Kube, load_kube_config
 from jwtmesh_operator.memory import tune_malloc
-from jwtmesh_operator.publisher import BundlePublisher, BundleSources
+from jwtmesh_operator.publisher import BundlePublisher
 from jwtmesh_operator.session import capped_session
+from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.state import OperatorConfig, OperatorState
 
 log = logging.getLogger("jwtmesh.operator")
 PEERING_NAME = "jwtmesh"
-INDEX_NAMES = ("published_keys", "identities", "bundle_namespaces", "revocation_specs")
 _config = OperatorConfig()
 
 
@@ -57,10 +57,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         reconcile_slots=asyncio.Semaphore(2 * kube.pool_size),
     )
     memo["state"] = state
-    indexes = {name: kwargs[name] for name in INDEX_NAMES}
+    found = indexes.pick(kwargs)
 
     def sources() -> BundleSources | None:
-        return handlers.bundle_sources(indexes)
+        return state.sources_memo.get(lambda: indexes.sources(found, state))
 
     runner = web.AppRunner(make_app(state, sources), access_log=None)
     await runner.setup()

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jwtmesh.tokens.keys import PublicKey
-from jwtmesh_operator.bundles import RenderedBundle, Revocation, build_bundle, render_for_configmap
+from jwtmesh_operator.bundles import RenderedBundle, build_bundle, render_for_configmap
 from jwtmesh_operator.kube import Conflict, Kube
+from jwtmesh_operator.sources import BundleSources
 
 log = logging.getLogger("jwtmesh.operator.publisher")
 BUNDLE_KEY = "bundle.json"
@@ -32,13 +32,6 @@ class _Written:
 
     resource_version: str
     data: bytes
-
-
-@dataclass(frozen=True)
-class BundleSources:
-    published: dict[str, dict[str, PublicKey]]
-    revocations: list[Revocation]
-    namespaces: set[str]
 
 
 class BundlePublisher:
@@ -94,7 +87,7 @@ class BundlePublisher:
     async def publish_once(self) -> None:
         assert self._sources is not None
         sources = self._sources()
-        bundle = build_bundle(sources.published, sources.revocations, self._clock())
+        bundle = build_bundle(sources.published, sources.revocations, self._clock(), sources.meshes)
         rendered = render_for_configmap(bundle)
         self.last = rendered
         self.on_size(rendered)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import replace
+from dataclasses import astuple, replace
 from typing import Any
 
 import kopf
@@ -18,19 +18,28 @@ import yaml
 
 from jwtmesh.tokens.keys import PublicKey, SigningKey, generate_signing_key
 from jwtmesh_operator import conditions as cond
-from jwtmesh_operator.desired import active_kid, decide_identity, iso, next_rotation, status_keys
+from jwtmesh_operator.desired import (
+    IdentityDecision,
+    active_kid,
+    decide_identity,
+    iso,
+    next_rotation,
+    status_keys,
+)
 from jwtmesh_operator.keystore import SECRET_TYPE, StoredKeys, read_secret_data, render_secret_data
-from jwtmesh_operator.kube import Conflict, owner_reference
-from jwtmesh_operator.planning import UP_TO_DATE, KeySchedule
+from jwtmesh_operator.kube import Conflict, Stored, owner_reference
+from jwtmesh_operator.planning import UP_TO_DATE, KeySchedule, Plan
 from jwtmesh_operator.spec import (
     API_GROUP,
     API_VERSION,
     IDENTITY_LABEL,
     ROTATE_ANNOTATION,
+    IdentitySpec,
     SpecError,
     parse_spec,
 )
 from jwtmesh_operator.state import OperatorState
+from jwtmesh_operator.tenancy import Resolved
 
 log = logging.getLogger("jwtmesh.operator")
 PLURAL = "serviceidentities"
@@ -38,45 +47,37 @@ RETRY_AFTER_ERROR = 5.0
 RECHECK_INVALID = 300.0
 
 
-async def reconcile_identity(state: OperatorState, body: Any, compromised: frozenset[str]) -> float:
+async def reconcile_identity(
+    state: OperatorState, body: Any, resolved: Resolved, compromised: frozenset[str]
+) -> float:
     """Bring one identity's Secret, policy and status to what they should be now.
     Returns when it next needs attention (Unix time)."""
     now = state.clock()
-    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    generation = body["metadata"].get("generation")
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
     status: dict[str, Any] = dict(body.get("status") or {})
     try:
         spec = parse_spec(namespace, name, body.get("spec") or {}, state.config.trust_domain)
     except SpecError as exc:
         return await _refuse(state, body, status, now, cond.INVALID_SPEC, str(exc))
-
+    if resolved.refusal is not None:
+        # Another namespace's (or an older identity's) issuer or audience: never published.
+        return await _refuse(state, body, status, now, *astuple(resolved.refusal))
+    spec = replace(spec, issuer=resolved.issuer, audience=resolved.audience)
     secret = await state.kube.read_secret(namespace, spec.secret_name)
-    if secret is not None and secret.labels.get(IDENTITY_LABEL) != name:
-        message = f"Secret {spec.secret_name} exists and is not managed for this identity"
-        return await _refuse(state, body, status, now, "SecretNameTaken", message)
+    taken = _secret_taken(secret, name, meta.get("uid"))
+    if taken is not None:
+        return await _refuse(state, body, status, now, "SecretNameTaken", taken)
     stored: StoredKeys | None = read_secret_data(secret.data) if secret is not None else None
 
-    rotate_value = (body["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
+    rotate_value = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
     rotate_requested = rotate_value is not None and rotate_value != status.get(
         "lastRotationRequest"
     )
     decision = decide_identity(
         spec, stored, status, now, rotate_requested=rotate_requested, compromised=compromised
     )
-
-    private: dict[str, SigningKey] = dict(stored.private) if stored is not None else {}
-    public: dict[str, PublicKey] = dict(decision.public)
-    schedules: list[KeySchedule] = []
-    for schedule in decision.plan.keys:
-        if schedule.kid is None:
-            # RSA generation takes a while: keep the event loop free for other identities.
-            key = await asyncio.to_thread(generate_signing_key, spec.algorithm, spec.rsa_bits)
-            state.counters.keys_generated += 1
-            private[key.kid] = key
-            public[key.kid] = key.public
-            schedule = replace(schedule, kid=key.kid)
-        schedules.append(schedule)
-    planned = tuple(schedules)
+    planned, public, private = await _generate_new_keys(state, spec, decision, stored)
     data = render_secret_data(
         issuer=spec.issuer,
         subject=spec.audience,
@@ -85,6 +86,7 @@ async def reconcile_identity(state: OperatorState, body: Any, compromised: froze
         public=public,
         private=private,
         now=now,
+        claims=resolved.claims,
     )
     if secret is None or secret.data != data:
         try:
@@ -112,27 +114,66 @@ async def reconcile_identity(state: OperatorState, body: Any, compromised: froze
     }
     if rotate_requested:
         extra["lastRotationRequest"] = rotate_value
+    await _report_ready(state, body, status, now, extra)
+    _announce(body, decision, final, now)
+    state.counters.reconciles += 1
+    return final.wake_at
+
+
+def _secret_taken(secret: Stored | None, name: str, uid: str | None) -> str | None:
+    """A Secret under our name that this identity did not make is never adopted."""
+    if secret is None:
+        return None
+    if secret.labels.get(IDENTITY_LABEL) != name or (uid and uid not in secret.owner_uids):
+        return f"Secret {secret.name} exists and was not made by the operator for this identity"
+    return None
+
+
+async def _generate_new_keys(
+    state: OperatorState, spec: IdentitySpec, decision: IdentityDecision, stored: StoredKeys | None
+) -> tuple[tuple[KeySchedule, ...], dict[str, PublicKey], dict[str, SigningKey]]:
+    """The plan's new keys made real: (schedules with kids, public keys, private keys)."""
+    private: dict[str, SigningKey] = dict(stored.private) if stored is not None else {}
+    public: dict[str, PublicKey] = dict(decision.public)
+    schedules: list[KeySchedule] = []
+    for schedule in decision.plan.keys:
+        if schedule.kid is None:
+            # RSA generation takes a while: keep the event loop free for other identities.
+            key = await asyncio.to_thread(generate_signing_key, spec.algorithm, spec.rsa_bits)
+            state.counters.keys_generated += 1
+            private[key.kid] = key
+            public[key.kid] = key.public
+            schedule = replace(schedule, kid=key.kid)
+        schedules.append(schedule)
+    return tuple(schedules), public, private
+
+
+async def _report_ready(
+    state: OperatorState, body: Any, status: dict[str, Any], now: float, extra: dict[str, Any]
+) -> None:
+    meta = body["metadata"]
     await _patch_status(
         state,
-        namespace,
-        name,
+        meta["namespace"],
+        meta["name"],
         status,
-        generation,
+        meta.get("generation"),
         now,
         ready=True,
         reason=cond.KEYS_PUBLISHED,
         message="a key signs and every bundle has it",
         extra=extra,
     )
+
+
+def _announce(body: Any, decision: IdentityDecision, final: Plan, now: float) -> None:
+    """Events for what changed: a repaired Secret (warning), a new or rotated key (info)."""
     if decision.repair is not None:
         kopf.warn(body, reason=decision.repair, message="; ".join(decision.notes))
     if final.reason != UP_TO_DATE:
         kid = active_kid(final, now) or "-"
-        kopf.info(
-            body, reason=final.reason, message=f"keys now {[s.kid for s in planned]}, signing {kid}"
-        )
-    state.counters.reconciles += 1
-    return final.wake_at
+        kids = [schedule.kid for schedule in final.keys]
+        kopf.info(body, reason=final.reason, message=f"keys now {kids}, signing {kid}")
 
 
 async def _refuse(

@@ -10,6 +10,7 @@ from jwtmesh.policy import Policy, PolicyError, policy_from_dict
 from jwtmesh_operator.durations import parse_duration
 from jwtmesh_operator.errors import OperatorError
 from jwtmesh_operator.planning import Rotation
+from jwtmesh_operator.tenancy import default_audience, default_issuer
 
 API_GROUP = "jwtmesh.io"
 API_VERSION = "v1alpha1"
@@ -45,14 +46,6 @@ DEFAULT_MAX_TOKEN_LIFETIME = "15m"
 DEFAULT_ROTATION_PERIOD = "720h"
 DEFAULT_PRE_PUBLISH = "1h"
 DEFAULT_RETAIN = "2h"
-
-
-def default_issuer(trust_domain: str, namespace: str, name: str) -> str:
-    return f"https://{trust_domain}/ns/{namespace}/{name}"
-
-
-def default_audience(namespace: str, name: str) -> str:
-    return f"{name}.{namespace}"
 
 
 def default_secret_name(name: str) -> str:

@@ -6,9 +6,11 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jwtmesh_operator.spec import DEFAULT_TRUST_DOMAIN
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from jwtmesh_operator.kube import Kube
@@ -23,6 +25,7 @@ class OperatorConfig:
     policy_suffix: str = "-jwtmesh-policy"
     http_address: str = "0.0.0.0"  # noqa: S104 - JWKS/discovery/metrics serve the cluster
     http_port: int = 8080
+    public_url: str = ""  # where verifiers outside reach the JWKS; "": https://<trust domain>
     kubeconfig: str | None = None
     # Sidecar injection (a mutating admission webhook served by kopf).
     envoy_image: str = "envoyproxy/envoy:v1.40.0"
@@ -31,6 +34,11 @@ class OperatorConfig:
     webhook_cert_dir: str | None = None  # tls.crt/tls.key (chart-managed); None: self-signed
     webhook_url_host: str | None = None  # with a self-signed cert: kopf registers the webhook
     webhook_managed: str | None = None  # MutatingWebhookConfiguration kopf keeps up to date
+
+    @property
+    def public_base_url(self) -> str:
+        """The origin the JWKS/discovery endpoints answer for (issuers under it only)."""
+        return (self.public_url or f"https://{self.trust_domain}").rstrip("/")
 
 
 class Wakers:
@@ -55,6 +63,30 @@ class Wakers:
             event.set()
 
 
+class SourcesMemo:
+    """The latest decision over the indexes (who holds which issuer, which revocations take
+    effect): recomputed after any change to the objects it reads, or once it is `max_age`
+    old (revocations expire with time). Without it every reconcile would redo the whole
+    cluster's decision: O(identities) each, O(identities²) per rotation sweep."""
+
+    def __init__(self, max_age: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._max_age = max_age
+        self._clock = clock
+        self._value: Any = None
+        self._computed_at = -float("inf")
+
+    def invalidate(self) -> None:
+        self._value = None
+
+    def get(self, compute: Callable[[], T]) -> T:
+        now = self._clock()
+        if self._value is None or now - self._computed_at > self._max_age:
+            self._value = compute()
+            self._computed_at = now
+        value: T = self._value
+        return value
+
+
 @dataclass
 class Counters:
     reconciles: int = 0
@@ -73,3 +105,4 @@ class OperatorState:
     counters: Counters = field(default_factory=Counters)
     clock: Callable[[], float] = time.time
     reconcile_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(20))
+    sources_memo: SourcesMemo = field(default_factory=SourcesMemo)

@@ -172,7 +172,9 @@ def token_mint(
     key = active_key(identity, now)
     if key is None:
         raise click.ClickException("no key of this identity signs at this moment")
-    extra: dict[str, Any] = {}
+    # The claims granted to the identity come with every token, as the sidecar mints them;
+    # --claim adds or overrides (a verifier refuses what was not granted: claim_not_granted).
+    extra: dict[str, Any] = dict(identity.claims)
     for item in claims:
         name, sep, raw = item.partition("=")
         if not sep:

@@ -17,7 +17,7 @@ from typing import Any
 
 from jwtmesh import policy as policy_rules
 from jwtmesh import reasons
-from jwtmesh.policy import Policy
+from jwtmesh.policy import Caller, Policy
 from jwtmesh.reasons import Reason, reason_for
 from jwtmesh.tokens.errors import BodyMismatch, MissingToken, TokenError
 from jwtmesh.tokens.mint import body_hash
@@ -151,9 +151,7 @@ def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decisio
         inbound.get_policy(),
         method=request.method,
         path=request.path,
-        issuer=verified.issuer,
-        subject=verified.subject,
-        claims=verified.claims,
+        caller=Caller(verified.issuer, verified.subject, verified.claims, verified.namespace),
     )
     if not result.allowed:
         return deny(

@@ -50,6 +50,7 @@ class OutboundMinter:
             now=now,
             lifetime=seconds,
             body=body,
+            extra_claims=identity.claims,
         )
         issued = int(now)
         return MintedToken(token, key.kid, issued + int(seconds), issued + int(seconds) / 2)

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import argparse
 import base64
-import http.client
 import json
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client
 
 from jwtmesh.envoy_config import AuthzEndpoint, Destination, PodEnvoy
 from jwtmesh.identity import active_key, parse_identity
 from jwtmesh.tokens.mint import mint_token
+from jwtmesh_testing.demo_report import DemoReport, SteadyTraffic, outcome, request
+from jwtmesh_testing.guarded import guarded_service
 from jwtmesh_testing.kubeapply import (
     api_client,
     create_namespace,
@@ -40,6 +40,7 @@ from jwtmesh_testing.kubelet_volume import KubeletVolume
 from jwtmesh_testing.localcluster import LocalCluster
 from jwtmesh_testing.minikubelet import MiniKubelet
 from jwtmesh_testing.operator_process import OperatorProcess
+from jwtmesh_testing.paths import EXAMPLES
 from jwtmesh_testing.processes import (
     EchoUpstream,
     ManagedProcess,
@@ -49,332 +50,268 @@ from jwtmesh_testing.processes import (
 )
 
 NAMESPACE = "demo"
+# Census's owner grants the roles: Herald may read, the ops identity may also delete. A
+# caller's own token can never give it a role (a mesh identity's claims are not trusted).
 CENSUS_POLICY = {
+    "roles": {
+        "reader": [{"subject": f"herald.{NAMESPACE}"}],
+        "admin": [{"subject": f"lra-ops.{NAMESPACE}"}],
+    },
     "rules": [
         {
             "name": "read-users",
             "paths": [{"prefix": "/users"}],
             "methods": ["GET"],
-            "subjects": [f"herald.{NAMESPACE}"],
+            "roles": ["reader", "admin"],
         },
         {
             "name": "delete-users",
             "paths": [{"prefix": "/users"}],
             "methods": ["DELETE"],
-            "claims": [{"claim": "roles", "contains": "admin"}],
+            "roles": ["admin"],
         },
-    ]
+    ],
 }
 # Short pre-publication so the forced rotation happens within the demo.
 HERALD_ROTATION = {"rotation": {"period": "720h", "prePublish": "3s", "retain": "2h"}}
+LRA_POLICY = yaml.safe_load((EXAMPLES / "policies" / "lra-coordinator.yaml").read_text())
+IDENTITIES: dict[str, dict[str, Any]] = {
+    "census": {"policy": CENSUS_POLICY},
+    "herald": HERALD_ROTATION,
+    "lra-coordinator": {"policy": LRA_POLICY},
+    "booking": {},
+    "lra-participant": {},
+    "lra-ops": {},
+}
+# One allowed and one refused call per role of the coordinator's table.
+LRA_CALLS = [
+    ("client", "booking", "POST", "/lra-coordinator/start", "200 allowed"),
+    ("client", "booking", "GET", "/lra-coordinator/recovery", "403 role_required"),
+    ("system", "lra-participant", "PUT", "/lra-coordinator/nested/7/complete", "200 allowed"),
+    ("system", "lra-participant", "POST", "/lra-coordinator/start", "403 role_required"),
+    ("admin", "lra-ops", "GET", "/lra-coordinator/recovery", "200 allowed"),
+    ("admin", "lra-ops", "PUT", "/lra-coordinator/42/close", "403 role_required"),
+]
 
 
 def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-@dataclass
-class Check:
-    name: str
-    expected: str
-    actual: str
+class Demo:
+    """The scenario's moving parts, and how to take them down again."""
 
-    @property
-    def ok(self) -> bool:
-        return self.expected == self.actual
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.cleanups: list[Callable[[], None]] = []
+        self.processes: list[ManagedProcess] = []
+        self.statuses: dict[str, dict[str, Any]] = {}
 
-
-@dataclass
-class DemoReport:
-    checks: list[Check] = field(default_factory=list)
-    rotation: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return all(check.ok for check in self.checks) and self.rotation.get("failed") == 0
-
-    def render(self) -> str:
-        lines = ["", "jwtmesh demo — Herald → Census", ""]
-        for check in self.checks:
-            mark = "ok  " if check.ok else "FAIL"
-            lines.append(
-                f"  {mark} {check.name:<52} expected {check.expected:<34} got {check.actual}"
-            )
-        r = self.rotation
-        if r:
-            lines += [
-                "",
-                f"  rotation under load: {r['requests']} requests in {r['seconds']:.1f} s, "
-                f"{r['failed']} failed; signing key {r['old_kid'][:10]}… → {r['new_kid'][:10]}…",
-            ]
-        lines += ["", "  RESULT: " + ("all checks passed" if self.ok else "SOME CHECKS FAILED"), ""]
-        return "\n".join(lines)
-
-
-def request(
-    port: int, path: str, *, method: str = "GET", headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, Any]]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request(method, path, headers=headers or {})
-        response = connection.getresponse()
-        raw = response.read()
-        return response.status, json.loads(raw) if raw else {}
-    finally:
-        connection.close()
-
-
-def outcome(status: int, body: dict[str, Any]) -> str:
-    return f"{status} {body.get('error', '')}".strip()
-
-
-class SteadyTraffic:
-    """Herald → Census through the egress listener, as fast as a few threads go."""
-
-    def __init__(self, port: int, threads: int = 4) -> None:
-        self.port = port
-        self.requests = 0
-        self.failures: list[str] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        while not self._stop.is_set():
+    def close(self) -> None:
+        say("cleaning up")
+        for process in reversed(self.processes):
+            process.stop()
+        for cleanup in reversed(self.cleanups):
             try:
-                connection.request("GET", "/users/7", headers={"host": "census"})
-                response = connection.getresponse()
-                response.read()
-                status = response.status
-            except (OSError, http.client.HTTPException) as exc:
-                status, connection = (
-                    0,
-                    http.client.HTTPConnection("127.0.0.1", self.port, timeout=10),
-                )
-                with self._lock:
-                    self.failures.append(type(exc).__name__)
-            with self._lock:
-                self.requests += 1
-                if status != 200 and status != 0:
-                    self.failures.append(str(status))
-        connection.close()
+                cleanup()
+            except Exception as exc:  # cleanup goes on whatever failed
+                say(f"cleanup step failed: {exc}")
 
-    def __enter__(self) -> SteadyTraffic:
-        self.started = time.monotonic()
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(10)
-        self.seconds = time.monotonic() - self.started
-
-
-def run_demo(workdir: Path, cluster: LocalCluster | None = None) -> DemoReport:
-    report = DemoReport()
-    cleanups: list[Callable[[], None]] = []
-    try:
+    def control_plane(self, cluster: LocalCluster | None) -> client.ApiClient:
         if cluster is None:
             say("starting a local control plane (etcd, kube-apiserver, kube-controller-manager)")
-            cluster = LocalCluster(workdir / "cluster")
+            cluster = LocalCluster(self.workdir / "cluster")
             cluster.start()
-            cleanups.append(cluster.stop)
+            self.cleanups.append(cluster.stop)
         api = api_client(cluster.kubeconfig)
         say("installing the CRDs")
         install_crds(api)
         create_namespace(api, NAMESPACE)
-        say("starting the jwtmesh operator")
-        operator = OperatorProcess(cluster.kubeconfig, workdir, name="operator")
-        cleanups.append(operator.stop)
+        say("starting the jwtmesh operator (with the chart's RBAC)")
+        operator = OperatorProcess.for_cluster(cluster, self.workdir, name="operator")
+        self.cleanups.append(operator.stop)
+        self.api = api
+        return api
 
-        say("applying ServiceIdentities: herald (notifications) and census (user directory)")
-        for name, spec in (("census", {"policy": CENSUS_POLICY}), ("herald", HERALD_ROTATION)):
-            if get_object(api, NAMESPACE, "serviceidentities", name) is None:
-                create_object(api, NAMESPACE, "serviceidentities", service_identity(name, spec))
-        statuses = {}
-        for name in ("census", "herald"):
-            statuses[name] = wait_for(
-                lambda n=name: _ready_status(api, n), 30, f"{name} to be Ready"
-            )
-            kid = statuses[name]["activeKid"]
-            say(f"{name} is Ready: issuer {statuses[name]['issuer']}, signing kid {kid[:12]}…")
+    def apply_identities(self) -> None:
+        say(f"applying ServiceIdentities: {', '.join(IDENTITIES)}")
+        for name, spec in IDENTITIES.items():
+            if get_object(self.api, NAMESPACE, "serviceidentities", name) is None:
+                create_object(
+                    self.api, NAMESPACE, "serviceidentities", service_identity(name, spec)
+                )
+        for name in IDENTITIES:
+            status = wait_for(lambda n=name: _ready_status(self.api, n), 30, f"{name} Ready")
+            self.statuses[name] = status
+            say(f"{name} is Ready: issuer {status['issuer']}, kid {status['activeKid'][:12]}…")
 
+    def mount_volumes(self) -> None:
         say("mounting Secrets and ConfigMaps as files, as a kubelet would")
-        kubelet = MiniKubelet(api, NAMESPACE, workdir / "volumes")
+        kubelet = MiniKubelet(self.api, NAMESPACE, self.workdir / "volumes")
         kubelet.mount("bundle", "configmap", "jwtmesh-trust-bundle")
         wait_for(lambda: _synced(kubelet, "bundle", "bundle.json"), 20, "the trust bundle")
-        policy = kubelet.mount("census-policy", "configmap", "census-jwtmesh-policy")
-        herald_keys = kubelet.mount("herald-identity", "secret", "herald-jwtmesh-key")
+        self.census_policy = kubelet.mount("census-policy", "configmap", "census-jwtmesh-policy")
+        self.herald_keys = kubelet.mount("herald-identity", "secret", "herald-jwtmesh-key")
         kubelet.start()
-        cleanups.append(kubelet.stop)
-        bundle_file = kubelet.volumes["bundle"][2].path("bundle.json")
+        self.cleanups.append(kubelet.stop)
+        self.bundle_file = kubelet.volumes["bundle"][2].path("bundle.json")
 
+    def start_census(self) -> None:
         say("starting Census: its app behind Envoy + jwtmesh sidecar (HTTP ext_authz)")
         upstream = EchoUpstream().start()
-        cleanups.append(upstream.stop)
-        processes: list[ManagedProcess] = []
-
-        def stop_processes() -> None:
-            for process in reversed(processes):
-                process.stop()
-
-        cleanups.append(stop_processes)
-        census_authz, census_port = free_port(), free_port()
-        processes.append(
-            start_sidecar(
-                {
-                    "identity": statuses["census"]["audience"],
-                    "listen": {"http": f"127.0.0.1:{census_authz}"},
-                    "trust": {"bundleFiles": [str(bundle_file)]},
-                    "policyFile": str(policy.path("policy.yaml")),
-                },
-                workdir,
-                "census-sidecar",
-            )
+        self.cleanups.append(upstream.stop)
+        self.upstream_port = upstream.port
+        authz, self.census_port = free_port(), free_port()
+        sidecar = {
+            "identity": self.statuses["census"]["audience"],
+            "listen": {"http": f"127.0.0.1:{authz}"},
+            "trust": {"bundleFiles": [str(self.bundle_file)]},
+            "policyFile": str(self.census_policy.path("policy.yaml")),
+        }
+        self.processes.append(start_sidecar(sidecar, self.workdir, "census-sidecar"))
+        envoy = PodEnvoy(
+            inbound_port=self.census_port,
+            app_port=upstream.port,
+            admin_port=free_port(),
+            listen_address="127.0.0.1",
+            authz=AuthzEndpoint("http", port=authz),
         )
-        processes.append(
-            start_envoy(
-                PodEnvoy(
-                    inbound_port=census_port,
-                    app_port=upstream.port,
-                    admin_port=free_port(),
-                    listen_address="127.0.0.1",
-                    authz=AuthzEndpoint("http", port=census_authz),
-                ),
-                workdir,
-                "census-envoy",
-            )
-        )
+        self.processes.append(start_envoy(envoy, self.workdir, "census-envoy"))
 
+    def start_herald(self) -> None:
         say("starting Herald: Envoy egress listener + jwtmesh sidecar minting its tokens")
-        herald_authz, herald_egress = free_port(), free_port()
-        processes.append(
-            start_sidecar(
-                {
-                    "listen": {"http": f"127.0.0.1:{herald_authz}"},
-                    "identityKeys": str(herald_keys.path("signing-keys.json")),
-                    "egress": {
-                        "audiences": {"census": statuses["census"]["audience"]},
-                        "tokenLifetimeSeconds": 60,
-                    },
-                },
-                workdir,
-                "herald-sidecar",
-            )
-        )
-        processes.append(
-            start_envoy(
-                PodEnvoy(
-                    inbound_port=free_port(),
-                    app_port=upstream.port,
-                    admin_port=free_port(),
-                    listen_address="127.0.0.1",
-                    authz=AuthzEndpoint("http", port=herald_authz),
-                    egress_port=herald_egress,
-                    destinations=(Destination("census", "127.0.0.1", census_port),),
-                ),
-                workdir,
-                "herald-envoy",
-            )
-        )
-
-        def herald_token(audience: str, **claims: Any) -> str:
-            identity = parse_identity(herald_keys.path("signing-keys.json").read_bytes())
-            key = active_key(identity, time.time())
-            assert key is not None
-            return mint_token(
-                key,
-                issuer=identity.issuer,
-                subject=identity.subject,
-                audience=audience,
-                now=time.time(),
-                lifetime=300,
-                extra_claims=claims,
-            )
-
-        census_aud = statuses["census"]["audience"]
-        say("sending requests")
-        status, body = request(herald_egress, "/users/7", headers={"host": "census"})
-        report.checks.append(Check("Herald → Census with a minted token", "200", str(status)))
-        seen = body.get("headers", {}).get("x-jwtmesh-subject", "")
-        report.checks.append(Check("Census sees the verified caller", f"herald.{NAMESPACE}", seen))
-        status, body = request(census_port, "/users/7")
-        report.checks.append(Check("no token", "401 missing_token", outcome(status, body)))
-        status, body = request(
-            census_port,
-            "/users/7",
-            headers={"authorization": f"Bearer {herald_token('billing.demo')}"},
-        )
-        report.checks.append(
-            Check("a token for another audience", "401 wrong_audience", outcome(status, body))
-        )
-        status, body = request(
-            herald_egress, "/users/7", method="DELETE", headers={"host": "census"}
-        )
-        report.checks.append(
-            Check(
-                "a caller without the required role",
-                "403 claim_requirement_failed",
-                outcome(status, body),
-            )
-        )
-
-        revoked = herald_token(census_aud)
-        jti = json.loads(base64.urlsafe_b64decode(revoked.split(".")[1] + "=="))["jti"]
-        assert (
-            request(census_port, "/users/7", headers={"authorization": f"Bearer {revoked}"})[0]
-            == 200
-        )
-        say("revoking one token by its jti (TokenRevocation)")
-        create_object(
-            api,
-            NAMESPACE,
-            "tokenrevocations",
-            {
-                "apiVersion": "jwtmesh.io/v1alpha1",
-                "kind": "TokenRevocation",
-                "metadata": {"name": "stolen-token"},
-                "spec": {
-                    "identity": "herald",
-                    "jti": jti,
-                    "expiresAt": time.strftime(
-                        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300)
-                    ),
-                },
+        authz, self.herald_egress = free_port(), free_port()
+        sidecar = {
+            "listen": {"http": f"127.0.0.1:{authz}"},
+            "identityKeys": str(self.herald_keys.path("signing-keys.json")),
+            "egress": {
+                "audiences": {"census": self.statuses["census"]["audience"]},
+                "tokenLifetimeSeconds": 60,
             },
+        }
+        self.processes.append(start_sidecar(sidecar, self.workdir, "herald-sidecar"))
+        envoy = PodEnvoy(
+            inbound_port=free_port(),
+            app_port=self.upstream_port,
+            admin_port=free_port(),
+            listen_address="127.0.0.1",
+            authz=AuthzEndpoint("http", port=authz),
+            egress_port=self.herald_egress,
+            destinations=(Destination("census", "127.0.0.1", self.census_port),),
         )
-        refused = wait_for(
-            lambda: (
-                (
-                    r := request(
-                        census_port, "/users/7", headers={"authorization": f"Bearer {revoked}"}
-                    )
-                )[0]
-                == 401
-                and r
-            ),
-            20,
-            "the revocation to reach Census",
-        )
-        report.checks.append(Check("a revoked token", "401 token_revoked", outcome(*refused)))
+        self.processes.append(start_envoy(envoy, self.workdir, "herald-envoy"))
 
+    def herald_token(self, audience: str, **claims: Any) -> str:
+        """A token Herald's key signs, as an attacker holding that key could make it."""
+        identity = parse_identity(self.herald_keys.path("signing-keys.json").read_bytes())
+        key = active_key(identity, time.time())
+        assert key is not None
+        subject = claims.pop("sub", identity.subject)
+        return mint_token(
+            key,
+            issuer=identity.issuer,
+            subject=subject,
+            audience=audience,
+            now=time.time(),
+            lifetime=300,
+            extra_claims=claims,
+        )
+
+    def census(self, token: str | None, method: str = "GET") -> str:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return outcome(*request(self.census_port, "/users/7", method=method, headers=headers))
+
+    def request_checks(self, report: DemoReport) -> None:
+        say("sending requests")
+        census_aud = self.statuses["census"]["audience"]
+        status, body = request(self.herald_egress, "/users/7", headers={"host": "census"})
+        report.add("Herald → Census with a minted token", "200", str(status))
+        seen = body.get("headers", {}).get("x-jwtmesh-subject", "")
+        report.add("Census sees the verified caller", f"herald.{NAMESPACE}", seen)
+        report.add("no token", "401 missing_token", self.census(None))
+        other = self.herald_token(f"billing.{NAMESPACE}")
+        report.add("a token for another audience", "401 wrong_audience", self.census(other))
+        deleting = outcome(
+            *request(self.herald_egress, "/users/7", method="DELETE", headers={"host": "census"})
+        )
+        report.add(
+            "a caller without the required role (Herald deletes)", "403 role_required", deleting
+        )
+        asserted = self.herald_token(census_aud, roles=["admin"])
+        report.add(
+            "a caller giving itself a role in its token",
+            "401 claim_not_granted",
+            self.census(asserted, "DELETE"),
+        )
+        posing = self.herald_token(census_aud, sub=census_aud)
+        report.add(
+            "Herald's key naming another service as sub",
+            "401 subject_mismatch",
+            self.census(posing),
+        )
+
+    def revocation_check(self, report: DemoReport) -> None:
+        revoked = self.herald_token(self.statuses["census"]["audience"])
+        jti = json.loads(base64.urlsafe_b64decode(revoked.split(".")[1] + "=="))["jti"]
+        assert self.census(revoked) == "200"
+        say("revoking one token by its jti (TokenRevocation)")
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300))
+        body = {
+            "apiVersion": "jwtmesh.io/v1alpha1",
+            "kind": "TokenRevocation",
+            "metadata": {"name": "stolen-token"},
+            "spec": {"identity": "herald", "jti": jti, "expiresAt": expires},
+        }
+        create_object(self.api, NAMESPACE, "tokenrevocations", body)
+        refused = wait_for(
+            lambda: (answer := self.census(revoked)) != "200" and answer, 20, "the revocation"
+        )
+        report.add("a revoked token", "401 token_revoked", refused)
+
+    def lra_checks(self, report: DemoReport) -> None:
+        say("an LRA coordinator: roles from its own policy; per role one call allowed, one not")
+        policy = yaml.safe_load(
+            self.api_configmap("lra-coordinator-jwtmesh-policy").data["policy.yaml"]
+        )
+        with guarded_service(
+            self.workdir / "lra", "lra-coordinator.demo", self.bundle_file.read_bytes(), policy
+        ) as coordinator:
+            for role, caller, method, path, expected in LRA_CALLS:
+                token = self.identity_token(caller, "lra-coordinator.demo")
+                answer = coordinator.call(method, path, token)
+                actual = f"{answer.status} {answer.reason}"
+                report.add(f"LRA {role}: {caller} {method} {path}", expected, actual)
+
+    def api_configmap(self, name: str) -> Any:
+        return client.CoreV1Api(self.api).read_namespaced_config_map(name, NAMESPACE)
+
+    def identity_token(self, name: str, audience: str) -> str:
+        """A token from the identity's Secret, as its sidecar mints it."""
+        core: Any = client.CoreV1Api(self.api)
+        secret = core.read_namespaced_secret(f"{name}-jwtmesh-key", NAMESPACE)
+        identity = parse_identity(base64.b64decode(secret.data["signing-keys.json"]))
+        key = active_key(identity, time.time())
+        assert key is not None
+        return mint_token(
+            key,
+            issuer=identity.issuer,
+            subject=identity.subject,
+            audience=audience,
+            now=time.time(),
+            lifetime=300,
+            extra_claims=identity.claims,
+        )
+
+    def rotation(self, report: DemoReport) -> None:
         say("forcing a rotation of Herald's key in the middle of steady traffic")
-        old_kid = statuses["herald"]["activeKid"]
-        with SteadyTraffic(herald_egress) as traffic:
+        old_kid = self.statuses["herald"]["activeKid"]
+        with SteadyTraffic(self.herald_egress) as traffic:
             time.sleep(1.0)
-            patch_object(
-                api,
-                NAMESPACE,
-                "serviceidentities",
-                "herald",
-                {"metadata": {"annotations": {"jwtmesh.io/rotate": str(time.time())}}},
-            )
-            new_kid = wait_for(lambda: _kid_changed(api, old_kid), 30, "the new key to sign")
+            rotate = {"metadata": {"annotations": {"jwtmesh.io/rotate": str(time.time())}}}
+            patch_object(self.api, NAMESPACE, "serviceidentities", "herald", rotate)
+            new_kid = wait_for(lambda: _kid_changed(self.api, old_kid), 30, "the new key")
             # Keep the traffic going until Herald's sidecar signs with the new key.
-            wait_for(lambda: _mounted_signer(herald_keys) == new_kid, 15, "the new key mounted")
+            wait_for(lambda: _mounted_signer(self.herald_keys) == new_kid, 15, "it mounted")
             time.sleep(3.0)
         report.rotation = {
             "requests": traffic.requests,
@@ -384,16 +321,26 @@ def run_demo(workdir: Path, cluster: LocalCluster | None = None) -> DemoReport:
             "new_kid": new_kid,
             "failures": traffic.failures[:5],
         }
-        status, body = request(herald_egress, "/users/7", headers={"host": "census"})
-        report.checks.append(Check("Herald → Census after the rotation", "200", str(status)))
+        status, _ = request(self.herald_egress, "/users/7", headers={"host": "census"})
+        report.add("Herald → Census after the rotation", "200", str(status))
+
+
+def run_demo(workdir: Path, cluster: LocalCluster | None = None) -> DemoReport:
+    report = DemoReport()
+    demo = Demo(workdir)
+    try:
+        demo.control_plane(cluster)
+        demo.apply_identities()
+        demo.mount_volumes()
+        demo.start_census()
+        demo.start_herald()
+        demo.request_checks(report)
+        demo.revocation_check(report)
+        demo.lra_checks(report)
+        demo.rotation(report)
         return report
     finally:
-        say("cleaning up")
-        for cleanup in reversed(cleanups):
-            try:
-                cleanup()
-            except Exception as exc:  # cleanup goes on whatever failed
-                say(f"cleanup step failed: {exc}")
+        demo.close()
 
 
 def _ready_status(api: client.ApiClient, name: str) -> dict[str, Any] | None:

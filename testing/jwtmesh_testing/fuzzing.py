@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jwtmesh.policy import PolicyResult, evaluate, policy_from_dict
+from jwtmesh.policy import Caller, PolicyResult, evaluate, policy_from_dict
 from jwtmesh.tokens.errors import TokenError
 from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.mint import mint_token
@@ -61,6 +61,6 @@ def check_token(verifier: Verifier, token: str) -> None:
 
 def check_policy(method: str, path: str, claims: dict[str, Any]) -> None:
     """The matcher answers, and `allowed` agrees with the reason code."""
-    result = evaluate(POLICY, method=method, path=path, issuer="i", subject="s", claims=claims)
+    result = evaluate(POLICY, method=method, path=path, caller=Caller("i", "s", claims))
     if not isinstance(result, PolicyResult) or result.allowed != (result.reason == "allowed"):
         raise AssertionError(f"an inconsistent policy result {result!r}")

@@ -89,13 +89,25 @@ def create_object(
     return cast(dict[str, Any], created)
 
 
+def create_cluster_object(api: client.ApiClient, plural: str, body: dict[str, Any]) -> None:
+    """A cluster-scoped custom object (ClusterIdentityGrant, ClusterTokenRevocation)."""
+    client.CustomObjectsApi(api).create_cluster_custom_object(GROUP, VERSION, plural, body)
+
+
+def delete_cluster_object(api: client.ApiClient, plural: str, name: str) -> None:
+    client.CustomObjectsApi(api).delete_cluster_custom_object(GROUP, VERSION, plural, name)
+
+
 def get_object(
-    api: client.ApiClient, namespace: str, plural: str, name: str
+    api: client.ApiClient, namespace: str | None, plural: str, name: str
 ) -> dict[str, Any] | None:
+    """A custom object; namespace None for a cluster-scoped one. None if it does not exist."""
+    objects = client.CustomObjectsApi(api)
     try:
-        found = client.CustomObjectsApi(api).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, name
-        )
+        if namespace is None:
+            found = objects.get_cluster_custom_object(GROUP, VERSION, plural, name)
+        else:
+            found = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
         return cast(dict[str, Any], found)
     except ApiException as exc:
         if exc.status == 404:

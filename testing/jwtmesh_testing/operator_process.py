@@ -6,11 +6,22 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+from jwtmesh_testing.chart import operator_kubeconfig
+from jwtmesh_testing.localcluster import LocalCluster
 from jwtmesh_testing.processes import ManagedProcess, free_port
 
 
 class OperatorProcess:
+    """`jwtmesh-operator` as a process; `for_cluster` runs it under the chart's own RBAC."""
+
+    @classmethod
+    def for_cluster(cls, cluster: LocalCluster, workdir: Path, **options: Any) -> OperatorProcess:
+        """The operator with the chart's ServiceAccount token: the permissions (and only
+        those) an installed operator has."""
+        return cls(operator_kubeconfig(cluster), workdir, **options)
+
     def __init__(
         self,
         kubeconfig: Path,

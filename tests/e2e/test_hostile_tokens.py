@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,17 +30,19 @@ from jwtmesh_testing.processes import (
 )
 
 pytestmark = pytest.mark.envoy
-NOW = time.time()
 KEYS = Keys.generate()
-CUTOFF = NOW - 200
-CASES = catalogue(KEYS, NOW, revoked_jti="stolen-jti", cutoff=CUTOFF)
+# Only the case names are taken at collection; the tokens and the bundle are made when the
+# module's Envoys start (a token minted at collection could expire before a long run reaches it).
+CASES = catalogue(KEYS, time.time(), revoked_jti="stolen-jti", cutoff=time.time() - 200)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     workdir: Path = tmp_path_factory.mktemp("hostile")
+    now = time.time()
     bundle = workdir / "bundle.json"
-    bundle.write_bytes(render_bundle(KEYS.bundle(NOW, "stolen-jti", CUTOFF)))
+    bundle.write_bytes(render_bundle(KEYS.bundle(now, "stolen-jti", now - 200)))
+    cases = catalogue(KEYS, now, revoked_jti="stolen-jti", cutoff=now - 200)
     upstream = EchoUpstream().start()
     grpc_port, http_port, public_port = free_port(), free_port(), free_port()
     sidecar = start_sidecar(
@@ -77,7 +80,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
                 f"envoy-{mode}",
             )
         )
-    yield {"sidecar": sidecar, "ports": ports}
+    yield {"sidecar": sidecar, "ports": ports, "cases": cases, "now": now}
     for envoy in envoys:
         envoy.stop()
     sidecar.stop()
@@ -133,8 +136,10 @@ def port(request: pytest.FixtureRequest, stack: dict[str, object]) -> int:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_each_hostile_token_is_refused_with_its_reason(port: int, case: str) -> None:
-    make, reason = CASES[case]
+def test_each_hostile_token_is_refused_with_its_reason(
+    port: int, case: str, stack: dict[str, Any]
+) -> None:
+    make, reason = stack["cases"][case]
     status, body = get(port, make())
     assert status == 401, (status, body[:200])
     assert json.loads(body)["error"] == reason

@@ -13,7 +13,13 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from jwtmesh_testing.kubeapply import create_namespace, get_object, install_crds, wait_for
+from jwtmesh_testing.kubeapply import (
+    create_namespace,
+    delete_object,
+    get_object,
+    install_crds,
+    wait_for,
+)
 from jwtmesh_testing.localcluster import Binaries, LocalCluster, LocalClusterError
 
 _binaries: Binaries | LocalClusterError | None = None
@@ -82,6 +88,14 @@ class ClusterObjects:
         found = get_object(self.api, namespace, "serviceidentities", name)
         assert found is not None
         return found
+
+    def custom(self, namespace: str | None, plural: str, name: str) -> dict[str, Any]:
+        found = get_object(self.api, namespace, plural, name)
+        assert found is not None, f"{plural} {namespace}/{name} does not exist"
+        return found
+
+    def delete_identity(self, namespace: str, name: str) -> None:
+        delete_object(self.api, namespace, "serviceidentities", name)
 
     def ready_identity(self, namespace: str, name: str, timeout: float = 30) -> dict[str, Any]:
         def ready() -> dict[str, Any] | None:

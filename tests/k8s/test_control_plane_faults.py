@@ -20,7 +20,7 @@ pytestmark = pytest.mark.k8s
 def operator(
     local_cluster: LocalCluster, crds: list[str], tmp_path: Path
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(local_cluster.kubeconfig, tmp_path)
+    process = OperatorProcess.for_cluster(local_cluster, tmp_path)
     yield process
     process.stop()
 

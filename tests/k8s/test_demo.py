@@ -19,7 +19,7 @@ def test_the_demo_scenario_passes_end_to_end(
     print(report.render())
     failed = [check for check in report.checks if not check.ok]
     assert not failed, failed
-    assert len(report.checks) == 7
+    assert len(report.checks) == 15
     assert report.rotation["failed"] == 0, report.rotation
     assert report.rotation["requests"] > 100, "steady traffic ran through the rotation"
     assert report.rotation["old_kid"] != report.rotation["new_kid"]

@@ -11,6 +11,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from jwtmesh_testing.chart import render
 from jwtmesh_testing.localcluster import LocalCluster
 
 pytestmark = pytest.mark.k8s
@@ -50,9 +51,13 @@ def test_the_chart_renders_every_object(local_cluster: LocalCluster) -> None:
         "MutatingWebhookConfiguration",
         "PodDisruptionBudget",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ):
         assert kind in kinds
-    assert kinds.count("CustomResourceDefinition") == 4
+    # ServiceIdentity, TokenRevocation, ClusterIdentityGrant, ClusterTokenRevocation, and
+    # kopf's two peering kinds.
+    assert kinds.count("CustomResourceDefinition") == 6
     deployment = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -61,6 +66,29 @@ def test_the_chart_renders_every_object(local_cluster: LocalCluster) -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert deployment["spec"]["replicas"] == 2
+
+
+def rules_by_kind(documents: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    """(kind, namespace) of each Role/ClusterRole → the resources it grants."""
+    grants: dict[tuple[str, str], set[str]] = {}
+    for doc in documents:
+        if doc["kind"] in ("Role", "ClusterRole"):
+            key = (doc["kind"], doc["metadata"].get("namespace", ""))
+            for rule in doc["rules"]:
+                grants.setdefault(key, set()).update(rule["resources"])
+    return grants
+
+
+def test_with_watch_namespaces_secrets_are_granted_by_namespaced_roles_only(
+    local_cluster: LocalCluster,
+) -> None:
+    everywhere = rules_by_kind(render(local_cluster))
+    assert "secrets" in everywhere[("ClusterRole", "")]
+    scoped = rules_by_kind(render(local_cluster, "watchNamespaces={shop,billing}"))
+    assert "secrets" not in scoped[("ClusterRole", "")]
+    assert "configmaps" not in scoped[("ClusterRole", "")]
+    for ns in ("shop", "billing"):
+        assert {"secrets", "configmaps"} <= scoped[("Role", ns)]
 
 
 def test_values_are_validated_by_the_schema(local_cluster: LocalCluster) -> None:

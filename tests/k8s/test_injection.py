@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +12,12 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from jwtmesh_testing import webhook
 from jwtmesh_testing.kubeapply import create_object, service_identity
 from jwtmesh_testing.localcluster import LocalCluster
 from jwtmesh_testing.operator_process import OperatorProcess
-from jwtmesh_testing.processes import envoy_binary, free_port
+from jwtmesh_testing.processes import envoy_binary
+from jwtmesh_testing.webhook import pod
 
 pytestmark = pytest.mark.k8s
 
@@ -29,73 +29,14 @@ def injecting_operator(
     crds: list[str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    workdir = tmp_path_factory.mktemp("injector")
-    certs = workdir / "certs"
-    certs.mkdir()
-    assert local_cluster.pki is not None
-    # A serving certificate for 127.0.0.1 signed by the local cluster's CA.
-    shutil.copy(local_cluster.pki.serving_cert, certs / "tls.crt")
-    shutil.copy(local_cluster.pki.serving_key, certs / "tls.key")
-    shutil.copy(local_cluster.pki.ca, certs / "ca.crt")
-    process = OperatorProcess(
-        local_cluster.kubeconfig,
-        workdir,
-        name="injector",
-        extra=[
-            "--webhook",
-            f"127.0.0.1:{free_port()}",
-            "--webhook-cert-dir",
-            str(certs),
-            "--webhook-url-host",
-            "127.0.0.1",
-            "--webhook-managed",
-            "jwtmesh-injector.jwtmesh.io",
-            "--envoy-image",
-            "envoyproxy/envoy:v1.40.0",
-            "--sidecar-image",
-            "jwtmesh:test",
-        ],
-    )
-    yield process
-    process.stop()
-    client.AdmissionregistrationV1Api(
-        local_cluster_api(local_cluster)
-    ).delete_mutating_webhook_configuration("jwtmesh-injector.jwtmesh.io")
+    with webhook.injecting_operator(
+        local_cluster, kube_api, tmp_path_factory.mktemp("injector")
+    ) as process:
+        yield process
 
 
-def local_cluster_api(cluster: LocalCluster) -> client.ApiClient:
-    from kubernetes import config
-
-    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
-
-
-def pod(
-    name: str, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {}},
-        "spec": {
-            "containers": [
-                {"name": "app", "image": "census:demo", "ports": [{"containerPort": 8080}]}
-            ]
-        },
-    }
-
-
-def create_pod(
-    cluster_objects: Any, namespace: str, body: dict[str, Any], timeout: float = 30
-) -> Any:
-    """Create a Pod, retrying while the webhook registration propagates."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return cluster_objects.core.create_namespaced_pod(namespace, body)
-        except ApiException as exc:
-            if exc.status != 500 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+def create_pod(cluster_objects: Any, namespace: str, body: dict[str, Any]) -> Any:
+    return webhook.create_pod(cluster_objects.core, namespace, body)
 
 
 def test_a_labeled_pod_gets_envoy_the_sidecar_and_the_volumes(

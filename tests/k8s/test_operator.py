@@ -38,7 +38,7 @@ FAST = {
 def operator(
     local_cluster: LocalCluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(local_cluster.kubeconfig, tmp_path_factory.mktemp("operator"))
+    process = OperatorProcess.for_cluster(local_cluster, tmp_path_factory.mktemp("operator"))
     yield process
     process.stop()
 

@@ -47,8 +47,8 @@ def test_two_replicas_with_peering_only_one_acts(
     local_cluster: LocalCluster, cluster_objects: Any, tmp_path: Path
 ) -> None:
     ensure_peering_object(cluster_objects.api)
-    first = OperatorProcess(local_cluster.kubeconfig, tmp_path, peering=True, name="replica-a")
-    second = OperatorProcess(local_cluster.kubeconfig, tmp_path, peering=True, name="replica-b")
+    first = OperatorProcess.for_cluster(local_cluster, tmp_path, peering=True, name="replica-a")
+    second = OperatorProcess.for_cluster(local_cluster, tmp_path, peering=True, name="replica-b")
     try:
         replicas = [first, second]
         peering = client.CustomObjectsApi(cluster_objects.api)
@@ -93,7 +93,7 @@ def test_an_operator_killed_mid_rotation_again_and_again_loses_no_key(
     local_cluster: LocalCluster, cluster_objects: Any, tmp_path: Path
 ) -> None:
     ns = cluster_objects.namespace("chaos")
-    operator = OperatorProcess(local_cluster.kubeconfig, tmp_path, name="chaos-0")
+    operator = OperatorProcess.for_cluster(local_cluster, tmp_path, name="chaos-0")
     create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald", FAST))
     issuer = cluster_objects.ready_identity(ns, "herald")["status"]["issuer"]
     rng = random.Random(7)
@@ -113,7 +113,7 @@ def test_an_operator_killed_mid_rotation_again_and_again_loses_no_key(
             assert len(pending) <= 1, "never two successors: no key duplicated"
             for scheduled in signing:
                 seen_signing.setdefault(scheduled.key.kid, now)
-            operator = OperatorProcess(local_cluster.kubeconfig, tmp_path, name=f"chaos-{kills}")
+            operator = OperatorProcess.for_cluster(local_cluster, tmp_path, name=f"chaos-{kills}")
         # Let it converge, then check every key that ever signed is still published
         # (retain is 31 s, longer than this test) and one key signs.
         time.sleep(3)

@@ -92,7 +92,7 @@ def test_rotations_under_load_lose_no_request(
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (apt-get install wrk; .ci/run installs it)")
     rotations = int(os.environ.get("JWTMESH_SOAK_ROTATIONS", "10"))
-    operator = OperatorProcess(local_cluster.kubeconfig, tmp_path, name="soak-operator")
+    operator = OperatorProcess.for_cluster(local_cluster, tmp_path, name="soak-operator")
     cleanups = [operator.stop]
     try:
         ns = cluster_objects.namespace("soak")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from jwtmesh.policy import ALLOW_ALL, PolicyError, evaluate, parse_policy, policy_from_dict
+from jwtmesh.policy import ALLOW_ALL, Caller, PolicyError, evaluate, parse_policy, policy_from_dict
 
 
 def decide(
@@ -17,9 +17,7 @@ def decide(
     issuer: str = "https://a",
     subject: str = "herald.a",
 ) -> Any:
-    return evaluate(
-        policy, method=method, path=path, issuer=issuer, subject=subject, claims=claims or {}
-    )
+    return evaluate(policy, method=method, path=path, caller=Caller(issuer, subject, claims or {}))
 
 
 POLICY = policy_from_dict(

@@ -11,6 +11,7 @@ from typing import Any
 
 from jwtmesh.tokens.errors import (
     AlgorithmNotAllowed,
+    ClaimNotGranted,
     Expired,
     InvalidClaim,
     IssuedInFuture,
@@ -19,6 +20,7 @@ from jwtmesh.tokens.errors import (
     MissingClaim,
     NotYetValid,
     Revoked,
+    SubjectMismatch,
     UnknownKey,
     UnsupportedCritical,
     UnsupportedType,
@@ -137,6 +139,43 @@ def check_identity_claims(
     if jti is not None and len(jti) > MAX_JTI_LENGTH:
         raise InvalidClaim("the jti claim is too long")
     return subject, jti
+
+
+# Claims every token carries for the mesh itself; any other claim is an assertion the
+# issuer makes about its subject, and a mesh identity may only make the ones granted to it.
+REGISTERED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "bdy"})
+
+
+def check_subject(trust: IssuerTrust, subject: str) -> None:
+    """A mesh issuer speaks for one identity only: `sub` must be that identity."""
+    if trust.mesh is not None and subject != trust.mesh.subject:
+        raise SubjectMismatch("the token's sub is not the identity its issuer belongs to")
+
+
+def _granted(value: Any, grant: Any) -> bool:
+    """`value` is within `grant`: equal (same JSON type), or, for a list grant, a value or
+    list of values all in it."""
+    if isinstance(grant, list):
+        values = value if isinstance(value, list) else [value]
+        return all(any(_same(item, allowed) for allowed in grant) for item in values)
+    return _same(value, grant)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and bool(a == b)
+
+
+def check_granted_claims(trust: IssuerTrust, claims: Mapping[str, Any]) -> None:
+    """Self-asserted claims are never trusted: a mesh identity's token may carry only
+    claims a ClusterIdentityGrant gave it. External issuers (IdPs) keep their claims."""
+    if trust.mesh is None:
+        return
+    granted = trust.mesh.granted_claims
+    for name, value in claims.items():
+        if name in REGISTERED_CLAIMS:
+            continue
+        if name not in granted or not _granted(value, granted[name]):
+            raise ClaimNotGranted(f"the {name[:40]!r} claim was not granted to this identity")
 
 
 def check_revocation(trust: IssuerTrust, claims: Mapping[str, Any], jti: str | None) -> None:

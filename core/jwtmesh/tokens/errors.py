@@ -116,6 +116,18 @@ class WrongAudience(TokenError):
     reason = reasons.WRONG_AUDIENCE.code
 
 
+class SubjectMismatch(TokenError):
+    """`sub` differs from the subject the bundle binds to the token's (mesh) issuer."""
+
+    reason = reasons.SUBJECT_MISMATCH.code
+
+
+class ClaimNotGranted(TokenError):
+    """A mesh identity's token asserts a claim beyond what a cluster admin granted it."""
+
+    reason = reasons.CLAIM_NOT_GRANTED.code
+
+
 class Revoked(TokenError):
     """The token's `jti` is revoked, or its issuer revoked everything issued before a cutoff."""
 
@@ -146,6 +158,8 @@ ALL_TOKEN_ERRORS: tuple[type[TokenError], ...] = (
     IssuedInFuture,
     LifetimeTooLong,
     WrongAudience,
+    SubjectMismatch,
+    ClaimNotGranted,
     Revoked,
     BodyMismatch,
 )

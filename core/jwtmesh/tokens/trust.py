@@ -23,6 +23,17 @@ class BundleError(JwtmeshError, ValueError):
 
 
 @dataclass(frozen=True)
+class MeshIdentity:
+    """An issuer the operator published for one ServiceIdentity: who its tokens are about
+    (`sub`), the namespace it lives in, and the claims a cluster admin granted it. A token
+    of such an issuer must name exactly this subject and may carry no other claims."""
+
+    subject: str
+    namespace: str | None = None
+    granted_claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class IssuerTrust:
     """What a verifier knows about one issuer."""
 
@@ -31,6 +42,8 @@ class IssuerTrust:
     revoked_jtis: Mapping[str, float] = field(default_factory=dict)
     # Everything this issuer issued (iat) before this time is revoked.
     revoked_before: float | None = None
+    # None: an external issuer (a configured IdP): its claims are its own to make.
+    mesh: MeshIdentity | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,8 @@ class TrustBundle:
                 keys={**ours.keys, **theirs.keys},
                 revoked_jtis={**ours.revoked_jtis, **theirs.revoked_jtis},
                 revoked_before=max(cutoffs) if cutoffs else None,
+                # A binding from any source holds: a second source never loosens it.
+                mesh=ours.mesh or theirs.mesh,
             )
         return TrustBundle(issuers=issuers)
 
@@ -81,6 +96,36 @@ def parse_jwks(document: Any, where: str) -> dict[str, PublicKey]:
     return keys
 
 
+def _parse_revocations(entry: dict[str, Any], where: str) -> tuple[dict[str, float], float | None]:
+    revocations = entry.get("revocations", {})
+    if not isinstance(revocations, dict):
+        raise BundleError(f"{where}.revocations must be an object")
+    jtis = revocations.get("jtis", {})
+    if not isinstance(jtis, dict):
+        raise BundleError(f"{where}.revocations.jtis must map jti to exp")
+    revoked_jtis = {
+        str(jti): _number(exp, f"{where}.revocations.jtis") for jti, exp in jtis.items()
+    }
+    before = revocations.get("issuedBefore")
+    return revoked_jtis, None if before is None else _number(before, f"{where}.issuedBefore")
+
+
+def _parse_mesh(entry: dict[str, Any], where: str) -> MeshIdentity | None:
+    """`subject` marks an issuer the operator published for a mesh identity."""
+    subject = entry.get("subject")
+    if subject is None:
+        return None
+    namespace = entry.get("namespace")
+    claims = entry.get("claims", {})
+    if not isinstance(subject, str) or not subject:
+        raise BundleError(f"{where}.subject must be a non-empty string")
+    if namespace is not None and not isinstance(namespace, str):
+        raise BundleError(f"{where}.namespace must be a string")
+    if not isinstance(claims, dict):
+        raise BundleError(f"{where}.claims must be an object (the granted claims)")
+    return MeshIdentity(subject=subject, namespace=namespace, granted_claims=claims)
+
+
 def parse_bundle(data: bytes) -> TrustBundle:
     """Parse and validate a whole bundle document; any error rejects all of it."""
     try:
@@ -99,21 +144,12 @@ def parse_bundle(data: bytes) -> TrustBundle:
         where = f"issuers[{issuer!r}]"
         if not isinstance(entry, dict):
             raise BundleError(f"{where} must be an object")
-        keys = parse_jwks(entry.get("jwks"), f"{where}.jwks")
-        revocations = entry.get("revocations", {})
-        if not isinstance(revocations, dict):
-            raise BundleError(f"{where}.revocations must be an object")
-        jtis = revocations.get("jtis", {})
-        if not isinstance(jtis, dict):
-            raise BundleError(f"{where}.revocations.jtis must map jti to exp")
-        revoked_jtis = {
-            str(jti): _number(exp, f"{where}.revocations.jtis") for jti, exp in jtis.items()
-        }
-        before = revocations.get("issuedBefore")
+        revoked_jtis, revoked_before = _parse_revocations(entry, where)
         issuers[issuer] = IssuerTrust(
-            keys=keys,
+            keys=parse_jwks(entry.get("jwks"), f"{where}.jwks"),
             revoked_jtis=revoked_jtis,
-            revoked_before=None if before is None else _number(before, f"{where}.issuedBefore"),
+            revoked_before=revoked_before,
+            mesh=_parse_mesh(entry, where),
         )
     return TrustBundle(issuers=issuers)
 
@@ -126,6 +162,12 @@ def render_bundle(bundle: TrustBundle) -> bytes:
         entry: dict[str, Any] = {
             "jwks": {"keys": [trust.keys[kid].to_jwk() for kid in sorted(trust.keys)]}
         }
+        if trust.mesh is not None:
+            entry["subject"] = trust.mesh.subject
+            if trust.mesh.namespace is not None:
+                entry["namespace"] = trust.mesh.namespace
+            if trust.mesh.granted_claims:
+                entry["claims"] = dict(trust.mesh.granted_claims)
         revocations: dict[str, Any] = {}
         if trust.revoked_jtis:
             revocations["jtis"] = {jti: int(exp) for jti, exp in sorted(trust.revoked_jtis.items())}

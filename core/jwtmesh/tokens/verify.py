@@ -51,6 +51,7 @@ class VerifiedToken:
     jti: str | None
     expires_at: float
     claims: dict[str, Any] = field(repr=False)
+    namespace: str | None = None  # a mesh identity's namespace, from the bundle
 
     @cached_property
     def claims_b64(self) -> str:
@@ -132,7 +133,15 @@ class Verifier:
         )
         rules.check_audience(claims, settings.audience)
         subject, jti = rules.check_identity_claims(claims, require_jti=settings.require_jti)
+        rules.check_subject(trust, subject)
+        rules.check_granted_claims(trust, claims)
         rules.check_revocation(trust, claims, jti)
         return VerifiedToken(
-            issuer=issuer, subject=subject, kid=kid, jti=jti, expires_at=expires_at, claims=claims
+            issuer=issuer,
+            subject=subject,
+            kid=kid,
+            jti=jti,
+            expires_at=expires_at,
+            claims=claims,
+            namespace=trust.mesh.namespace if trust.mesh is not None else None,
         )

@@ -1,0 +1,81 @@
+"""What the trust bundle is built from, gathered from the operator's indexes. Pure.
+
+Only keys the operator made count: a Secret's keys are published when a ServiceIdentity of
+the same namespace owns it (ownerReference UID), names it as its Secret, and may be
+published (tenancy.resolve_all). The issuer, subject and granted claims come from that
+identity and its grants, never from the Secret's content; every kid is its key's RFC 7638
+thumbprint (keystore.read_published drops any other).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from jwtmesh.tokens.keys import PublicKey
+from jwtmesh.tokens.trust import MeshIdentity
+from jwtmesh_operator.bundles import Revocation
+from jwtmesh_operator.revocations import RevocationRecord, effective
+from jwtmesh_operator.tenancy import Grant, IdentityRecord, Resolved, resolve_all
+
+
+@dataclass(frozen=True)
+class SecretRecord:
+    """What the published-keys index keeps of one signing-key Secret."""
+
+    namespace: str
+    name: str
+    owner_uids: frozenset[str]
+    keys: Mapping[str, PublicKey] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BundleSources:
+    published: dict[str, dict[str, PublicKey]]  # issuer → kid → key
+    meshes: dict[str, MeshIdentity]  # issuer → the identity it speaks for
+    revocations: list[Revocation]
+    namespaces: set[str]  # where the bundle is written
+    identities: Mapping[tuple[str, str], Resolved] = field(default_factory=dict)
+
+
+def published_keys(
+    secrets: Iterable[SecretRecord], identities: Mapping[tuple[str, str], Resolved]
+) -> tuple[dict[str, dict[str, PublicKey]], dict[str, MeshIdentity]]:
+    by_secret = {
+        (resolved.record.namespace, resolved.record.secret_name): resolved
+        for resolved in identities.values()
+        if resolved.refusal is None
+    }
+    published: dict[str, dict[str, PublicKey]] = {}
+    meshes: dict[str, MeshIdentity] = {}
+    for secret in secrets:
+        owner = by_secret.get((secret.namespace, secret.name))
+        if owner is None or owner.record.uid not in secret.owner_uids:
+            continue  # not made by the operator for a publishable identity: ignored
+        published.setdefault(owner.issuer, {}).update(secret.keys)
+        meshes[owner.issuer] = MeshIdentity(
+            subject=owner.audience, namespace=owner.record.namespace, granted_claims=owner.claims
+        )
+    return published, meshes
+
+
+def gather(
+    *,
+    identities: Iterable[IdentityRecord],
+    grants: Iterable[Grant],
+    secrets: Iterable[SecretRecord],
+    revocations: Iterable[RevocationRecord],
+    labeled_namespaces: Iterable[str],
+    trust_domain: str,
+    now: float,
+) -> BundleSources:
+    resolved = resolve_all(identities, grants, trust_domain)
+    published, meshes = published_keys(secrets, resolved)
+    namespaces = {namespace for namespace, _ in resolved} | set(labeled_namespaces)
+    return BundleSources(
+        published=published,
+        meshes=meshes,
+        revocations=effective(list(revocations), resolved, now),
+        namespaces=namespaces,
+        identities=resolved,
+    )

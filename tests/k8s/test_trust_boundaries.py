@@ -1,0 +1,513 @@
+"""The tenant boundary, attack by attack, against the real kube-apiserver.
+
+The attacker owns namespace `dev`: they may create ServiceIdentities, Secrets,
+TokenRevocations and Pods there, and nothing elsewhere. Each test is one way they tried to
+become (or harm) a service of namespace `prod`; each fails closed with a stated reason:
+refused up front by the API server (the chart's ValidatingAdmissionPolicy), or, where that
+policy is bypassed, never published by the operator (status and an Event say why).
+The data-plane half (tokens through Envoy) is in test_trust_boundaries_requests.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from jwtmesh.tokens.keys import generate_signing_key
+from jwtmesh_testing.kubeapply import (
+    create_cluster_object,
+    create_object,
+    delete_cluster_object,
+    service_identity,
+    wait_for,
+)
+from jwtmesh_testing.localcluster import LocalCluster
+from jwtmesh_testing.operator_process import OperatorProcess
+from jwtmesh_testing.webhook import create_pod, injecting_operator, pod
+
+pytestmark = pytest.mark.k8s
+TRUST_DOMAIN = "jwtmesh.cluster.local"
+POLICY_BINDING = "jwtmesh-jwtmesh-tenancy"
+
+
+@pytest.fixture(scope="module")
+def operator(
+    local_cluster: LocalCluster,
+    kube_api: client.ApiClient,
+    crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    """One operator, under the chart's RBAC, serving the injection webhook too."""
+    with injecting_operator(local_cluster, kube_api, tmp_path_factory.mktemp("tenancy")) as op:
+        yield op
+
+
+@dataclass(frozen=True)
+class Prod:
+    namespace: str
+    issuer: str
+    audience: str
+    kids: frozenset[str]
+
+
+@pytest.fixture
+def prod(operator: OperatorProcess, cluster_objects: Any) -> Prod:
+    """The victim: prod/payments, Ready, its keys in the bundle."""
+    ns = cluster_objects.namespace("prod")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("payments"))
+    status = cluster_objects.ready_identity(ns, "payments")["status"]
+    kids = wait_for(lambda: cluster_objects.bundle_kids(ns, status["issuer"]), 10, "published")
+    return Prod(ns, status["issuer"], status["audience"], frozenset(kids))
+
+
+@pytest.fixture
+def dev(operator: OperatorProcess, cluster_objects: Any) -> str:
+    """The attacker's namespace."""
+    return str(cluster_objects.namespace("dev"))
+
+
+@contextlib.contextmanager
+def admission_policy_bypassed(api: client.ApiClient) -> Iterator[None]:
+    """As if the chart's admission policy were missing: the operator must hold the line."""
+    admission: Any = client.AdmissionregistrationV1Api(api)
+    binding = admission.read_validating_admission_policy_binding(POLICY_BINDING)
+    admission.delete_validating_admission_policy_binding(POLICY_BINDING)
+    try:
+        yield
+    finally:
+        admission.create_validating_admission_policy_binding(
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicyBinding",
+                "metadata": {"name": POLICY_BINDING},
+                "spec": api.sanitize_for_serialization(binding.spec),
+            }
+        )
+
+
+def create_despite_admission(api: client.ApiClient, ns: str, plural: str, body: Any) -> None:
+    """Create once the policy's removal has reached the API server's policy cache."""
+
+    def created() -> bool:
+        try:
+            create_object(api, ns, plural, body)
+        except ApiException as exc:
+            if exc.status in (403, 422):
+                return False
+            raise
+        return True
+
+    wait_for(created, 20, f"{plural} past admission")
+
+
+def refused_by_api_server(api: client.ApiClient, ns: str, plural: str, body: Any) -> str:
+    with pytest.raises(ApiException) as refused:
+        create_object(api, ns, plural, body)
+    assert refused.value.status in (403, 422)
+    return str(json.loads(refused.value.body)["message"])
+
+
+def not_ready(cluster_objects: Any, ns: str, name: str, reason: str) -> dict[str, Any]:
+    def refused() -> dict[str, Any] | None:
+        body = cluster_objects.identity(ns, name)
+        ready = [c for c in body.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
+        return ready[0] if ready and ready[0]["reason"] == reason else None
+
+    condition: dict[str, Any] = wait_for(refused, 20, f"{ns}/{name} refused with {reason}")
+    assert condition["status"] == "False"
+    wait_for(lambda: reason in cluster_objects.event_reasons(ns, name), 10, f"a {reason} Event")
+    return condition
+
+
+def every_bundle_keeps(cluster_objects: Any, victim: Prod, *namespaces: str) -> None:
+    """After a publish has happened, the victim's issuer holds exactly its own keys."""
+    time.sleep(1.5)  # longer than the publisher's debounce and stretch
+    for ns in (victim.namespace, *namespaces):
+        assert cluster_objects.bundle_kids(ns, victim.issuer) in (set(victim.kids), set())
+    assert cluster_objects.bundle_kids(victim.namespace, victim.issuer) == set(victim.kids)
+
+
+# --- 1. a borrowed issuer ------------------------------------------------------------------
+
+
+def test_a_borrowed_issuer_is_refused_by_the_api_server(
+    cluster_objects: Any, prod: Prod, dev: str
+) -> None:
+    body = service_identity("intruder", {"issuer": prod.issuer})
+    message = refused_by_api_server(cluster_objects.api, dev, "serviceidentities", body)
+    assert f"spec.issuer must be under this namespace, https://{TRUST_DOMAIN}/ns/{dev}/" in message
+
+
+def test_a_borrowed_issuer_past_admission_is_never_published(
+    cluster_objects: Any, prod: Prod, dev: str
+) -> None:
+    with admission_policy_bypassed(cluster_objects.api):
+        body = service_identity("intruder", {"issuer": prod.issuer})
+        create_despite_admission(cluster_objects.api, dev, "serviceidentities", body)
+    condition = not_ready(cluster_objects, dev, "intruder", "IssuerNotInNamespace")
+    assert "ClusterIdentityGrant" in condition["message"]
+    assert cluster_objects.secret_data(dev, "intruder-jwtmesh-key") is None, "no key is made"
+    every_bundle_keeps(cluster_objects, prod, dev)
+
+
+# --- 2. a borrowed audience ----------------------------------------------------------------
+
+
+def test_a_borrowed_audience_is_refused_by_the_api_server(
+    cluster_objects: Any, prod: Prod, dev: str
+) -> None:
+    body = service_identity("intruder", {"audience": prod.audience})
+    message = refused_by_api_server(cluster_objects.api, dev, "serviceidentities", body)
+    assert f"spec.audience must be <name>.{dev}" in message
+
+
+def test_a_borrowed_audience_past_admission_is_never_published(
+    cluster_objects: Any, prod: Prod, dev: str
+) -> None:
+    with admission_policy_bypassed(cluster_objects.api):
+        body = service_identity("intruder", {"audience": prod.audience})
+        create_despite_admission(cluster_objects.api, dev, "serviceidentities", body)
+    not_ready(cluster_objects, dev, "intruder", "AudienceNotInNamespace")
+    assert cluster_objects.secret_data(dev, "intruder-jwtmesh-key") is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("issuer", f"https://{TRUST_DOMAIN}/ns/{{ns}}/shared", "IssuerConflict"),
+        ("audience", "shared.{ns}", "AudienceConflict"),
+    ],
+)
+def test_of_two_identities_claiming_one_name_the_first_keeps_it(
+    cluster_objects: Any, dev: str, field: str, value: str, reason: str
+) -> None:
+    """Within a namespace too: the later claimant is refused until the holder is gone."""
+    name = value.format(ns=dev)
+    create_object(
+        cluster_objects.api, dev, "serviceidentities", service_identity("a", {field: name})
+    )
+    first = cluster_objects.ready_identity(dev, "a")["status"]
+    create_object(
+        cluster_objects.api, dev, "serviceidentities", service_identity("b", {field: name})
+    )
+    condition = not_ready(cluster_objects, dev, "b", reason)
+    assert f"{dev}/a" in condition["message"]
+    time.sleep(1.5)
+    assert cluster_objects.bundle_kids(dev, first["issuer"]) == {first["activeKid"]}
+    cluster_objects.delete_identity(dev, "a")
+    assert cluster_objects.ready_identity(dev, "b", timeout=30)["status"][field] == name
+
+
+# --- 3. a forged key Secret ----------------------------------------------------------------
+
+
+def forged_secret(name: str, issuer: str, jwks: list[dict[str, Any]], owner_uid: str | None) -> Any:
+    published = {
+        "version": 1,
+        "issuer": issuer,
+        "keys": [
+            {"jwk": jwk, "activatesAt": 0, "retiresAt": None, "removeAt": None} for jwk in jwks
+        ],
+    }
+    metadata: dict[str, Any] = {"name": name, "labels": {"jwtmesh.io/identity": name}}
+    if owner_uid is not None:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": "jwtmesh.io/v1alpha1",
+                "kind": "ServiceIdentity",
+                "name": "own",
+                "uid": owner_uid,
+                "controller": True,
+            }
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "jwtmesh.io/signing-key",
+        "metadata": metadata,
+        "data": {"published-keys.json": base64.b64encode(json.dumps(published).encode()).decode()},
+    }
+
+
+def test_a_forged_signing_secret_never_reaches_a_bundle(
+    cluster_objects: Any, prod: Prod, dev: str
+) -> None:
+    """A hand-made Secret naming prod's issuer, one reusing prod's kid for another key, and
+    one claiming to belong to the attacker's own identity: none is a key the operator made
+    for a publishable identity, so none is published."""
+    attacker = generate_signing_key()
+    own = create_object(cluster_objects.api, dev, "serviceidentities", service_identity("own"))
+    cluster_objects.ready_identity(dev, "own")
+    stolen_kid = dict(attacker.public.to_jwk(), kid=next(iter(prod.kids)))
+    for name, jwks, owner in [
+        ("forged", [attacker.public.to_jwk()], None),
+        ("displacer", [stolen_kid], None),
+        ("adopted", [attacker.public.to_jwk()], own["metadata"]["uid"]),
+    ]:
+        cluster_objects.core.create_namespaced_secret(
+            dev, forged_secret(name, prod.issuer, jwks, owner)
+        )
+    create_object(cluster_objects.api, dev, "serviceidentities", service_identity("later"))
+    cluster_objects.ready_identity(dev, "later")  # a publish has happened since
+    every_bundle_keeps(cluster_objects, prod, dev)
+    for ns in (prod.namespace, dev):
+        document = json.dumps(cluster_objects.bundle(ns))
+        assert attacker.kid not in document
+        assert attacker.public.to_jwk()["x"] not in document
+
+
+# --- 4. cross-namespace revocation ---------------------------------------------------------
+
+
+def revocation(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "jwtmesh.io/v1alpha1",
+        "kind": "TokenRevocation",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def accepted(cluster_objects: Any, ns: str | None, plural: str, name: str) -> dict[str, Any]:
+    def condition() -> dict[str, Any] | None:
+        body = cluster_objects.custom(ns, plural, name)
+        found = [
+            c for c in (body.get("status") or {}).get("conditions", []) if c["type"] == "Accepted"
+        ]
+        return found[0] if found else None
+
+    found: dict[str, Any] = wait_for(condition, 20, f"{plural} {name} judged")
+    return found
+
+
+def test_revoking_another_namespaces_issuer_is_refused_by_the_api_server(
+    cluster_objects: Any, prod: Prod, dev: str
+) -> None:
+    body = revocation("everything", issuer=prod.issuer, issuedBefore="2100-01-01T00:00:00Z")
+    message = refused_by_api_server(cluster_objects.api, dev, "tokenrevocations", body)
+    assert "ClusterTokenRevocation" in message
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"issuedBefore": "2026-01-01T00:00:00Z"},
+        {"kid": "KID"},
+        {"jti": "some-jti", "expiresAt": "2100-01-01T00:00:00Z"},
+    ],
+    ids=["every token before a cutoff", "its current kid (public in the bundle)", "one jti"],
+)
+def test_revoking_another_namespaces_issuer_past_admission_has_no_effect(
+    cluster_objects: Any, prod: Prod, dev: str, spec: dict[str, Any]
+) -> None:
+    spec = {k: (next(iter(prod.kids)) if v == "KID" else v) for k, v in spec.items()}
+    with admission_policy_bypassed(cluster_objects.api):
+        create_despite_admission(
+            cluster_objects.api,
+            dev,
+            "tokenrevocations",
+            revocation("theirs", issuer=prod.issuer, **spec),
+        )
+    condition = accepted(cluster_objects, dev, "tokenrevocations", "theirs")
+    assert (condition["status"], condition["reason"]) == ("False", "CrossNamespace")
+    wait_for(lambda: "CrossNamespace" in cluster_objects.event_reasons(dev, "theirs"), 10, "Event")
+    every_bundle_keeps(cluster_objects, prod, dev)
+    entry = cluster_objects.bundle(prod.namespace)["issuers"][prod.issuer]
+    assert "revocations" not in entry
+    status = cluster_objects.identity(prod.namespace, "payments")["status"]
+    assert status["activeKid"] in prod.kids, "prod was not forced to re-key"
+
+
+def test_naming_another_namespaces_identity_has_no_effect(
+    cluster_objects: Any, prod: Prod, dev: str
+) -> None:
+    body = revocation("by-name", identity="payments", issuedBefore="2026-01-01T00:00:00Z")
+    create_object(cluster_objects.api, dev, "tokenrevocations", body)
+    condition = accepted(cluster_objects, dev, "tokenrevocations", "by-name")
+    assert (condition["status"], condition["reason"]) == ("False", "UnknownIdentity")
+    every_bundle_keeps(cluster_objects, prod, dev)
+
+
+def test_a_cutoff_in_the_future_is_refused_even_in_its_own_namespace(
+    cluster_objects: Any, prod: Prod
+) -> None:
+    body = revocation("forever", identity="payments", issuedBefore="2100-01-01T00:00:00Z")
+    create_object(cluster_objects.api, prod.namespace, "tokenrevocations", body)
+    condition = accepted(cluster_objects, prod.namespace, "tokenrevocations", "forever")
+    assert (condition["status"], condition["reason"]) == ("False", "FutureCutoff")
+    every_bundle_keeps(cluster_objects, prod)
+
+
+def test_a_cluster_token_revocation_reaches_any_namespace(cluster_objects: Any, prod: Prod) -> None:
+    """What a namespace tenant may not do, a cluster admin can."""
+    cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+    name = f"incident-{prod.namespace}"
+    create_cluster_object(
+        cluster_objects.api,
+        "clustertokenrevocations",
+        {
+            "apiVersion": "jwtmesh.io/v1alpha1",
+            "kind": "ClusterTokenRevocation",
+            "metadata": {"name": name},
+            "spec": {
+                "identity": {"namespace": prod.namespace, "name": "payments"},
+                "issuedBefore": cutoff,
+            },
+        },
+    )
+    try:
+        condition = accepted(cluster_objects, None, "clustertokenrevocations", name)
+        assert (condition["status"], condition["reason"]) == ("True", "Accepted")
+        wait_for(
+            lambda: "revocations" in cluster_objects.bundle(prod.namespace)["issuers"][prod.issuer],
+            10,
+            "the cutoff in prod's bundle",
+        )
+    finally:
+        delete_cluster_object(cluster_objects.api, "clustertokenrevocations", name)
+
+
+# --- 7. the identity is bound to ServiceAccounts ----------------------------------------------
+
+
+def refused_pod(cluster_objects: Any, ns: str, body: dict[str, Any]) -> str:
+    with pytest.raises(ApiException) as refused:
+        create_pod(cluster_objects.core, ns, body)
+    return str(json.loads(refused.value.body)["message"])
+
+
+def test_a_pod_of_another_service_account_cannot_take_the_identity(
+    cluster_objects: Any, prod: Prod
+) -> None:
+    labels = {"jwtmesh.io/identity": "payments"}
+    message = refused_pod(
+        cluster_objects, prod.namespace, pod("thief", labels, service_account="default")
+    )
+    assert (
+        "ServiceAccount 'default' may not use ServiceIdentity 'payments' (allowed: payments)"
+        in message
+    )
+    create_pod(cluster_objects.core, prod.namespace, pod("owner", labels))
+
+
+def test_the_service_accounts_an_identity_allows_are_its_own_choice(
+    cluster_objects: Any, dev: str
+) -> None:
+    spec = {"serviceAccounts": ["api", "worker"]}
+    create_object(cluster_objects.api, dev, "serviceidentities", service_identity("svc", spec))
+    cluster_objects.ready_identity(dev, "svc")
+    labels = {"jwtmesh.io/identity": "svc"}
+    create_pod(cluster_objects.core, dev, pod("worker-0", labels, service_account="worker"))
+    message = refused_pod(cluster_objects, dev, pod("svc-0", labels, service_account="svc"))
+    assert "(allowed: api, worker)" in message
+
+
+def test_a_host_network_pod_is_refused(cluster_objects: Any, prod: Prod) -> None:
+    body = pod("on-the-node", {"jwtmesh.io/identity": "payments"}, host_network=True)
+    assert "hostNetwork" in refused_pod(cluster_objects, prod.namespace, body)
+
+
+def test_the_private_key_is_mode_0400_and_mounted_in_the_sidecar_only(
+    cluster_objects: Any, prod: Prod
+) -> None:
+    created = create_pod(
+        cluster_objects.core, prod.namespace, pod("keys", {"jwtmesh.io/identity": "payments"})
+    )
+    volumes = {volume.name: volume for volume in created.spec.volumes}
+    assert volumes["jwtmesh-identity"].secret.default_mode == 0o400
+    assert created.spec.security_context.fs_group == 65532, "the kubelet gives the group read"
+    mounting = [
+        container.name
+        for container in created.spec.containers
+        if any(m.name == "jwtmesh-identity" for m in container.volume_mounts or [])
+    ]
+    assert mounting == ["jwtmesh-sidecar"]
+
+
+# --- the operator's own permissions ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "group"),
+    [
+        ("delete", "secrets", ""),
+        ("list", "pods", ""),
+        ("create", "clusteridentitygrants", "jwtmesh.io"),
+        ("create", "clustertokenrevocations", "jwtmesh.io"),
+        ("update", "mutatingwebhookconfigurations", "admissionregistration.k8s.io"),
+    ],
+)
+def test_the_operator_runs_with_the_charts_rbac_and_nothing_more(
+    local_cluster: LocalCluster, verb: str, resource: str, group: str
+) -> None:
+    from jwtmesh_testing.chart import operator_kubeconfig
+    from jwtmesh_testing.kubeapply import api_client
+
+    api = api_client(operator_kubeconfig(local_cluster))
+    review = client.AuthorizationV1Api(api).create_self_subject_access_review(
+        client.V1SelfSubjectAccessReview(
+            spec=client.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=client.V1ResourceAttributes(
+                    verb=verb, resource=resource, group=group
+                )
+            )
+        )
+    )
+    assert review.status.allowed is False
+
+
+# --- 8. the JWKS and discovery endpoints ----------------------------------------------------
+
+
+def get_json(operator: OperatorProcess, path: str, host: str) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{operator.port}{path}", headers={"host": host}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_jwks_endpoints_match_the_full_issuer_and_never_trust_the_host_header(
+    operator: OperatorProcess, cluster_objects: Any, prod: Prod, dev: str
+) -> None:
+    """An issuer of another origin with the same path (granted, so it is published) is not
+    served at prod's path, and jwks_uri comes from the configured URL, not from Host."""
+    look_alike = f"https://evil.example/ns/{prod.namespace}/payments"
+    grant = f"look-alike-{dev}"
+    create_object(cluster_objects.api, dev, "serviceidentities", service_identity("evil"))
+    create_cluster_object(
+        cluster_objects.api,
+        "clusteridentitygrants",
+        {
+            "apiVersion": "jwtmesh.io/v1alpha1",
+            "kind": "ClusterIdentityGrant",
+            "metadata": {"name": grant},
+            "spec": {"identity": {"namespace": dev, "name": "evil"}, "issuer": look_alike},
+        },
+    )
+    try:
+        wait_for(lambda: cluster_objects.bundle_kids(dev, look_alike), 20, "the granted issuer")
+        path = f"/ns/{prod.namespace}/payments"
+        keys = get_json(operator, f"{path}/jwks.json", "evil.example")["keys"]
+        assert {key["kid"] for key in keys} == set(prod.kids)
+        discovery = get_json(operator, f"{path}/.well-known/openid-configuration", "evil.example")
+        assert discovery == {
+            "issuer": prod.issuer,
+            "jwks_uri": f"{prod.issuer}/jwks.json",
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+        }
+        assert prod.issuer.startswith(f"https://{TRUST_DOMAIN}/")
+    finally:
+        delete_cluster_object(cluster_objects.api, "clusteridentitygrants", grant)
