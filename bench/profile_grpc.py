@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dataplane import (
+from bench_envoy import (
     AUDIENCE,
     bench_token,
     bootstrap,
@@ -31,9 +31,8 @@ from dataplane import (
     jwtmesh_filter,
     say,
     signing_key_and_bundle,
-    token_file,
-    wrk,
 )
+from bench_wrk import token_file, wrk
 
 from jwtmesh.envoy_config import AuthzEndpoint
 from jwtmesh_testing.processes import free_port, start_envoy, start_sidecar

@@ -81,49 +81,13 @@ def plan_keys(
     rotate_requested: bool = False,
     compromised: frozenset[str] = frozenset(),
 ) -> Plan:
-    reason = UP_TO_DATE
-    removed = [key.kid for key in keys if key.kid is not None and key.kid in compromised]
-    keys = [key for key in keys if key.kid not in compromised]
-    if removed:
-        reason = KEY_COMPROMISED
-    expired = [k.kid for k in keys if k.kid is not None and k.state(now) is KeyState.REMOVED]
-    if expired and reason == UP_TO_DATE:
-        reason = KEY_REMOVED
-    removed += expired
-    keys = [key for key in keys if key.state(now) is not KeyState.REMOVED]
-
-    signer = signer_at(keys, now)
-    pending = sorted(
-        (key for key in keys if key.state(now) is KeyState.PENDING), key=lambda k: k.activates_at
-    )
-    if signer is None:
-        if pending:
-            # The signer was compromised or lost, but a successor is already published:
-            # bring it forward rather than sign with an unpublished key.
-            promoted = replace(pending[0], activates_at=now)
-            keys = [promoted if key is pending[0] else key for key in keys]
-        else:
-            keys.append(KeySchedule(kid=None, activates_at=now))
-            if reason == UP_TO_DATE:
-                reason = KEY_CREATED
-        signer = signer_at(keys, now)
-        assert signer is not None
-        pending = sorted(
-            (key for key in keys if key.state(now) is KeyState.PENDING),
-            key=lambda k: k.activates_at,
-        )
-
+    keys, removed, reason = _drop_gone(keys, now, compromised)
+    keys, signer, reason = _ensure_signer(keys, now, reason)
+    pending = _pending(keys, now)
     successor = pending[0] if pending else None
     earliest_on_demand = now + rotation.pre_publish
     if rotate_requested:
-        if successor is None:
-            successor = KeySchedule(kid=None, activates_at=earliest_on_demand)
-            keys.append(successor)
-        elif successor.activates_at > earliest_on_demand:
-            # Already published and never used: bring it forward instead of a new one.
-            forward = replace(successor, activates_at=earliest_on_demand)
-            keys = [forward if key is successor else key for key in keys]
-            successor = forward
+        keys, successor = _rotate_now(keys, successor, earliest_on_demand)
         reason = ROTATION_REQUESTED
     due = signer.activates_at + rotation.period
     create_at = due - rotation.pre_publish
@@ -148,9 +112,64 @@ def plan_keys(
     return Plan(
         keys=tuple(keys),
         wake_at=_next_transition(keys, now, None if successor else create_at),
-        removed=tuple(kid for kid in removed if kid is not None),
+        removed=removed,
         reason=reason,
     )
+
+
+def _pending(keys: list[KeySchedule], now: float) -> list[KeySchedule]:
+    """Published keys not signing yet, the next one first."""
+    waiting = (key for key in keys if key.state(now) is KeyState.PENDING)
+    return sorted(waiting, key=lambda key: key.activates_at)
+
+
+def _drop_gone(
+    keys: list[KeySchedule], now: float, compromised: frozenset[str]
+) -> tuple[list[KeySchedule], tuple[str, ...], str]:
+    """Without compromised keys and keys past their retention: (kept, removed kids, reason)."""
+    reason = UP_TO_DATE
+    removed = [key.kid for key in keys if key.kid is not None and key.kid in compromised]
+    keys = [key for key in keys if key.kid not in compromised]
+    if removed:
+        reason = KEY_COMPROMISED
+    expired = [k.kid for k in keys if k.kid is not None and k.state(now) is KeyState.REMOVED]
+    if expired and reason == UP_TO_DATE:
+        reason = KEY_REMOVED
+    kept = [key for key in keys if key.state(now) is not KeyState.REMOVED]
+    return kept, tuple(kid for kid in [*removed, *expired] if kid is not None), reason
+
+
+def _ensure_signer(
+    keys: list[KeySchedule], now: float, reason: str
+) -> tuple[list[KeySchedule], KeySchedule, str]:
+    """A key that signs now: the current one, else the published successor brought
+    forward (never an unpublished key while a published one waits), else a new one."""
+    if signer_at(keys, now) is None:
+        pending = _pending(keys, now)
+        if pending:
+            promoted = replace(pending[0], activates_at=now)
+            keys = [promoted if key is pending[0] else key for key in keys]
+        else:
+            keys = [*keys, KeySchedule(kid=None, activates_at=now)]
+            if reason == UP_TO_DATE:
+                reason = KEY_CREATED
+    signer = signer_at(keys, now)
+    assert signer is not None
+    return keys, signer, reason
+
+
+def _rotate_now(
+    keys: list[KeySchedule], successor: KeySchedule | None, earliest: float
+) -> tuple[list[KeySchedule], KeySchedule]:
+    """An on-demand rotation: a successor activating as soon as it may (pre_publish)."""
+    if successor is None:
+        successor = KeySchedule(kid=None, activates_at=earliest)
+        return [*keys, successor], successor
+    if successor.activates_at > earliest:
+        # Already published and never used: bring it forward instead of a new one.
+        forward = replace(successor, activates_at=earliest)
+        return [forward if key is successor else key for key in keys], forward
+    return keys, successor
 
 
 def _next_transition(keys: list[KeySchedule], now: float, create_at: float | None) -> float:

@@ -70,10 +70,8 @@ async def reconcile_identity(
         return await _refuse(state, body, status, now, "SecretNameTaken", taken)
     stored: StoredKeys | None = read_secret_data(secret.data) if secret is not None else None
 
-    rotate_value = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
-    rotate_requested = rotate_value is not None and rotate_value != status.get(
-        "lastRotationRequest"
-    )
+    rotate_value = _new_rotation_request(meta, status)
+    rotate_requested = rotate_value is not None
     decision = decide_identity(
         spec, stored, status, now, rotate_requested=rotate_requested, compromised=compromised
     )
@@ -88,19 +86,10 @@ async def reconcile_identity(
         now=now,
         claims=resolved.claims,
     )
-    if secret is None or secret.data != data:
-        try:
-            await state.kube.write_secret(
-                namespace,
-                spec.secret_name,
-                data,
-                secret_type=SECRET_TYPE,
-                labels={IDENTITY_LABEL: name},
-                owner=owner_reference(body),
-                resource_version=None if secret is None else secret.resource_version,
-            )
-        except Conflict:
-            return now + 0.5  # someone wrote meanwhile: start over from what is there now
+    if (secret is None or secret.data != data) and not await _write_secret(
+        state, body, spec, secret, data
+    ):
+        return now + 0.5  # someone wrote meanwhile: start over from what is there now
 
     await _write_policy(state, body, namespace, name, spec.policy_document)
     final = replace(decision.plan, keys=planned)
@@ -118,6 +107,31 @@ async def reconcile_identity(
     _announce(body, decision, final, now)
     state.counters.reconciles += 1
     return final.wake_at
+
+
+def _new_rotation_request(meta: Any, status: dict[str, Any]) -> str | None:
+    """The `jwtmesh.io/rotate` annotation's value when it asks for a rotation not done yet."""
+    value = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
+    return None if value is None or value == status.get("lastRotationRequest") else str(value)
+
+
+async def _write_secret(
+    state: OperatorState, body: Any, spec: IdentitySpec, secret: Stored | None, data: Any
+) -> bool:
+    """Create or replace the identity's Secret; False when someone else wrote it first."""
+    try:
+        await state.kube.write_secret(
+            spec.namespace,
+            spec.secret_name,
+            data,
+            secret_type=SECRET_TYPE,
+            labels={IDENTITY_LABEL: spec.name},
+            owner=owner_reference(body),
+            resource_version=None if secret is None else secret.resource_version,
+        )
+    except Conflict:
+        return False
+    return True
 
 
 def _secret_taken(secret: Stored | None, name: str, uid: str | None) -> str | None:

@@ -1,0 +1,104 @@
+"""The data-plane bench's report: medians, tables with like-for-like ratios, targets, chart."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+Runs = dict[str, dict[str, list[dict[str, float]]]]
+Summary = dict[str, dict[str, dict[str, float]]]
+# Each row's ratio is against the native variant that did the same work: jwt_authn without
+# its cache for checks that verify, with its cache where jwtmesh's own cache answers.
+REFERENCES = {
+    "native": "b_jwt_authn",
+    "native cached": "b_jwt_authn_cached",
+}
+
+
+def medians(runs: Runs) -> Summary:
+    return {
+        workload: {
+            name: {
+                metric: statistics.median(run[metric] for run in results) for metric in results[0]
+            }
+            for name, results in per.items()
+        }
+        for workload, per in runs.items()
+    }
+
+
+def table(workload: str, per: dict[str, dict[str, float]]) -> list[str]:
+    references = {label: per[name] for label, name in REFERENCES.items() if name in per}
+    head = "  {:<24}{:>9}{:>9}{:>9}".format("variant", "req/s", "p50 ms", "p99 ms")
+    head += "".join(f"{'vs ' + label:>18}" for label in references)
+    head += "{:>9}{:>10}".format("non-2xx", "µs/check")
+    lines = [workload, head]
+    for name, figures in per.items():
+        row = "  {:<24}{:>9.0f}{:>9.2f}{:>9.2f}".format(
+            name, figures["rps"], figures.get("p50_ms", 0.0), figures.get("p99_ms", 0.0)
+        )
+        row += "".join(f"{figures['rps'] / ref['rps']:>17.2f}x" for ref in references.values())
+        cpu = figures.get("sidecar_cpu_us_per_request")
+        row += "{:>9.0f}{:>10}".format(figures["non2xx"], f"{cpu:.0f}" if cpu else "-")
+        lines.append(row)
+    return lines
+
+
+def ratios(summary: Summary) -> dict[str, float]:
+    """The like-for-like ratios the docs quote, by name."""
+    valid, distinct = summary["valid"], summary["distinct_tokens"]
+    out = {}
+    for mode in ("c_jwtmesh_grpc", "c_jwtmesh_grpc_unix", "d_jwtmesh_http"):
+        if mode in valid:
+            out[f"{mode} / native (valid)"] = valid[mode]["rps"] / valid["b_jwt_authn"]["rps"]
+            out[f"{mode} / native cached (valid)"] = (
+                valid[mode]["rps"] / valid["b_jwt_authn_cached"]["rps"]
+            )
+        if mode in distinct:
+            out[f"{mode} / native (distinct)"] = (
+                distinct[mode]["rps"] / distinct["b_jwt_authn"]["rps"]
+            )
+    return {name: round(value, 2) for name, value in out.items()}
+
+
+def verdicts(summary: Summary, reload: dict[str, float]) -> dict[str, bool]:
+    valid, rate = summary["valid"], summary["fixed_1000_rps"]
+    native = valid["b_jwt_authn"]["rps"]
+    return {
+        "gRPC sidecar >= 0.6x native uncached": valid["c_jwtmesh_grpc"]["rps"] / native >= 0.6,
+        "HTTP mode >= 1.0x native uncached": valid["d_jwtmesh_http"]["rps"] / native >= 1.0,
+        "gRPC p99 at ~1,000 req/s <= native + 1 ms": rate["c_jwtmesh_grpc"]["p99_ms"]
+        <= rate["b_jwt_authn"]["p99_ms"] + 1,
+        "HTTP p99 at ~1,000 req/s <= native + 1 ms": rate["d_jwtmesh_http"]["p99_ms"]
+        <= rate["b_jwt_authn"]["p99_ms"] + 1,
+        "reload <= 1 s": reload["background_reload_ms"] <= 1000,
+    }
+
+
+def chart(summary: Summary, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    valid = summary["valid"]
+    names = list(valid)
+    axes[0].bar(
+        names,
+        [valid[n]["rps"] for n in names],
+        color=["#999", "#4a7", "#7c9", "#47a", "#a74"][: len(names)],
+    )
+    axes[0].set_title("req/s, valid ES256 token (Envoy --concurrency 1)")
+    axes[0].tick_params(axis="x", rotation=30)
+    rate = summary["fixed_1000_rps"]
+    axes[1].bar(
+        list(rate), [rate[n].get("p99_ms", 0) for n in rate], color=["#4a7", "#47a", "#a74"]
+    )
+    axes[1].set_title("p99 latency (ms) at ~1,000 req/s")
+    axes[1].tick_params(axis="x", rotation=30)
+    figure.tight_layout()
+    figure.savefig(path)
+    return True
