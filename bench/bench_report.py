@@ -46,8 +46,8 @@ def table(workload: str, per: dict[str, dict[str, float]]) -> list[str]:
 
 def ratios(summary: Summary) -> dict[str, float]:
     """The like-for-like ratios the docs quote, by name."""
+    out = _versus_baseline(summary)
     valid, distinct = summary["valid"], summary["distinct_tokens"]
-    out = {}
     for mode in ("c_jwtmesh_grpc", "c_jwtmesh_grpc_unix", "d_jwtmesh_http"):
         if mode in valid:
             out[f"{mode} / native (valid)"] = valid[mode]["rps"] / valid["b_jwt_authn"]["rps"]
@@ -59,6 +59,17 @@ def ratios(summary: Summary) -> dict[str, float]:
                 distinct[mode]["rps"] / distinct["b_jwt_authn"]["rps"]
             )
     return {name: round(value, 2) for name, value in out.items()}
+
+
+def _versus_baseline(summary: Summary) -> dict[str, float]:
+    """This build against the --baseline build, per workload (paired: the same run)."""
+    out = {}
+    for workload, per in summary.items():
+        for mode in ("c_jwtmesh_grpc", "d_jwtmesh_http"):
+            base = per.get(f"{mode}_baseline")
+            if base is not None:
+                out[f"{mode} / baseline ({workload})"] = per[mode]["rps"] / base["rps"]
+    return out
 
 
 def verdicts(summary: Summary, reload: dict[str, float]) -> dict[str, bool]:

@@ -7,6 +7,10 @@ machine drift cancels. Prints a table per workload (ratios against jwt_authn wit
 its JWT cache) and writes JSON (and a chart) to bench/results/.
 
     python bench/dataplane.py --seconds 5 --rounds 3
+    python bench/dataplane.py --baseline /path/to/other/checkout/.venv/bin/jwtmesh
+
+`--baseline` runs a second sidecar from another build next to this one, interleaved in the
+same run (paired): the `*_baseline` rows and the "vs baseline" ratios show a change's cost.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from jwtmesh.tokens.keys import SigningKey, generate_signing_key, verify_signatu
 from jwtmesh_testing.processes import ManagedProcess, free_port, start_envoy, start_sidecar
 
 JWTMESH = ["c_jwtmesh_grpc", "c_jwtmesh_grpc_unix", "d_jwtmesh_http"]
+BASELINE = ["c_jwtmesh_grpc_baseline", "d_jwtmesh_http_baseline"]
+PAIRED = ("valid", "mixed_10pct_invalid", "distinct_tokens")
 WORKLOADS = {
     # name: (variants, connections, fixed rate)
     "valid": (["a_no_auth", "b_jwt_authn", "b_jwt_authn_cached", *JWTMESH], None, False),
@@ -103,8 +109,33 @@ def reload_latency(port: int, bundle: Path, metrics_port: int, key: SigningKey) 
     return figures
 
 
+def start_baseline(
+    workdir: Path, bundle: Path, grpc_threads: int, program: str
+) -> tuple[ManagedProcess, dict[str, AuthzEndpoint]]:
+    """The same sidecar configuration, run by another build's `jwtmesh`."""
+    grpc_port, http_port = free_port(), free_port()
+    say(f"starting the baseline sidecar: {program}")
+    sidecar = start_sidecar(
+        {
+            "identity": AUDIENCE,
+            "listen": {"grpc": f"127.0.0.1:{grpc_port}", "http": f"127.0.0.1:{http_port}"},
+            "trust": {"bundleFiles": [str(bundle)]},
+            "verification": {"cacheSize": 10_000},
+            "grpcThreads": grpc_threads,
+        },
+        workdir,
+        "baseline-sidecar",
+        program=[program],
+    )
+    endpoints = {
+        "c_jwtmesh_grpc_baseline": AuthzEndpoint("grpc", port=grpc_port),
+        "d_jwtmesh_http_baseline": AuthzEndpoint("http", port=http_port),
+    }
+    return sidecar, endpoints
+
+
 def start_stack(
-    workdir: Path, key: SigningKey, bundle: Path, grpc_threads: int
+    workdir: Path, key: SigningKey, bundle: Path, grpc_threads: int, baseline: str | None
 ) -> tuple[list[ManagedProcess], dict[str, int], int]:
     """One sidecar (gRPC on TCP and a unix socket, HTTP) and an Envoy per variant."""
     grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
@@ -137,6 +168,10 @@ def start_stack(
         "d_jwtmesh_http": (jwtmesh_filter(http), http),
     }
     processes = [sidecar]
+    if baseline is not None:
+        base_sidecar, base_endpoints = start_baseline(workdir, bundle, grpc_threads, baseline)
+        processes.append(base_sidecar)
+        variants.update({name: (jwtmesh_filter(e), e) for name, e in base_endpoints.items()})
     ports: dict[str, int] = {}
     for name, (auth_filter, authz) in variants.items():
         say(f"starting envoy for {name}")
@@ -147,21 +182,23 @@ def start_stack(
 
 def run_workloads(
     args: argparse.Namespace,
-    sidecar: ManagedProcess,
+    sidecars: list[ManagedProcess],
     ports: dict[str, int],
     scripts: dict[str, Path],
 ) -> Runs:
     runs: Runs = {}
-    for workload, (names, connections, _rate) in WORKLOADS.items():
+    for workload, (variants, connections, _rate) in WORKLOADS.items():
+        names = [*variants, *(BASELINE if args.baseline and workload in PAIRED else [])]
         runs[workload] = {name: [] for name in names}
         for round_index in range(args.rounds):
             for name in names:
                 say(f"{workload} round {round_index + 1}/{args.rounds}: {name}")
+                sidecar = sidecars[1] if name in BASELINE else sidecars[0]
                 cpu_before = cpu_seconds(sidecar.pid)
                 figures = wrk(
                     ports[name], scripts[workload], args.seconds, connections or args.connections
                 )
-                if name in JWTMESH:
+                if name in JWTMESH or name in BASELINE:
                     figures["sidecar_cpu_us_per_request"] = (
                         (cpu_seconds(sidecar.pid) - cpu_before) / figures["requests"] * 1e6
                     )
@@ -193,6 +230,9 @@ def main() -> int:
         "--grpc-threads", type=int, default=2, help="the sidecar's grpcThreads (default 2)"
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--baseline", metavar="JWTMESH", help="another build's jwtmesh, measured in the same run"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -200,9 +240,11 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="jwtmesh-bench-"))
     key, bundle = signing_key_and_bundle(workdir)
     scripts = scripts_for(workdir, key)
-    processes, ports, metrics_port = start_stack(workdir, key, bundle, args.grpc_threads)
+    processes, ports, metrics_port = start_stack(
+        workdir, key, bundle, args.grpc_threads, args.baseline
+    )
     try:
-        runs = run_workloads(args, processes[0], ports, scripts)
+        runs = run_workloads(args, processes, ports, scripts)
         say("reload latency")
         reload = reload_latency(ports["d_jwtmesh_http"], bundle, metrics_port, key)
     finally:

@@ -146,12 +146,19 @@ def wait_until_envoy_ready(admin_port: int, process: ManagedProcess, timeout: fl
     raise TimeoutError(f"envoy not ready after {timeout} s:\n{process.log_tail()}")
 
 
-def start_sidecar(config: dict[str, Any], workdir: Path, name: str = "sidecar") -> ManagedProcess:
-    """Run `jwtmesh sidecar --config` as a real process; wait for its first listener."""
+def start_sidecar(
+    config: dict[str, Any],
+    workdir: Path,
+    name: str = "sidecar",
+    program: list[str] | None = None,
+) -> ManagedProcess:
+    """Run `jwtmesh sidecar --config` as a real process; wait for its first listener.
+    `program` runs another build's `jwtmesh` instead (the bench's paired baseline)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / f"{name}.json"
     config_path.write_text(json.dumps(config, indent=1))
-    argv = [sys.executable, "-m", "jwtmesh_sidecar.cli", "sidecar", "--config", str(config_path)]
+    jwtmesh = program or [sys.executable, "-m", "jwtmesh_sidecar.cli"]
+    argv = [*jwtmesh, "sidecar", "--config", str(config_path)]
     process = ManagedProcess(name, argv, workdir / f"{name}.log")
     listen = config.get("listen", {})
     address = listen.get("grpc") or listen.get("http") or listen.get("token")
