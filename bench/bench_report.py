@@ -47,9 +47,11 @@ def table(workload: str, per: dict[str, dict[str, float]]) -> list[str]:
 def ratios(summary: Summary) -> dict[str, float]:
     """The like-for-like ratios the docs quote, by name."""
     out = _versus_baseline(summary)
+    if "valid" not in summary or "distinct_tokens" not in summary:
+        return {name: round(value, 2) for name, value in out.items()}
     valid, distinct = summary["valid"], summary["distinct_tokens"]
     for mode in ("c_jwtmesh_grpc", "c_jwtmesh_grpc_unix", "d_jwtmesh_http"):
-        if mode in valid:
+        if mode in valid and "b_jwt_authn_cached" in valid:
             out[f"{mode} / native (valid)"] = valid[mode]["rps"] / valid["b_jwt_authn"]["rps"]
             out[f"{mode} / native cached (valid)"] = (
                 valid[mode]["rps"] / valid["b_jwt_authn_cached"]["rps"]
@@ -67,7 +69,7 @@ def _versus_baseline(summary: Summary) -> dict[str, float]:
     for workload, per in summary.items():
         for mode in ("c_jwtmesh_grpc", "d_jwtmesh_http"):
             base = per.get(f"{mode}_baseline")
-            if base is not None:
+            if base is not None and mode in per:
                 out[f"{mode} / baseline ({workload})"] = per[mode]["rps"] / base["rps"]
     return out
 

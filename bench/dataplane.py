@@ -46,7 +46,7 @@ from jwtmesh_testing.processes import ManagedProcess, free_port, start_envoy, st
 
 JWTMESH = ["c_jwtmesh_grpc", "c_jwtmesh_grpc_unix", "d_jwtmesh_http"]
 BASELINE = ["c_jwtmesh_grpc_baseline", "d_jwtmesh_http_baseline"]
-PAIRED = ("valid", "mixed_10pct_invalid", "distinct_tokens")
+PAIRED = ("valid", "mixed_10pct_invalid", "distinct_tokens", "fixed_1000_rps")
 WORKLOADS = {
     # name: (variants, connections, fixed rate)
     "valid": (["a_no_auth", "b_jwt_authn", "b_jwt_authn_cached", *JWTMESH], None, False),
@@ -188,7 +188,11 @@ def run_workloads(
 ) -> Runs:
     runs: Runs = {}
     for workload, (variants, connections, _rate) in WORKLOADS.items():
+        if args.workloads and workload not in args.workloads:
+            continue
         names = [*variants, *(BASELINE if args.baseline and workload in PAIRED else [])]
+        if args.variants:
+            names = [name for name in names if any(v in name for v in args.variants)]
         runs[workload] = {name: [] for name in names}
         for round_index in range(args.rounds):
             for name in names:
@@ -233,6 +237,12 @@ def main() -> int:
     parser.add_argument(
         "--baseline", metavar="JWTMESH", help="another build's jwtmesh, measured in the same run"
     )
+    parser.add_argument(
+        "--workloads", nargs="*", choices=list(WORKLOADS), help="only these (default: all)"
+    )
+    parser.add_argument(
+        "--variants", nargs="*", help="only variants whose name contains one of these"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -257,7 +267,8 @@ def main() -> int:
     for workload, per in summary.items():
         print("\n".join(table(workload, per)))
     like_for_like = ratios(summary)
-    met = verdicts(summary, reload)
+    complete = not (args.workloads or args.variants)
+    met = verdicts(summary, reload) if complete else {}
     print(f"\nlike for like: {json.dumps(like_for_like, indent=1)}")
     print(f"raw cryptography verify, µs: {floor}")
     print(f"reload: {reload}")
@@ -279,7 +290,8 @@ def main() -> int:
     out.write_text(json.dumps(document, indent=1))
     say(f"wrote {out}")
     png = args.out / f"dataplane-{stamp}.png"
-    say(f"wrote {png}" if chart(summary, png) else "matplotlib missing: no chart (make bench)")
+    if complete:
+        say(f"wrote {png}" if chart(summary, png) else "matplotlib missing: no chart (make bench)")
     return 0
 
 

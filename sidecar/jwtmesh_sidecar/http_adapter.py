@@ -65,7 +65,9 @@ def render_response(decision: Decision) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
 
 
-_BAD_REQUEST = render_response(deny(reasons.BAD_AUTHZ_REQUEST, "unparseable authorization request"))
+BAD_REQUEST_ANSWER = render_response(
+    deny(reasons.BAD_AUTHZ_REQUEST, "unparseable authorization request")
+)
 
 
 class BadRequest(ValueError):
@@ -133,7 +135,7 @@ class AuthzHttpProtocol(asyncio.Protocol):
         try:
             raw = parse_request(self._buffer)
         except BadRequest:
-            self._transport.write(_BAD_REQUEST)
+            self._transport.write(BAD_REQUEST_ANSWER)
             self._transport.close()
             return False
         if raw is None:
