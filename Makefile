@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml testing/pyproject.toml $(
 FAST := -m "not envoy and not k8s and not soak and not fuzz and not slow"
 PYTEST_ARGS ?=
 
-.PHONY: wrk help venv lint typecheck test test-fast test-min lock binaries clean load demo e2e-kind bench profile-grpc
+.PHONY: wrk help venv lint typecheck test test-fast test-min lock binaries clean load demo e2e-kind bench profile-grpc cluster cluster-down images e2e
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -54,6 +54,12 @@ e2e-kind: ## the demo on a kind cluster (needs a Docker engine; skips cleanly wi
 
 binaries: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached outside the repo)
 	hack/build-binaries.sh
+
+cluster: $(STAMP) ## a real single-node Kubernetes here (containerd, kubelet, CNI, kube-proxy, CoreDNS); root
+	$(PY) -m jwtmesh_testing.realcluster up
+
+cluster-down: $(STAMP) ## remove everything `make cluster` started or changed on this machine
+	$(PY) -m jwtmesh_testing.realcluster down
 
 clean: ## remove the venv and caches (the Go-built binaries stay cached)
 	rm -rf $(VENV) .venv-min .mypy_cache .ruff_cache .pytest_cache .hypothesis

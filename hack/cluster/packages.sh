@@ -2,11 +2,11 @@
 # The Debian packages a real single-node cluster and the image build need (installed once;
 # a no-op when they are all there): runc, the CNI plugins (bridge, host-local, loopback,
 # portmap), nftables and conntrack for kube-proxy, socat for the API server's in-cluster
-# address, iptables (the bridge plugin's masquerade), mmdebstrap for the image base.
+# address, mmdebstrap for the image base.
 set -euo pipefail
 say() { echo "[packages] $*"; }
 
-PACKAGES=(runc containernetworking-plugins nftables conntrack socat mmdebstrap iptables
+PACKAGES=(runc containernetworking-plugins nftables conntrack socat mmdebstrap
   ca-certificates)
 missing=()
 for package in "${PACKAGES[@]}"; do

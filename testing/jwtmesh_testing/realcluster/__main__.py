@@ -1,0 +1,44 @@
+"""python -m jwtmesh_testing.realcluster up|down|status"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jwtmesh_testing.realcluster.daemons import ClusterError, running_pid, say
+from jwtmesh_testing.realcluster.down import CONTROL_PLANE, ROOT_MARKER, down
+from jwtmesh_testing.realcluster.layout import Layout
+from jwtmesh_testing.realcluster.up import up
+
+
+def status(layout: Layout) -> int:
+    names = ["containerd", "kubelet", *reversed(CONTROL_PLANE)]
+    down_ones = [name for name in names if running_pid(layout, name) is None]
+    for name in names:
+        pid = running_pid(layout, name)
+        say(f"{name}: {'running, pid ' + str(pid) if pid else 'not running'}")
+    return 1 if down_ones else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jwtmesh_testing.realcluster")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    layout = Layout.from_env()
+    try:
+        if args.command == "up":
+            layout.root.mkdir(parents=True, exist_ok=True)
+            (layout.root / ROOT_MARKER).touch()
+            up(layout)
+        elif args.command == "down":
+            down(layout)
+        else:
+            return status(layout)
+    except ClusterError as exc:
+        say(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
