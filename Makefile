@@ -58,6 +58,10 @@ binaries: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, helm 
 cluster: $(STAMP) ## a real single-node Kubernetes here (containerd, kubelet, CNI, kube-proxy, CoreDNS); root
 	$(PY) -m jwtmesh_testing.realcluster up
 
+images: $(STAMP) ## jwtmesh, Envoy and demo-app images without Docker or a registry (imported if the cluster runs)
+	$(PY) -m jwtmesh_testing.images
+	$(PY) -m jwtmesh_testing.realcluster import-images
+
 cluster-down: $(STAMP) ## remove everything `make cluster` started or changed on this machine
 	$(PY) -m jwtmesh_testing.realcluster down
 

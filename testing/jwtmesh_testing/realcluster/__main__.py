@@ -1,4 +1,4 @@
-"""python -m jwtmesh_testing.realcluster up|down|status"""
+"""python -m jwtmesh_testing.realcluster up|down|status|import-images"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from jwtmesh_testing.realcluster.daemons import ClusterError, running_pid, say
 from jwtmesh_testing.realcluster.down import CONTROL_PLANE, ROOT_MARKER, down
 from jwtmesh_testing.realcluster.layout import Layout
-from jwtmesh_testing.realcluster.up import up
+from jwtmesh_testing.realcluster.up import import_app_images, up
 
 
 def status(layout: Layout) -> int:
@@ -22,7 +22,7 @@ def status(layout: Layout) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jwtmesh_testing.realcluster")
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "import-images"])
     args = parser.parse_args(argv)
     layout = Layout.from_env()
     try:
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
             up(layout)
         elif args.command == "down":
             down(layout)
+        elif args.command == "import-images":
+            import_app_images(layout)
         else:
             return status(layout)
     except ClusterError as exc:

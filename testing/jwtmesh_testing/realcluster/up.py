@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jwtmesh_testing.paths import HACK
 from jwtmesh_testing.realcluster import configs, control_plane, host, system_images
-from jwtmesh_testing.realcluster.daemons import ClusterError, run, say, start
+from jwtmesh_testing.realcluster.daemons import ClusterError, run, running_pid, say, start
 from jwtmesh_testing.realcluster.layout import (
     CNI_NETWORK,
     NODE_NAME,
@@ -83,6 +83,17 @@ def import_changed_images(layout: Layout, binaries: NodeBinaries, archives: list
         stamp.write_text(signature)
 
 
+def import_app_images(layout: Layout, binaries: NodeBinaries | None = None) -> None:
+    """The images of `make images`, if built, into containerd, if it runs."""
+    apps = system_images.image_cache() / "app" / "images.tar"
+    if not apps.exists():
+        say("no app images yet (make images builds them)")
+    elif running_pid(layout, "containerd") is None:
+        say("cluster not running: `make cluster` imports the images")
+    else:
+        import_changed_images(layout, binaries or NodeBinaries.load(), [apps])
+
+
 def up(layout: Layout) -> None:
     started = time.monotonic()
     binaries = prepare_host()
@@ -119,9 +130,7 @@ def up(layout: Layout) -> None:
         "--timeout=180s",
     )
     say("CoreDNS ready (kube-dns 10.96.0.10)")
-    apps = system_images.image_cache() / "app" / "images.tar"
-    if apps.exists():
-        import_changed_images(layout, binaries, [apps])
+    import_app_images(layout, binaries)
     say(f"cluster up in {time.monotonic() - started:.0f} s; use it with:")
     print(f"export KUBECONFIG={layout.admin_kubeconfig}", flush=True)
     print(f"export PATH={binaries.path('kubectl').parent}:{binaries.path('helm').parent}:$PATH")
