@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LOCK := requirements-dev.lock
 # A new stamp (so a fresh install) whenever the project's metadata or the pins change.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml testing/pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
-FAST := -m "not envoy and not k8s and not soak and not fuzz and not slow"
+FAST := -m "not envoy and not k8s and not soak and not fuzz and not slow and not cluster"
 PYTEST_ARGS ?=
 
 .PHONY: wrk help venv lint typecheck test test-fast test-min lock binaries clean load demo e2e-kind bench profile-grpc cluster cluster-down images e2e
@@ -40,8 +40,8 @@ test-fast: $(STAMP) ## unit and property tests only (under a minute: no Envoy, A
 test-min: ## the fast suite on the oldest versions pyproject.toml allows (requirements-min.lock)
 	hack/test-min.sh $(FAST)
 
-test: $(STAMP) lint typecheck binaries test-min ## everything: lint, types, oldest versions, unit, property, fuzzing, Envoy and Kubernetes end to end
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP) lint typecheck binaries test-min ## everything: lint, types, oldest versions, unit, property, fuzzing, Envoy and Kubernetes end to end (the real cluster: make e2e)
+	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
 lock: $(STAMP) ## refresh the lock files from pyproject.toml (uv), then run make test
 	hack/lock.sh
@@ -61,6 +61,9 @@ cluster: $(STAMP) ## a real single-node Kubernetes here (containerd, kubelet, CN
 images: $(STAMP) ## jwtmesh, Envoy and demo-app images without Docker or a registry (imported if the cluster runs)
 	$(PY) -m jwtmesh_testing.images
 	$(PY) -m jwtmesh_testing.realcluster import-images
+
+e2e: $(STAMP) ## the chart and Herald → Census on the real cluster (brought up and down here unless already up); root
+	hack/cluster/e2e.sh
 
 cluster-down: $(STAMP) ## remove everything `make cluster` started or changed on this machine
 	$(PY) -m jwtmesh_testing.realcluster down

@@ -9,6 +9,7 @@ from jwtmesh_testing.realcluster.layout import (
     CLUSTER_DOMAIN,
     CNI_NETWORK,
     DNS_SERVICE_IP,
+    GATEWAY,
     NODE_NAME,
     POD_CIDR,
     Layout,
@@ -137,7 +138,8 @@ maxPods: 60
 
 
 def kube_proxy_config(layout: Layout) -> str:
-    """nftables mode; conntrack sysctls left alone (maxPerCore 0, timeouts 0s)."""
+    """nftables mode; NodePorts on the bridge address only (nftables mode has no localhost
+    NodePorts); conntrack sysctls left alone (maxPerCore 0, timeouts 0s)."""
     return f"""apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: nftables
@@ -147,7 +149,7 @@ clusterCIDR: {POD_CIDR}
 bindAddress: 127.0.0.1
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
-nodePortAddresses: [127.0.0.1/32]
+nodePortAddresses: [{GATEWAY}/32]
 conntrack:
   maxPerCore: 0
   min: 0

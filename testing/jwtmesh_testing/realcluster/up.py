@@ -39,10 +39,14 @@ def write_configs(layout: Layout, binaries: NodeBinaries) -> None:
         layout.config / "kubelet.yaml": configs.kubelet_config(layout),
         layout.config / "kube-proxy.yaml": configs.kube_proxy_config(layout),
     }
+    changed = []
     for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    say(f"configuration written to {layout.config}")
+        # Only when different: kube-proxy exits when its configuration file is written to.
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            changed.append(path.name)
+    say(f"configuration in {layout.config}: {', '.join(changed) or 'unchanged'}")
 
 
 def kubectl(layout: Layout, binaries: NodeBinaries, *args: str, stdin: str | None = None) -> str:
