@@ -17,5 +17,5 @@ else
 fi
 "$PY" -m jwtmesh_testing.realcluster up
 say "tests/cluster"
-JWTMESH_REQUIRE_CLUSTER=1 "$PY" -m pytest -m cluster tests/cluster ${PYTEST_ARGS:-}
+JWTMESH_REQUIRE_CLUSTER=1 "$PY" -m pytest -m cluster -v -s tests/cluster ${PYTEST_ARGS:-}
 say "done in $((SECONDS - started)) s"

@@ -4,6 +4,7 @@ images of `make images` (tests/cluster and `make e2e`)."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import yaml
 
 from jwtmesh_testing.images.build import envoy_requirement, project_version
 from jwtmesh_testing.paths import CHART, CRD_DIR, EXAMPLES
-from jwtmesh_testing.realcluster.daemons import running_pid
+from jwtmesh_testing.realcluster.daemons import running_pid, say
 from jwtmesh_testing.realcluster.layout import Layout, NodeBinaries
 
 RELEASE, RELEASE_NAMESPACE, DEMO_NAMESPACE = "jwtmesh", "jwtmesh-system", "demo"
@@ -101,26 +102,78 @@ class Kube:
 
     def install_jwtmesh(self, images: LocalImages, replicas: int) -> None:
         settings = [*images.helm_values(), f"replicaCount={replicas}"]
+        started = time.monotonic()
         self.helm(
             "upgrade", "--install", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE,
             "--create-namespace", "--wait", "--timeout=180s",
             *(arg for setting in settings for arg in ("--set", setting)),
         )  # fmt: skip
+        say(f"helm install {RELEASE} ({replicas} replica(s)): {time.monotonic() - started:.0f} s")
 
     def apply_example(self, images: LocalImages) -> None:
+        started = time.monotonic()
         manifests = yaml.safe_dump_all(local_example(images))
         self.kubectl("apply", "-f", "-", stdin=manifests)
         for name in ("census", "herald"):
             self.kubectl(
                 "-n", DEMO_NAMESPACE, "rollout", "status", f"deploy/{name}", "--timeout=180s"
             )
+        self.wait_for_service(DEMO_NAMESPACE, "census")
+        say(
+            f"Herald and Census Ready, Census Service answering: {time.monotonic() - started:.0f} s"
+        )
+
+    def wait_for_service(self, namespace: str, name: str, timeout: float = 60) -> None:
+        """Until the Service's ClusterIP accepts connections from the host: the endpoints
+        are ready and kube-proxy has programmed them (Pods Ready is not enough: a request
+        right after the rollout met no endpoint and Envoy answered 503)."""
+        service = self.json("-n", namespace, "get", "service", name)
+        address, port = service["spec"]["clusterIP"], service["spec"]["ports"][0]["port"]
+
+        def accepts() -> bool:
+            try:
+                with socket.create_connection((address, port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        self.wait_for(f"Service {namespace}/{name} at {address}:{port}", accepts, timeout)
 
     def uninstall_everything(self) -> None:
-        """The example, the release, its namespace and the CRDs (helm leaves CRDs)."""
-        self.kubectl("delete", "namespace", DEMO_NAMESPACE, "--ignore-not-found", "--wait")
-        self.helm("uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait", check=False)
-        self.kubectl("delete", "namespace", RELEASE_NAMESPACE, "--ignore-not-found", "--wait")
-        self.kubectl("delete", "-f", str(CRD_DIR), "--ignore-not-found", "--wait")
+        """The example, the release, its namespace and the CRDs (helm leaves CRDs).
+
+        The operator's Deployment goes first, while its RBAC still exists: `helm uninstall`
+        alone deletes the ServiceAccount and the ClusterRoleBinding with it, and the
+        terminating operator then retries on 401/403 until the kubelet kills it, 30 s later.
+        """
+        demo, system = DEMO_NAMESPACE, RELEASE_NAMESPACE
+        foreground = ["--cascade=foreground", "--ignore-not-found"]  # waits for the Pods
+        steps: list[tuple[str, list[str]]] = [
+            (f"{demo} Pods stopped", ["-n", demo, "delete", "deployment", "--all", *foreground]),
+            (f"namespace {demo} deleted", ["delete", "namespace", demo, "--ignore-not-found"]),
+            (
+                "operator stopped",
+                [
+                    "-n",
+                    system,
+                    "delete",
+                    "deployment",
+                    "-l",
+                    "app.kubernetes.io/name=jwtmesh",
+                    *foreground,
+                ],
+            ),
+            (f"release {RELEASE} uninstalled", []),
+            (f"namespace {system} deleted", ["delete", "namespace", system, "--ignore-not-found"]),
+            ("CRDs deleted", ["delete", "-f", str(CRD_DIR), "--ignore-not-found"]),
+        ]
+        for done, argv in steps:
+            started = time.monotonic()
+            if argv:
+                self.kubectl(*argv)
+            else:
+                self.helm("uninstall", RELEASE, "-n", system, "--wait", check=False)
+            say(f"{done} ({time.monotonic() - started:.0f} s)")
 
     def exec_in(self, deployment: str, container: str, *argv: str) -> str:
         return self.kubectl(
