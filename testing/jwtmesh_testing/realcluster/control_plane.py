@@ -140,6 +140,7 @@ def kubelet(layout: Layout, binaries: NodeBinaries) -> Daemon:
             f"--config={layout.config}/kubelet.yaml",
             f"--kubeconfig={layout.kubeconfig('kubelet')}",
             f"--root-dir={layout.root}/kubelet",
+            f"--cert-dir={layout.root}/kubelet/pki",  # not under --root-dir by default
             f"--hostname-override={NODE_NAME}",
             f"--node-ip={NODE_IP}",
             "--v=1",

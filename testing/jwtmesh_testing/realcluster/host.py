@@ -12,7 +12,14 @@ import subprocess
 from pathlib import Path
 
 from jwtmesh_testing.realcluster.daemons import run, say, warn
-from jwtmesh_testing.realcluster.layout import BRIDGE, CNI_NETWORK, GATEWAY, POD_CIDR, Layout
+from jwtmesh_testing.realcluster.layout import (
+    APISERVER_PORT,
+    BRIDGE,
+    CNI_NETWORK,
+    GATEWAY,
+    POD_CIDR,
+    Layout,
+)
 
 # Set by `up`: forwarding between pods and Services, and bridged traffic through nftables
 # (so that a Service's answer from a pod on the same bridge is un-NATed).
@@ -151,8 +158,22 @@ def remove_cgroups() -> None:
     say(f"removed {removed} cgroup trees ({', '.join(CGROUP_NAMES)})")
 
 
+def _foreign_kubelet(root: Path) -> bool:
+    """Whether a kubelet that is not ours runs here (then the fixed paths are its too)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            argv = cmdline.read_bytes().split(b"\0")
+            if argv[0].endswith(b"/kubelet") and not any(str(root).encode() in a for a in argv):
+                return True
+    return False
+
+
 def remove_fixed_files(root: Path) -> None:
-    """What the kubelet and containerd write outside the root, then their empty parents."""
+    """What the kubelet and containerd write outside the root, then their empty parents;
+    kubectl's discovery cache for our API server."""
+    if _foreign_kubelet(root):
+        warn("another kubelet runs on this machine: /var/lib/kubelet and /run/containerd kept")
+        return
     removed = []
     for path in FIXED_PATHS:
         if path.exists():
@@ -169,6 +190,10 @@ def remove_fixed_files(root: Path) -> None:
             log_link.unlink()
             removed.append(str(log_link))
     _remove_empty_parents(Path("/var/log/containers"))
+    discovery = Path.home() / ".kube" / "cache" / "discovery" / f"127.0.0.1_{APISERVER_PORT}"
+    if discovery.exists():
+        shutil.rmtree(discovery)
+        removed.append(str(discovery))
     say(f"removed {len(removed)} files and directories outside the root")
 
 

@@ -64,6 +64,11 @@ class Layout:
     def admin_kubeconfig(self) -> Path:
         return self.root / "admin.kubeconfig"
 
+    @property
+    def kubectl_cache(self) -> Path:
+        """kubectl's discovery and HTTP cache for our calls (not ~/.kube/cache)."""
+        return self.root / "kubectl-cache"
+
     def kubeconfig(self, user: str) -> Path:
         return self.config / f"{user}.kubeconfig"
 

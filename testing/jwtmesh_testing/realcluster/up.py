@@ -50,7 +50,12 @@ def write_configs(layout: Layout, binaries: NodeBinaries) -> None:
 
 
 def kubectl(layout: Layout, binaries: NodeBinaries, *args: str, stdin: str | None = None) -> str:
-    argv = [str(binaries.path("kubectl")), f"--kubeconfig={layout.admin_kubeconfig}", *args]
+    argv = [
+        str(binaries.path("kubectl")),
+        f"--kubeconfig={layout.admin_kubeconfig}",
+        f"--cache-dir={layout.kubectl_cache}",
+        *args,
+    ]
     return run(argv, input_text=stdin)
 
 

@@ -90,7 +90,8 @@ class Kube:
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 180
     ) -> str:
         kubeconfig = f"--kubeconfig={self.layout.admin_kubeconfig}"
-        argv = [str(self.binaries.path("kubectl")), kubeconfig, *args]
+        cache = f"--cache-dir={self.layout.kubectl_cache}"
+        argv = [str(self.binaries.path("kubectl")), kubeconfig, cache, *args]
         return self._run(argv, stdin, check, timeout)
 
     def helm(self, *args: str, check: bool = True, timeout: float = 300) -> str:
