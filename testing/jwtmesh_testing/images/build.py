@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 
 from jwtmesh_testing import demo_http
-from jwtmesh_testing.images import rootfs
+from jwtmesh_testing.images import archive, rootfs
 from jwtmesh_testing.images.archive import (
     DEFAULT_PATH,
     Image,
@@ -38,6 +38,8 @@ from jwtmesh_testing.paths import REPO_ROOT
 
 LOCK = REPO_ROOT / "requirements.lock"
 DEV_LOCK = REPO_ROOT / "requirements-dev.lock"
+# How the layers are made: a change to it rebuilds the dependency and project layers.
+RECIPE = b"".join(Path(m.__file__ or "").read_bytes() for m in (rootfs, archive))
 USER_LINES = ("jwtmesh:x:65532:65532::/nonexistent:/usr/sbin/nologin\n", "jwtmesh:x:65532:\n")
 
 
@@ -107,7 +109,7 @@ class Builder:
         return layer_from_files(files, self.layers / "users.tar", "uid 65532")
 
     def deps(self) -> Layer:
-        key = digest_of(rootfs.base_key().encode(), LOCK.read_bytes())
+        key = digest_of(rootfs.base_key().encode(), LOCK.read_bytes(), RECIPE)
         if (cached := self._cached("deps", key)) and (self.cache / "deps-files.json").exists():
             say(f"dependency layer cached ({key})")
             return cached
@@ -131,7 +133,7 @@ class Builder:
             wheel = next(Path(scratch).glob("*.whl"))
             with zipfile.ZipFile(wheel) as archive:
                 content = b"".join(archive.read(n) for n in sorted(archive.namelist()))
-            key = digest_of(LOCK.read_bytes(), content)
+            key = digest_of(LOCK.read_bytes(), content, RECIPE)
             if cached := self._cached("project", key):
                 say(f"project layer cached ({key})")
                 return cached

@@ -126,7 +126,7 @@ def install_dependencies(rootfs: Path, wheels: Path, lock: Path) -> None:
             "-r",
             f"{STAGING}/requirements.lock",
         )
-        compile_venv(rootfs, f"/{VENV}/lib")
+        compile_venv(rootfs, "-f", f"/{VENV}/lib")  # -f: ensurepip left timestamp pycs
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
