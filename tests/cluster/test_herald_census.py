@@ -10,6 +10,8 @@ API. Switch to the default once that lands.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from jwtmesh_testing.realcluster.workloads import DEMO_NAMESPACE, Kube
@@ -66,3 +68,14 @@ def test_the_operator_runs_as_65532_on_a_read_only_root(herald_census: Kube) -> 
         "-n", "jwtmesh-system", "exec", "deploy/jwtmesh-jwtmesh", "--", "python3", "-c", script
     )
     assert out.split() == ["65532", "False", "True"]
+
+
+def test_kubectl_shows_when_each_identity_rotates_next(herald_census: Kube) -> None:
+    """The printer column is the timestamp itself (as a date column kubectl printed the age of
+    a future time as "<invalid>")."""
+    table = herald_census.kubectl("-n", DEMO_NAMESPACE, "get", "serviceidentities")
+    header, *rows = table.splitlines()
+    column = header.index("NEXT ROTATION")
+    assert len(rows) == 2
+    for row in rows:
+        assert datetime.fromisoformat(row[column:].split()[0]) > datetime.now(UTC), row
