@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from jwtmesh_testing.realcluster.daemons import ClusterError, running_pid, say
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status", "import-images"])
     args = parser.parse_args(argv)
     layout = Layout.from_env()
+    if args.command in ("up", "down") and os.geteuid() != 0:
+        say(f"error: `{args.command}` changes mounts, interfaces, cgroups, sysctls: run as root")
+        return 1
     try:
         if args.command == "up":
             layout.root.mkdir(parents=True, exist_ok=True)
