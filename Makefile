@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 .PHONY: wrk help venv lint typecheck test test-fast test-min lock binaries clean load demo e2e-kind bench profile-grpc cluster cluster-down images e2e
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml testing/pyproject.toml $(LOCK)
 	@echo "[setup] creating the virtual environment in $(VENV)"
