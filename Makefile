@@ -6,13 +6,13 @@ PY := $(VENV)/bin/python
 LOCK := requirements-dev.lock
 # A new stamp (so a fresh install) whenever the project's metadata or the pins change.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml testing/pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
-FAST := -m "not envoy and not k8s and not soak and not fuzz and not slow"
+FAST := -m "not envoy and not k8s and not soak and not fuzz and not slow and not cluster"
 PYTEST_ARGS ?=
 
-.PHONY: wrk help venv lint typecheck test test-fast test-min lock binaries clean load demo e2e-kind bench profile-grpc
+.PHONY: wrk help venv lint typecheck test test-fast test-min lock binaries clean load demo e2e-kind bench profile-grpc cluster cluster-down images e2e
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml testing/pyproject.toml $(LOCK)
 	@echo "[setup] creating the virtual environment in $(VENV)"
@@ -40,8 +40,8 @@ test-fast: $(STAMP) ## unit and property tests only (under a minute: no Envoy, A
 test-min: ## the fast suite on the oldest versions pyproject.toml allows (requirements-min.lock)
 	hack/test-min.sh $(FAST)
 
-test: $(STAMP) lint typecheck binaries test-min ## everything: lint, types, oldest versions, unit, property, fuzzing, Envoy and Kubernetes end to end
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP) lint typecheck binaries test-min ## everything: lint, types, oldest versions, unit, property, fuzzing, Envoy and Kubernetes end to end (the real cluster: make e2e)
+	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
 lock: $(STAMP) ## refresh the lock files from pyproject.toml (uv), then run make test
 	hack/lock.sh
@@ -54,6 +54,19 @@ e2e-kind: ## the demo on a kind cluster (needs a Docker engine; skips cleanly wi
 
 binaries: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached outside the repo)
 	hack/build-binaries.sh
+
+cluster: $(STAMP) ## a real single-node Kubernetes here (containerd, kubelet, CNI, kube-proxy, CoreDNS); root
+	$(PY) -m jwtmesh_testing.realcluster up
+
+images: $(STAMP) ## jwtmesh, Envoy and demo-app images without Docker or a registry (imported if the cluster runs)
+	$(PY) -m jwtmesh_testing.images
+	$(PY) -m jwtmesh_testing.realcluster import-images
+
+e2e: $(STAMP) ## the chart and Herald → Census on the real cluster (brought up and down here unless already up); root
+	hack/cluster/e2e.sh
+
+cluster-down: $(STAMP) ## remove everything `make cluster` started or changed on this machine
+	$(PY) -m jwtmesh_testing.realcluster down
 
 clean: ## remove the venv and caches (the Go-built binaries stay cached)
 	rm -rf $(VENV) .venv-min .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -15,9 +15,24 @@
 # binaries are skipped. Ends by writing ${cache}/current.env (JWTMESH_ETCD=/path, ...), which
 # jwtmesh_testing.localcluster and hack/e2e-kind.sh read. A cold build downloads ~1 GB of
 # modules and compiles for several minutes; later runs take well under a second.
+#
+# --node also builds what a real node runs (`make cluster`), written to ${cache}/node.env:
+# kubelet, kube-scheduler, kube-proxy  hack/k8s-bin (same release as the API server)
+# containerd, containerd-shim-runc-v2, ctr
+#                                       hack/containerd-bin (containerd v2 as a dependency)
+# coredns                               go install github.com/coredns/coredns@COREDNS_VERSION
+# crictl                                go install sigs.k8s.io/cri-tools/cmd/crictl@CRICTL_VERSION
+# pause                                 hack/cluster/pause/pause.go (the pod sandbox process)
 set -euo pipefail
 
 HELM_VERSION=v3.19.5
+COREDNS_VERSION=v1.12.4
+NODE=false
+case "${1:-}" in
+  --node) NODE=true ;;
+  "") ;;
+  *) echo "usage: $0 [--node]" >&2; exit 2 ;;
+esac
 
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${JWTMESH_BIN_CACHE:-$HOME/.cache/jwtmesh/bin}"
@@ -153,6 +168,11 @@ install_binary helm "$HELM_VERSION" "$HELM_VERSION" go_install_helm
   printf 'JWTMESH_HELM_VERSION=%s\n' "$HELM_VERSION"
 } >"$cache/current.env.tmp"
 mv -f "$cache/current.env.tmp" "$cache/current.env"
+
+if $NODE; then
+  # shellcheck source=hack/cluster/node-binaries.sh
+  source "$here/cluster/node-binaries.sh"
+fi
 
 say "binaries in:"
 for dir in "etcd-$ETCD_VERSION" "kube-apiserver-$KUBERNETES_VERSION" \
