@@ -45,7 +45,7 @@ def injecting_operator(
         name="injector",
         extra=[
             *("--webhook", f"127.0.0.1:{port}", "--webhook-cert-dir", str(certs)),
-            *("--envoy-image", "envoyproxy/envoy:v1.40.0", "--sidecar-image", "jwtmesh:test"),
+            *("--envoy-image", "envoyproxy/envoy:v1.36.3", "--sidecar-image", "jwtmesh:test"),
         ],
     )
     admission: Any = client.AdmissionregistrationV1Api(api)

