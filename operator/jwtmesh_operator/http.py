@@ -5,7 +5,8 @@
   for issuers under the configured public URL only: the full issuer is that URL plus the
   request path, so an issuer of another origin is never served at a look-alike path, and
   `jwks_uri` is built from the configured URL, never from the request's Host header;
-- `/healthz` (liveness), `/readyz` (ready once the indexes are filled), `/metrics`.
+- `/healthz` (liveness), `/readyz` (ready once the indexes are filled and the injection
+  webhook, if served, listens), `/metrics`.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def make_app(state: OperatorState, sources: Callable[[], BundleSources | None]) 
 
     async def readyz(_: web.Request) -> web.Response:
         current()
+        if not state.webhook_listening():
+            raise web.HTTPServiceUnavailable(text="the injection webhook is not listening yet")
         return web.Response(text="ok")
 
     async def metrics(_: web.Request) -> web.Response:

@@ -91,6 +91,24 @@ class Kube:
             raise
         return cast(dict[str, Any], found)
 
+    async def crd_owner(self, name: str) -> dict[str, Any] | None:
+        """An ownerReference to a CustomResourceDefinition (None: not readable)."""
+        extensions = client.ApiextensionsV1Api(self.api)
+        try:
+            crd = await asyncio.to_thread(extensions.read_custom_resource_definition, name)
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                return None
+            raise
+        if crd.metadata is None:
+            return None
+        return {
+            "api_version": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "name": name,
+            "uid": str(crd.metadata.uid),
+        }
+
     async def read_configmap(self, namespace: str, name: str) -> Stored | None:
         try:
             cm = await asyncio.to_thread(self.core.read_namespaced_config_map, name, namespace)

@@ -18,13 +18,16 @@ from jwtmesh_operator.http import make_app
 from jwtmesh_operator.kube import Kube, load_kube_config
 from jwtmesh_operator.memory import tune_malloc
 from jwtmesh_operator.publisher import BundlePublisher
-from jwtmesh_operator.session import capped_session
+from jwtmesh_operator.session import SessionPerCredentials
 from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.state import OperatorConfig, OperatorState
+from jwtmesh_operator.webhook_server import ListeningWebhookServer
 
 log = logging.getLogger("jwtmesh.operator")
 PEERING_NAME = "jwtmesh"
+IDENTITY_CRD = "serviceidentities.jwtmesh.io"  # owns the trust bundles
 _config = OperatorConfig()
+_sessions = SessionPerCredentials()
 
 
 @kopf.on.startup()
@@ -42,8 +45,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     # kopf keeps a worker (and the object's last event) per object for this long after its
     # last event; with a thousand identities the default 5 s held ~17 MiB during a sweep.
     settings.queueing.idle_timeout = 0.5
-    if _config.webhook_address:
-        configure_admission(settings, _config)
+    webhook = configure_admission(settings, _config) if _config.webhook_address else None
     kube = Kube(load_kube_config(_config.kubeconfig))
     # API calls run in threads (the `kubernetes` client is synchronous); as many as its
     # connection pool holds, since more threads would only open connections to drop them.
@@ -55,7 +57,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         # Twice the API threads keeps them busy; more reconciles at once would only wait for
         # a thread while holding their keys and bodies in memory.
         reconcile_slots=asyncio.Semaphore(2 * kube.pool_size),
+        webhook_listening=(lambda: webhook.listening) if webhook else (lambda: True),
     )
+    state.publisher.owner = await kube.crd_owner(IDENTITY_CRD)
+    if state.publisher.owner is None:
+        log.warning("cannot read CRD %s: trust bundles are written without an owner", IDENTITY_CRD)
     memo["state"] = state
     found = indexes.pick(kwargs)
 
@@ -69,14 +75,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     log.info("jwtmesh operator started (trust domain %s)", _config.trust_domain)
 
 
-def configure_admission(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+def configure_admission(
+    settings: kopf.OperatorSettings, config: OperatorConfig
+) -> ListeningWebhookServer:
     """Serve the injection webhook. In a cluster the chart provides the certificate and the
     MutatingWebhookConfiguration; elsewhere kopf makes a self-signed certificate and
     registers the webhook itself (`webhook_managed`)."""
     assert config.webhook_address is not None
     host, _, port = config.webhook_address.rpartition(":")
     cert_dir = config.webhook_cert_dir
-    settings.admission.server = kopf.WebhookServer(
+    server = ListeningWebhookServer(
         addr=host or "0.0.0.0",  # noqa: S104 - the API server must reach it
         port=int(port),
         host=config.webhook_url_host,
@@ -85,16 +93,19 @@ def configure_admission(settings: kopf.OperatorSettings, config: OperatorConfig)
         # Like a cert-manager Secret: ca.crt, when present, is the bundle the API server trusts.
         cafile=f"{cert_dir}/ca.crt" if cert_dir and os.path.exists(f"{cert_dir}/ca.crt") else None,
     )
+    settings.admission.server = server
     if config.webhook_managed:
         settings.admission.managed = config.webhook_managed
+    return server
 
 
 @kopf.on.login()
 async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
-    """kopf's usual credentials (in-cluster, else kubeconfig), on a connection-capped session.
-    Async: aiohttp builds its session inside the running loop."""
+    """kopf's usual credentials (in-cluster, else kubeconfig), on a connection-capped session
+    (the same one for the same credentials: `SessionPerCredentials`). Async: aiohttp builds
+    its session inside the running loop."""
     info = kopf.login_via_client(**kwargs)
-    return capped_session(info) if info is not None else None
+    return _sessions.session_for(info) if info is not None else None
 
 
 @kopf.on.cleanup()

@@ -7,6 +7,10 @@ not crowd out reconciling. Each write is a replace carrying a resourceVersion
 (optimistic concurrency): the one our own last write returned, or one read just before;
 on a conflict the namespace is re-read and retried, so no update is lost however many
 identities change at once, and a hand-edited bundle is put back.
+
+Each bundle is owned by the ServiceIdentity CRD (`owner`): no one identity owns it, and
+it must outlive `helm uninstall` (which keeps CRDs and identities, whose Pods still mount
+it), but removing the CRDs removes every bundle with them (garbage collection).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from jwtmesh_operator.bundles import RenderedBundle, build_bundle, render_for_configmap
 from jwtmesh_operator.kube import Conflict, Kube
@@ -53,6 +58,8 @@ class BundlePublisher:
         self.publishes = 0
         self.on_size: Callable[[RenderedBundle], None] = lambda _: None
         self._written: dict[str, _Written] = {}
+        # The bundles' ownerReference (the ServiceIdentity CRD); None: written without one.
+        self.owner: dict[str, Any] | None = None
 
     def request(self, sources: Callable[[], BundleSources]) -> None:
         """Ask for a publish soon. Only an acting (not standing-by) operator calls this."""
@@ -111,7 +118,11 @@ class BundlePublisher:
             else:
                 # Nothing new from us (or nothing known): read, to put back a hand edit.
                 current = await self._kube.read_configmap(namespace, self._name)
-                if current is not None and current.data.get(BUNDLE_KEY) == data:
+                if (
+                    current is not None
+                    and current.data.get(BUNDLE_KEY) == data
+                    and (self.owner is None or self.owner["uid"] in current.owner_uids)
+                ):
                     self._written[namespace] = _Written(current.resource_version, data)
                     return
                 version = None if current is None else current.resource_version
@@ -121,7 +132,7 @@ class BundlePublisher:
                     self._name,
                     {BUNDLE_KEY: text},
                     labels={"jwtmesh.io/trust-bundle": "true"},
-                    owner=None,
+                    owner=self.owner,
                     resource_version=version,
                 )
             except Conflict:

@@ -62,3 +62,27 @@ def capped_session(
         expiration=info.expiration,
         aiohttp_session=session,
     )
+
+
+class SessionPerCredentials:
+    """One session per set of credentials: the same `kopf.AiohttpSession` object again when
+    the login finds the credentials it found last time.
+
+    kopf never re-adds credentials it has invalidated (a 401): it compares them by
+    equality. A session wraps a new `aiohttp.ClientSession`, so a new session never equals
+    the invalidated one, and kopf logged in again and again with the same dead token:
+    ~900 logins per replica in the 30 s after `helm uninstall` had deleted the operator's
+    ServiceAccount, until the kubelet killed it. With the same object kopf sees the
+    credentials it already refused, runs out of credentials and stops.
+    """
+
+    def __init__(self, make: Any = capped_session) -> None:
+        self._make = make
+        self._last: tuple[kopf.ConnectionInfo, kopf.AiohttpSession] | None = None
+
+    def session_for(self, info: kopf.ConnectionInfo) -> kopf.AiohttpSession:
+        if self._last is not None and self._last[0] == info:
+            return self._last[1]
+        session: kopf.AiohttpSession = self._make(info)
+        self._last = (info, session)
+        return session

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from jwtmesh.identity import active_key, parse_identity
@@ -68,6 +69,13 @@ def test_an_identity_gets_its_secret_bundle_and_ready_status(
         "the key in the bundle",
     )
     assert "PRIVATE" not in json.dumps(status)
+    # No identity owns the bundle; the CRD does: removing the CRDs removes every bundle.
+    bundle = cluster_objects.core.read_namespaced_config_map("jwtmesh-trust-bundle", ns)
+    crd = client.ApiextensionsV1Api(cluster_objects.api).read_custom_resource_definition(
+        "serviceidentities.jwtmesh.io"
+    )
+    owners = [(o.kind, o.name, o.uid) for o in bundle.metadata.owner_references]
+    assert owners == [("CustomResourceDefinition", crd.metadata.name, crd.metadata.uid)]
     assert '"d"' not in json.dumps(status)
     assert "PRIVATE" not in json.dumps(cluster_objects.bundle(ns))
     assert "KeyCreated" in wait_for(

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
+import kopf
 from aiohttp import web
+from kopf._cogs.structs.credentials import Vault, VaultKey
 
-from jwtmesh_operator.session import WatchExemptConnector, is_watch
+from jwtmesh_operator.session import SessionPerCredentials, WatchExemptConnector, is_watch
 
 
 def test_is_watch() -> None:
@@ -70,3 +74,45 @@ def test_requests_are_capped_and_watches_do_not_count() -> None:
     assert count == 6
     assert set(statuses) == {200}
     assert peak == 1  # never more than `limit` requests at once
+
+
+INFO = kopf.ConnectionInfo(server="https://10.96.0.1:443", token="service-account-token")
+
+
+def _session(info: kopf.ConnectionInfo) -> kopf.AiohttpSession:
+    """Like capped_session: a new wrapper around a new client session on every call."""
+    return kopf.AiohttpSession(server=info.server, aiohttp_session=object())
+
+
+async def _login_again_after_a_401(login: Callable[[kopf.ConnectionInfo], Any]) -> bool:
+    """kopf's vault after the API answered 401 and the login found the same token again:
+    True if kopf gives up (LoginError), False if it takes the credentials back (and would
+    log in again after the next 401, for ever). The vault is kopf's private class: this is
+    exactly the behaviour the operator relies on."""
+    vault = Vault()
+    first = login(INFO)
+    await vault.populate({"login": first})
+    refused = asyncio.create_task(vault.invalidate(VaultKey("login"), first, exc=OSError("401")))
+    await asyncio.sleep(0.01)  # the request waits for the re-authentication
+    await vault.populate({"login": login(INFO)})
+    try:
+        await asyncio.wait_for(refused, 5)
+    except kopf.LoginError:
+        return True
+    return False
+
+
+def test_a_refused_token_is_not_retried_for_ever() -> None:
+    """helm uninstall deletes the operator's ServiceAccount: every request gets 401 and the
+    token file still holds the same token. With a new session per login kopf accepted it
+    again each time (~900 logins per replica in 30 s on the real cluster)."""
+    assert asyncio.run(_login_again_after_a_401(_session)) is False  # the loop
+    assert asyncio.run(_login_again_after_a_401(SessionPerCredentials(_session).session_for))
+
+
+def test_new_credentials_get_a_new_session() -> None:
+    sessions = SessionPerCredentials(_session)
+    first = sessions.session_for(INFO)
+    assert sessions.session_for(INFO) is first
+    rotated = kopf.ConnectionInfo(server=INFO.server, token="the next token")
+    assert sessions.session_for(rotated) is not first
