@@ -23,10 +23,11 @@ from jwtmesh_operator.indexes import (
     pick,
     sources,
 )
+from jwtmesh_operator.kopf_finalizer import without_finalizer
 from jwtmesh_operator.reconcile import RETRY_AFTER_ERROR, reconcile_identity
 from jwtmesh_operator.revocation_status import report_revocation
 from jwtmesh_operator.revocations import RevocationRecord
-from jwtmesh_operator.spec import IDENTITY_LABEL
+from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL
 from jwtmesh_operator.state import OperatorState
 
 log = logging.getLogger("jwtmesh.operator")
@@ -70,6 +71,8 @@ async def keep_identity(
             found = current_sources(memo, kwargs)
             resolved = found.identities.get((namespace, name))
             try:
+                if resolved is None and await _gone(state, body):
+                    return  # no finalizer: kopf does not stop the daemon of a deleted object
                 if resolved is None:  # not in the index yet: look again shortly
                     wake_at = state.clock() + 0.5
                 else:
@@ -89,7 +92,19 @@ async def keep_identity(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waker.wait(), timeout=min(delay, 3600.0))
     finally:
-        state.wakers.forget(namespace, name)
+        state.wakers.forget(namespace, name, waker)
+
+
+without_finalizer(keep_identity)
+
+
+async def _gone(state: OperatorState, body: Any) -> bool:
+    """The identity this daemon serves is deleted (or replaced by a new one of its name)."""
+    meta = body.get("metadata", {})
+    current = await state.kube.read_custom(
+        API_GROUP, API_VERSION, "serviceidentities", meta.get("namespace"), meta.get("name")
+    )
+    return current is None or current.get("metadata", {}).get("uid") != meta.get("uid")
 
 
 @kopf.on.event(*IDENTITIES)

@@ -48,10 +48,15 @@ class Wakers:
         self._events: dict[tuple[str, str], asyncio.Event] = {}
 
     def register(self, namespace: str, name: str) -> asyncio.Event:
-        return self._events.setdefault((namespace, name), asyncio.Event())
+        """A new event for the identity's daemon (the latest daemon of a name gets woken)."""
+        event = self._events[(namespace, name)] = asyncio.Event()
+        return event
 
-    def forget(self, namespace: str, name: str) -> None:
-        self._events.pop((namespace, name), None)
+    def forget(self, namespace: str, name: str, event: asyncio.Event | None = None) -> None:
+        """Drop the identity's event (only if it is still `event`, when given: a daemon of
+        a deleted identity must not take the event of a new one of the same name)."""
+        if event is None or self._events.get((namespace, name)) is event:
+            self._events.pop((namespace, name), None)
 
     def wake(self, namespace: str, name: str) -> None:
         event = self._events.get((namespace, name))
