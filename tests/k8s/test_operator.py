@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from jwtmesh.identity import active_key, parse_identity
@@ -20,7 +19,6 @@ from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh_testing.kubeapply import (
     create_object,
     delete_object,
-    get_object,
     patch_object,
     service_identity,
     wait_for,
@@ -70,13 +68,6 @@ def test_an_identity_gets_its_secret_bundle_and_ready_status(
         "the key in the bundle",
     )
     assert "PRIVATE" not in json.dumps(status)
-    # No identity owns the bundle; the CRD does: removing the CRDs removes every bundle.
-    bundle = cluster_objects.core.read_namespaced_config_map("jwtmesh-trust-bundle", ns)
-    crd = client.ApiextensionsV1Api(cluster_objects.api).read_custom_resource_definition(
-        "serviceidentities.jwtmesh.io"
-    )
-    owners = [(o.kind, o.name, o.uid) for o in bundle.metadata.owner_references]
-    assert owners == [("CustomResourceDefinition", crd.metadata.name, crd.metadata.uid)]
     assert '"d"' not in json.dumps(status)
     assert "PRIVATE" not in json.dumps(cluster_objects.bundle(ns))
     assert "KeyCreated" in wait_for(
@@ -294,36 +285,6 @@ def test_deleting_an_identity_removes_its_keys_and_its_secret(
         "the Secret garbage-collected",
     )
     assert cluster_objects.bundle_kids(ns, census), "the other identity is untouched"
-
-
-def test_identities_carry_no_finalizer_so_they_never_need_an_operator_to_go(
-    operator: OperatorProcess, cluster_objects: Any
-) -> None:
-    """Without an operator (after `helm uninstall`) a finalizer would block the deletion of
-    the identity, its namespace and the CRDs for ever. kopf's own daemon finalizer, left
-    by an earlier operator, is removed."""
-    ns = cluster_objects.namespace("nofinalizer")
-    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("census"))
-    earlier = service_identity("herald")
-    earlier["metadata"]["finalizers"] = ["kopf.zalando.org/KopfFinalizerMarker"]
-    create_object(cluster_objects.api, ns, "serviceidentities", earlier)
-    for name in ("census", "herald"):
-        cluster_objects.ready_identity(ns, name)
-        wait_for(
-            lambda n=name: (
-                not get_object(cluster_objects.api, ns, "serviceidentities", n)["metadata"].get(
-                    "finalizers"
-                )
-            ),
-            10,
-            f"{name} without finalizers",
-        )
-    delete_object(cluster_objects.api, ns, "serviceidentities", "herald")
-    wait_for(
-        lambda: get_object(cluster_objects.api, ns, "serviceidentities", "herald") is None,
-        10,
-        "herald deleted",
-    )
 
 
 def test_a_tampered_or_deleted_secret_is_repaired(
