@@ -59,10 +59,11 @@ cluster: $(STAMP) ## a real single-node Kubernetes here (containerd, kubelet, CN
 	$(PY) -m jwtmesh_testing.realcluster up
 
 images: $(STAMP) ## jwtmesh, Envoy and demo-app images without Docker or a registry (imported if the cluster runs)
+	hack/cluster/packages.sh
 	$(PY) -m jwtmesh_testing.images
 	$(PY) -m jwtmesh_testing.realcluster import-images
 
-e2e: $(STAMP) ## the chart and Herald → Census on the real cluster (brought up and down here unless already up); root
+e2e: $(STAMP) wrk ## make demo's checks, rotation under load, failover, upgrade, uninstall on the real cluster (brought up and down here unless already up); root
 	hack/cluster/e2e.sh
 
 cluster-down: $(STAMP) ## remove everything `make cluster` started or changed on this machine

@@ -5,7 +5,9 @@
     demo-http idle                               waits for SIGTERM (a client-only app)
     demo-http get URL [-H 'name: value'] [-X DELETE]
                                                  prints the status code, as `curl -w
-                                                 '%{http_code}'` would (000 if no answer)
+                                                 '%{http_code}'` would (000 if no answer),
+                                                 then the reason code of a jwtmesh refusal
+                                                 (its JSON body's "error"), if any
 
 Standard library only: the image carries Debian's python3 and nothing else. As a container's
 PID 1 it must handle SIGTERM itself (the kernel ignores signals PID 1 has no handler for), or
@@ -15,6 +17,7 @@ every Pod deletion waits out its grace period.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -25,6 +28,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def serve(port: int, text: str) -> None:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: Envoy reuses its connections to the app
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            return  # one line per request is all the container log would hold under load
+
         def _answer(self) -> None:
             caller = {k: v for k, v in self.headers.items() if k.lower().startswith("x-jwtmesh")}
             body = f"{text}\n{caller}\n".encode()
@@ -36,7 +44,13 @@ def serve(port: int, text: str) -> None:
 
         do_GET = do_POST = do_DELETE = do_PUT = _answer
 
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        # The standard library's backlog of 5 dropped connections from Envoy under load:
+        # 503 "upstream connect error ... connection timeout" that were no jwtmesh refusal.
+        request_queue_size = 128
+
+    server = Server(("0.0.0.0", port), Handler)  # noqa: S104
     threading.Thread(target=server.serve_forever, daemon=True).start()
     idle()
     server.shutdown()
@@ -59,9 +73,19 @@ def get(url: str, headers: list[str], method: str) -> str:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return str(response.status)
     except urllib.error.HTTPError as exc:
-        return str(exc.code)
+        return f"{exc.code} {refusal_reason(exc.read())}".strip()
     except OSError:
         return "000"
+
+
+def refusal_reason(body: bytes) -> str:
+    """The reason code of a jwtmesh refusal body (`{"error": "missing_token", ...}`), or ""."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ""
+    error = document.get("error") if isinstance(document, dict) else None
+    return error if isinstance(error, str) else ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""python -m jwtmesh_testing.realcluster up|down|status|import-images"""
+"""python -m jwtmesh_testing.realcluster up|down|status|import-images|diagnose"""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import sys
 
 from jwtmesh_testing.realcluster.daemons import ClusterError, running_pid, say
 from jwtmesh_testing.realcluster.down import CONTROL_PLANE, ROOT_MARKER, down
-from jwtmesh_testing.realcluster.layout import Layout
+from jwtmesh_testing.realcluster.layout import Layout, NodeBinaries
 from jwtmesh_testing.realcluster.up import import_app_images, up
+from jwtmesh_testing.realcluster.workloads import Kube
 
 
 def status(layout: Layout) -> int:
@@ -23,7 +24,7 @@ def status(layout: Layout) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jwtmesh_testing.realcluster")
-    parser.add_argument("command", choices=["up", "down", "status", "import-images"])
+    parser.add_argument("command", choices=["up", "down", "status", "import-images", "diagnose"])
     args = parser.parse_args(argv)
     layout = Layout.from_env()
     if args.command in ("up", "down") and os.geteuid() != 0:
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             down(layout)
         elif args.command == "import-images":
             import_app_images(layout)
+        elif args.command == "diagnose":
+            print(Kube(layout, NodeBinaries.load()).diagnose(), flush=True)
         else:
             return status(layout)
     except ClusterError as exc:

@@ -86,13 +86,15 @@ class Kube:
             raise AssertionError(f"{' '.join(argv[1:5])} ... failed:\n{result.stderr}")
         return result.stdout
 
+    def kubectl_argv(self) -> list[str]:
+        kubeconfig = f"--kubeconfig={self.layout.admin_kubeconfig}"
+        cache = f"--cache-dir={self.layout.kubectl_cache}"
+        return [str(self.binaries.path("kubectl")), kubeconfig, cache]
+
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 180
     ) -> str:
-        kubeconfig = f"--kubeconfig={self.layout.admin_kubeconfig}"
-        cache = f"--cache-dir={self.layout.kubectl_cache}"
-        argv = [str(self.binaries.path("kubectl")), kubeconfig, cache, *args]
-        return self._run(argv, stdin, check, timeout)
+        return self._run([*self.kubectl_argv(), *args], stdin, check, timeout)
 
     def helm(self, *args: str, check: bool = True, timeout: float = 300) -> str:
         kubeconfig = f"--kubeconfig={self.layout.admin_kubeconfig}"
@@ -101,15 +103,17 @@ class Kube:
     def json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json"))
 
-    def install_jwtmesh(self, images: LocalImages, replicas: int) -> None:
-        settings = [*images.helm_values(), f"replicaCount={replicas}"]
+    def install_jwtmesh(self, images: LocalImages, *settings: str) -> None:
+        """`helm upgrade --install` with the chart's defaults (two operator replicas), the
+        local images, and `settings` (`key=value`)."""
+        values = [*images.helm_values(), *settings]
         started = time.monotonic()
         self.helm(
             "upgrade", "--install", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE,
             "--create-namespace", "--wait", "--timeout=180s",
-            *(arg for setting in settings for arg in ("--set", setting)),
+            *(arg for value in values for arg in ("--set", value)),
         )  # fmt: skip
-        say(f"helm install {RELEASE} ({replicas} replica(s)): {time.monotonic() - started:.0f} s")
+        say(f"helm upgrade --install {RELEASE}: {time.monotonic() - started:.0f} s")
 
     def apply_example(self, images: LocalImages) -> None:
         started = time.monotonic()
@@ -187,3 +191,30 @@ class Kube:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{what}: not after {timeout:.0f} s")
             time.sleep(1)
+
+    def diagnose(self) -> str:
+        """What a failed run needs to be understood: Pods, recent events, the operator's
+        log, and the kubelet's latest errors."""
+        sections = {
+            "nodes": ["get", "nodes", "-o", "wide"],
+            "pods": ["get", "pods", "-A", "-o", "wide"],
+            "events": ["get", "events", "-A", "--sort-by=.lastTimestamp"],
+            "operator log": [
+                "-n", RELEASE_NAMESPACE, "logs", "-l", "app.kubernetes.io/name=jwtmesh",
+                "--tail=40", "--prefix", "--all-containers",
+            ],
+        }  # fmt: skip
+        lines = []
+        for title, argv in sections.items():
+            try:
+                found = self.kubectl(*argv, check=False, timeout=30).splitlines()
+            except subprocess.TimeoutExpired:
+                found = ["(kubectl timed out)"]
+            lines += [f"--- {title}", *(found[-40:] if title == "events" else found)]
+        kubelet = self.layout.logs / "kubelet.log"
+        if kubelet.exists():
+            errors = [
+                ln for ln in kubelet.read_text(errors="replace").splitlines() if ln[:1] == "E"
+            ]
+            lines += ["--- kubelet errors (last 20)", *errors[-20:]]
+        return "\n".join(lines)
