@@ -23,6 +23,7 @@ from jwtmesh_testing.realcluster.workloads import Kube, LocalImages, cluster_run
 
 MODULE_ORDER = (
     "test_herald_census",
+    "test_webhook_replicas",
     "test_key_file",
     "test_upgrade",
     "test_rotation_and_failover",
