@@ -324,6 +324,7 @@ def main() -> int:
                 "metrics": f"127.0.0.1:{metrics_port}",
             },
             "trust": {"bundleFiles": [str(bundle)]},
+            "noPolicy": True,
             "verification": {"cacheSize": 10_000},
             "grpcThreads": args.grpc_threads,
         },

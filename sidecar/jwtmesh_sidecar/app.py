@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
+import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +16,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily
 
 from jwtmesh.addresses import split_host_port
+from jwtmesh.boundary import EXIT_ENVIRONMENT, EXIT_USAGE
 from jwtmesh.identity import IdentityKeys, parse_identity
 from jwtmesh.policy import ALLOW_ALL, Policy, parse_policy
 from jwtmesh_sidecar.config import SidecarConfig
@@ -43,6 +44,10 @@ log = logging.getLogger("jwtmesh.sidecar")
 class StartupError(SidecarError, RuntimeError):
     """The sidecar cannot start (no trust bundle, bad policy, port in use...)."""
 
+    def __init__(self, message: str, exit_code: int = EXIT_ENVIRONMENT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 class _CacheCollector:
     """Exports the verified-token cache counters kept by the current Verifier."""
@@ -58,6 +63,20 @@ class _CacheCollector:
         family.add_metric(["hit"], hits)
         family.add_metric(["miss"], misses)
         yield family
+
+
+def check_can_listen(key: str, address: str) -> None:
+    """Bind and release `address` first, so a port in use is one clear line (grpcio's own
+    add_port failure is a C-level log line and a bare 0)."""
+    host, port = split_host_port(address)
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise StartupError(f"{key}: cannot listen on {address}: {reason}") from None
 
 
 @dataclass
@@ -93,7 +112,7 @@ class Sidecar:
             try:
                 self.trust.load_initial()
             except ValueError as exc:
-                raise StartupError(str(exc)) from exc
+                raise StartupError(f"trust: {exc}", EXIT_USAGE) from None
             trust = self.trust
             metrics.track_bundle_age(lambda: trust.changed_at)
             metrics.registry.register(_CacheCollector(trust))
@@ -102,8 +121,15 @@ class Sidecar:
                 self.policy.poll(force=True)
                 if self.policy.value is None:
                     raise StartupError(
-                        f"unusable policy {config.policy_file}: {self.policy.last_error}"
+                        f"policyFile: unusable policy {config.policy_file}: "
+                        f"{self.policy.last_error}",
+                        EXIT_USAGE,
                     )
+            elif config.no_policy:
+                log.warning(
+                    "no policy: every caller with a valid token is allowed (noPolicy: true)",
+                    extra={"event": "policy_disabled"},
+                )
             policy_file = self.policy
             inbound = Inbound(
                 get_verifier=lambda: trust.verifier,
@@ -142,6 +168,9 @@ class Sidecar:
         if self.trust is not None:
             self.trust.attach_poller(self._poller.wake)
         self._poller.start()
+        for key, address in (("listen.grpc", listen.grpc), ("listen.http", listen.http)):
+            if address:
+                check_can_listen(key, address)
         if listen.grpc or listen.unix_socket:
             choice = choose_server(config.grpc_server, grpc.__version__, missing_from_core())
             log.info("%s", choice.log_line)
@@ -165,12 +194,12 @@ class Sidecar:
             )
             if listen.grpc:
                 host, port = split_host_port(listen.grpc)
-                if server.add_port(f"{host}:{port}") == 0:
-                    raise StartupError(f"cannot listen on {listen.grpc}")
+                if server.add_port(f"{host}:{port}") != port:
+                    raise StartupError(f"listen.grpc: cannot listen on {listen.grpc}")
             if listen.unix_socket:
                 Path(listen.unix_socket).unlink(missing_ok=True)
                 if server.add_port(f"unix:{listen.unix_socket}") == 0:
-                    raise StartupError(f"cannot listen on unix:{listen.unix_socket}")
+                    raise StartupError(f"listen.unixSocket: cannot listen on {listen.unix_socket}")
             server.start()
             self._grpc = server
         if listen.http:
@@ -185,7 +214,7 @@ class Sidecar:
                 asyncio.set_event_loop(self._loop)
                 try:
                     self._loop.run_until_complete(start_authz_http_server(self.service, host, port))
-                except OSError as exc:
+                except Exception as exc:  # reported by the starting thread, below
                     errors.append(exc)
                     ready.set()
                     return
@@ -194,17 +223,28 @@ class Sidecar:
 
             self._loop_thread = threading.Thread(target=run_loop, name="jwtmesh-http", daemon=True)
             self._loop_thread.start()
-            ready.wait(10)
+            if not ready.wait(10):
+                raise StartupError(f"listen.http: {listen.http} did not start within 10 s")
             if errors:
-                raise StartupError(f"cannot listen on {listen.http}: {errors[0]}")
+                raise StartupError(f"listen.http: cannot listen on {listen.http}: {errors[0]}")
         if listen.metrics:
             host, port = split_host_port(listen.metrics)
-            start_http_server(port, addr=host, registry=self.metrics.registry)
+            try:
+                start_http_server(port, addr=host, registry=self.metrics.registry)
+            except OSError as exc:
+                reason = str(exc.strerror).lower()
+                message = f"listen.metrics: cannot listen on {listen.metrics}: {reason}"
+                raise StartupError(message) from None
         if listen.token:
             if self._minter is None:
                 raise StartupError("listen.token needs identityKeys")
             host, port = split_host_port(listen.token)
-            self._token_server = TokenServer((host, port), self._minter)
+            try:
+                self._token_server = TokenServer((host, port), self._minter)
+            except OSError as exc:
+                reason = str(exc.strerror).lower()
+                message = f"listen.token: cannot listen on {listen.token}: {reason}"
+                raise StartupError(message) from None
             self._token_server.start()
 
     def stop(self) -> None:
@@ -227,7 +267,7 @@ class Sidecar:
 
 def run(config: SidecarConfig) -> None:
     logging.basicConfig(
-        level=os.environ.get("JWTMESH_LOG_LEVEL", "INFO"),
+        level=config.log_level.upper(),
         format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
     )
     sidecar = Sidecar(config)
