@@ -211,7 +211,7 @@ def reload_latency(port: int, bundle: Path, metrics_port: int, key: SigningKey) 
     def reloads() -> float:
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
             for line in response.read().decode().splitlines():
-                if line.startswith('jwtmesh_bundle_reloads_total{result="ok"}'):
+                if line.startswith('jwtmesh_reloads_total{result="ok",source="bundle"}'):
                     return float(line.rsplit(" ", 1)[1])
         return 0.0
 

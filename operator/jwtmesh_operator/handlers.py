@@ -154,6 +154,12 @@ async def cluster_revocation_event(
 
 @kopf.on.event("", "v1", "namespaces")
 async def namespace_changed(labels: Any, memo: Any, **kwargs: Any) -> None:
-    if operator_state(memo).config.bundle_label in labels:
+    state = operator_state(memo)
+    if not state.readiness.synced:
+        # kopf runs no resource handler before every index is filled: this first namespace
+        # event means the operator holds the whole cluster (readiness.py).
+        state.readiness.synced = True
+        log.info("synced: every index is filled", extra={"event": "synced"})
+    if state.config.bundle_label in labels:
         changed(memo)
         request_publish(memo, kwargs)

@@ -5,7 +5,9 @@
   for issuers under the configured public URL only: the full issuer is that URL plus the
   request path, so an issuer of another origin is never served at a look-alike path, and
   `jwks_uri` is built from the configured URL, never from the request's Host header;
-- `/healthz` (liveness), `/readyz` (ready once the indexes are filled), `/metrics`.
+- `/healthz` (liveness), `/readyz` (ready once synced, or standing by: readiness.py),
+  `/metrics`. Every JWKS answer is 503 (never cached) while there is nothing trustworthy
+  to serve: not synced yet, standing by, or no key published at all.
 """
 
 from __future__ import annotations
@@ -50,11 +52,19 @@ def metrics_text(state: OperatorState) -> str:
     return "\n".join(lines) + "\n"
 
 
+def unavailable(reason: str) -> web.HTTPServiceUnavailable:
+    """503 that no cache keeps: a verifier must ask again, never remember "no keys"."""
+    return web.HTTPServiceUnavailable(
+        text=reason + "\n", headers={"cache-control": "no-store", "retry-after": "5"}
+    )
+
+
 def make_app(state: OperatorState, sources: Callable[[], BundleSources | None]) -> web.Application:
     def current() -> BundleSources:
-        found = sources()
+        reason = state.readiness.serving()
+        found = sources() if reason is None else None
         if found is None:
-            raise web.HTTPServiceUnavailable(text="indexes not ready")
+            raise unavailable(reason or "indexes not ready")
         return found
 
     def as_json(document: Any) -> web.Response:
@@ -66,6 +76,8 @@ def make_app(state: OperatorState, sources: Callable[[], BundleSources | None]) 
 
     async def all_keys(_: web.Request) -> web.Response:
         keys = [key for issuer in current().published.values() for key in issuer.values()]
+        if not keys:
+            raise unavailable("no published keys: nothing trustworthy to serve")
         return as_json(jwks(keys))
 
     base = state.config.public_base_url
@@ -89,8 +101,10 @@ def make_app(state: OperatorState, sources: Callable[[], BundleSources | None]) 
         return web.Response(text="ok")
 
     async def readyz(_: web.Request) -> web.Response:
-        current()
-        return web.Response(text="ok")
+        problems = state.readiness.problems()
+        if problems:
+            raise unavailable("\n".join(problems))
+        return web.Response(text="standby\n" if state.readiness.peering.standby else "ready\n")
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(text=metrics_text(state), content_type="text/plain")

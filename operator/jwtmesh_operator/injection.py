@@ -164,9 +164,16 @@ def inject(
         "imagePullPolicy": settings.pull_policy,
         "args": sidecar_args,
         "ports": [{"name": "jwtmesh-metrics", "containerPort": METRICS_PORT}],
+        # /readyz: listeners up, a good bundle, policy and key loaded, nothing stale;
+        # /healthz: the process and its file poller run (sidecar/jwtmesh_sidecar/health.py).
         "readinessProbe": {
-            "httpGet": {"path": "/metrics", "port": METRICS_PORT},
+            "httpGet": {"path": "/readyz", "port": METRICS_PORT},
             "periodSeconds": 5,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": METRICS_PORT},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
         },
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": _hardened({"runAsUser": SIDECAR_UID, "runAsGroup": SIDECAR_UID}),

@@ -13,11 +13,13 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+from jwtmesh.logs import configure_logging
 from jwtmesh_operator import handlers, indexes  # noqa: F401 - handlers registers with kopf
 from jwtmesh_operator.http import make_app
 from jwtmesh_operator.kube import Kube, load_kube_config
 from jwtmesh_operator.memory import tune_malloc
 from jwtmesh_operator.publisher import BundlePublisher
+from jwtmesh_operator.readiness import PeeringWatch, Readiness, watch_peering
 from jwtmesh_operator.session import capped_session
 from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.state import OperatorConfig, OperatorState
@@ -25,6 +27,7 @@ from jwtmesh_operator.state import OperatorConfig, OperatorState
 log = logging.getLogger("jwtmesh.operator")
 PEERING_NAME = "jwtmesh"
 _config = OperatorConfig()
+_peering: PeeringWatch | None = None
 
 
 @kopf.on.startup()
@@ -55,6 +58,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         # Twice the API threads keeps them busy; more reconciles at once would only wait for
         # a thread while holding their keys and bodies in memory.
         reconcile_slots=asyncio.Semaphore(2 * kube.pool_size),
+        readiness=Readiness(peering=_peering or PeeringWatch()),
     )
     memo["state"] = state
     found = indexes.pick(kwargs)
@@ -66,7 +70,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     await runner.setup()
     await web.TCPSite(runner, _config.http_address, _config.http_port).start()
     memo["http_runner"] = runner
-    log.info("jwtmesh operator started (trust domain %s)", _config.trust_domain)
+    log.info(
+        "jwtmesh operator started (trust domain %s)",
+        _config.trust_domain,
+        extra={"event": "started"},
+    )
 
 
 def configure_admission(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
@@ -107,12 +115,13 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 def run(config: OperatorConfig, namespaces: list[str], peering: bool) -> None:
     """Blocks until SIGTERM/SIGINT."""
-    global _config
+    global _config, _peering
     _config = config
     tune_malloc()  # before any thread starts
     if config.webhook_address:
         from jwtmesh_operator import admission  # noqa: F401 - registers the mutate handler
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(config.log_level)
+    _peering = watch_peering()
     kopf.run(
         # Replicas of one Deployment share a spec; distinct random priorities let exactly
         # one act (kopf pauses every operator that sees a peer with the same priority).

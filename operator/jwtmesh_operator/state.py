@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jwtmesh.cluster import BUNDLE_CONFIGMAP, POLICY_SUFFIX
+from jwtmesh_operator.readiness import Readiness
 from jwtmesh_operator.spec import DEFAULT_TRUST_DOMAIN
 
 T = TypeVar("T")
@@ -111,3 +112,4 @@ class OperatorState:
     clock: Callable[[], float] = time.time
     reconcile_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(20))
     sources_memo: SourcesMemo = field(default_factory=SourcesMemo)
+    readiness: Readiness = field(default_factory=Readiness)

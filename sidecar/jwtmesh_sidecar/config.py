@@ -78,6 +78,8 @@ class JwksUrlModel(StrictModel):
 class TrustModel(StrictModel):
     bundle_files: list[NonEmpty] = Field(default_factory=list)
     jwks_urls: list[JwksUrlModel] = Field(default_factory=list)
+    # /readyz fails once a JWKS URL has not been fetched successfully for this long.
+    max_stale_seconds: float = Field(default=900.0, ge=10, le=604_800)
 
 
 class TokenModel(StrictModel):
@@ -133,6 +135,7 @@ class SidecarConfig:
     listen: Listen
     bundle_files: tuple[Path, ...]
     jwks_urls: tuple[JwksUrl, ...]
+    max_stale: float
     policy_file: Path | None
     no_policy: bool
     identity_keys: Path | None
@@ -221,6 +224,7 @@ def _runtime(model: SidecarModel, base: Path | None) -> SidecarConfig:
             JwksUrl(e.issuer, e.url, e.refresh_seconds, e.min_refetch_seconds)
             for e in model.trust.jwks_urls
         ),
+        max_stale=model.trust.max_stale_seconds,
         policy_file=path(model.policy_file) if model.policy_file else None,
         no_policy=model.no_policy,
         identity_keys=path(model.identity_keys) if model.identity_keys else None,

@@ -108,6 +108,9 @@ class Poller:
     def start(self) -> None:
         self._thread.start()
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def wake(self) -> None:
         """Tick as soon as possible; returns at once (safe from any thread)."""
         self._woken.set()
