@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 import time
@@ -453,3 +454,122 @@ def test_a_sidecar_verifies_a_token_minted_from_the_operators_secret(
     )
     assert verdict.returncode == 0, verdict.stdout
     assert f"PASS issuer={herald['issuer']}" in verdict.stdout
+
+
+def test_every_operator_log_line_is_one_json_schema(operator: OperatorProcess) -> None:
+    """kopf's lines and ours alike: ts (RFC 3339), level, event, logger, msg."""
+    lines = operator.process.log_path.read_text().splitlines()
+    assert lines
+    events = set()
+    for line in lines:
+        entry = json.loads(line)
+        assert {"ts", "level", "event", "logger", "msg"} <= entry.keys(), line
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", entry["ts"]), line
+        events.add(entry["event"])
+    assert {"started", "synced"} <= events
+
+
+def test_the_operator_is_ready_only_once_synced(operator: OperatorProcess) -> None:
+    assert operator.get("/readyz") == b"ready\n"
+
+
+def _cli(local_cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jwtmesh_sidecar.cli",
+            *args,
+            "--kubeconfig",
+            str(local_cluster.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _jwtmesh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jwtmesh_sidecar.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_day_two_commands_against_the_cluster(
+    operator: OperatorProcess, cluster_objects: Any, local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """status, rotate, revoke, bundle show --namespace, explain --namespace."""
+    ns = cluster_objects.namespace("daytwo")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald"))
+    status = cluster_objects.ready_identity(ns, "herald")["status"]
+    shown = _cli(local_cluster, "status", "herald", "-n", ns, "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["status"]["activeKid"] == status["activeKid"]
+    text = _cli(local_cluster, "status", "herald", "-n", ns)
+    assert f"{ns}/herald: Ready=True" in text.stdout
+    assert "next rotation" in text.stdout
+    missing = _cli(local_cluster, "status", "nobody", "-n", ns)
+    assert missing.returncode == 2
+    assert missing.stderr == f"Error: status serviceidentity {ns}/nobody: not found\n"
+
+    wait_for(lambda: cluster_objects.bundle_kids(ns, status["issuer"]), 10, "published")
+    bundle = _cli(local_cluster, "bundle", "show", "--namespace", ns, "-o", "json")
+    assert status["activeKid"] in {
+        k["kid"] for k in json.loads(bundle.stdout)["issuers"][status["issuer"]]["keys"]
+    }
+
+    secret = KubeletVolume(tmp_path / "herald-secret")
+    secret.write(cluster_objects.secret_data(ns, "herald-jwtmesh-key"))
+    token = _jwtmesh(
+        "token",
+        "mint",
+        "--keys",
+        str(secret.path("signing-keys.json")),
+        "--aud",
+        f"herald.{ns}",
+    ).stdout.strip()
+    explained = _cli(
+        local_cluster, "explain", token, "--namespace", ns, "--audience", f"herald.{ns}"
+    )
+    assert explained.returncode == 0, explained.stdout + explained.stderr
+    revoked = _cli(local_cluster, "revoke", "--token", token, "--reason", "test")
+    assert revoked.returncode == 0, revoked.stderr
+    jti = json.loads(
+        _cli(
+            local_cluster,
+            "explain",
+            token,
+            "--namespace",
+            ns,
+            "--audience",
+            f"herald.{ns}",
+            "-o",
+            "json",
+        ).stdout
+    )["token"]["jti"]
+    wait_for(
+        lambda: (
+            jti
+            in (cluster_objects.bundle(ns) or {})
+            .get("issuers", {})
+            .get(status["issuer"], {})
+            .get("revocations", {})
+            .get("jtis", {})
+        ),
+        15,
+        "the revocation in the bundle",
+    )
+    refused = _cli(local_cluster, "explain", token, "--namespace", ns, "--audience", f"herald.{ns}")
+    assert refused.returncode == 1
+    assert refused.stdout.startswith("FAIL token_revoked (401)")
+
+    rotated = _cli(local_cluster, "rotate", "herald", "-n", ns)
+    assert rotated.returncode == 0, rotated.stderr
+    wait_for(
+        lambda: cluster_objects.identity(ns, "herald")["status"].get("lastRotationRequest"),
+        15,
+        "the rotation request seen",
+    )

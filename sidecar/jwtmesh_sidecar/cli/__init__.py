@@ -14,8 +14,10 @@ import click
 
 from jwtmesh.boundary import BoundaryCommand, RootGroup, debug_option
 from jwtmesh_sidecar.cli.bundle import bundle
+from jwtmesh_sidecar.cli.cluster import revoke_command, rotate_command, status_command
 from jwtmesh_sidecar.cli.explain import explain_command
 from jwtmesh_sidecar.cli.keys import keys
+from jwtmesh_sidecar.cli.policy import policy
 from jwtmesh_sidecar.cli.run import sidecar
 from jwtmesh_sidecar.cli.tokens import token
 
@@ -58,3 +60,7 @@ main.add_command(token)
 main.add_command(explain_command)
 token.add_command(explain_command, "inspect")
 main.add_command(sidecar)
+main.add_command(status_command)
+main.add_command(rotate_command)
+main.add_command(revoke_command)
+main.add_command(policy)

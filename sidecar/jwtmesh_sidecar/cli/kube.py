@@ -5,13 +5,11 @@ command needs the cluster, so the sidecar itself never loads it."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from jwtmesh.boundary import EXIT_ENVIRONMENT, EXIT_USAGE, CommandError
-
-T = TypeVar("T")
 
 
 def cluster_options(function: Any) -> Any:
@@ -48,7 +46,7 @@ class Cluster:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
-    def call(self, what: str, request: Callable[[], T], missing: str | None = None) -> T:
+    def call(self, what: str, request: Callable[[], Any], missing: str | None = None) -> Any:
         """Run one API request; every failure becomes one line naming `what`."""
         from kubernetes.client.exceptions import ApiException
 
