@@ -81,7 +81,12 @@ async def keep_identity(
                         )
             except Exception as exc:
                 state.counters.reconcile_errors += 1
-                log.exception("reconciling %s/%s failed", namespace, name)
+                log.exception(
+                    "reconciling %s/%s failed",
+                    namespace,
+                    name,
+                    extra={"event": "reconcile_failed", "namespace": namespace, "name": name},
+                )
                 kopf.warn(body, reason="ReconcileFailed", message=f"{type(exc).__name__}; retrying")
                 wake_at = state.clock() + RETRY_AFTER_ERROR
             request_publish(memo, kwargs)
@@ -90,6 +95,7 @@ async def keep_identity(
                 await asyncio.wait_for(waker.wait(), timeout=min(delay, 3600.0))
     finally:
         state.wakers.forget(namespace, name)
+        state.identities.pop((namespace, name), None)
 
 
 @kopf.on.event(*IDENTITIES)

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from jwtmesh.tokens.keys import jwks
+from jwtmesh_operator.bundles import CONFIGMAP_LIMIT
 from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.state import OperatorState
 
@@ -34,21 +35,69 @@ def discovery_document(issuer: str, algorithms: set[str]) -> dict[str, Any]:
     }
 
 
+# The one home of the operator's metric names and help texts (README.md and
+# docs/troubleshooting.md list the same; tests/unit/test_docs.py compares them).
+METRICS: dict[str, tuple[str, str]] = {
+    "jwtmesh_operator_reconciles_total": ("counter", "Identity reconciles that completed"),
+    "jwtmesh_operator_reconcile_errors_total": (
+        "counter",
+        "Identity reconciles that failed (retried; the log line says why)",
+    ),
+    "jwtmesh_operator_keys_generated_total": ("counter", "Signing keys generated"),
+    "jwtmesh_operator_bundle_publishes_total": (
+        "counter",
+        "Trust bundle publishes (one render written to every namespace that needs it)",
+    ),
+    "jwtmesh_operator_bundle_bytes": ("gauge", "Size of the last rendered trust bundle"),
+    "jwtmesh_operator_bundle_limit_bytes": (
+        "gauge",
+        "The ConfigMap limit the trust bundle must stay under (not written beyond it)",
+    ),
+    "jwtmesh_operator_synced": (
+        "gauge",
+        "1 once every index is filled from the API server (0 while starting or standing by)",
+    ),
+    "jwtmesh_operator_identity_ready": (
+        "gauge",
+        "1 while the identity's Ready condition is True, by namespace, name and reason",
+    ),
+    "jwtmesh_operator_identity_next_rotation_seconds": (
+        "gauge",
+        "Seconds until the identity's next key transition (negative: overdue)",
+    ),
+}
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def metrics_text(state: OperatorState) -> str:
-    counters = state.counters
-    bundle = state.publisher.last
-    lines = [
-        "# TYPE jwtmesh_operator_reconciles_total counter",
-        f"jwtmesh_operator_reconciles_total {counters.reconciles}",
-        "# TYPE jwtmesh_operator_reconcile_errors_total counter",
-        f"jwtmesh_operator_reconcile_errors_total {counters.reconcile_errors}",
-        "# TYPE jwtmesh_operator_keys_generated_total counter",
-        f"jwtmesh_operator_keys_generated_total {counters.keys_generated}",
-        "# TYPE jwtmesh_operator_bundle_publishes_total counter",
-        f"jwtmesh_operator_bundle_publishes_total {state.publisher.publishes}",
-        "# TYPE jwtmesh_operator_bundle_bytes gauge",
-        f"jwtmesh_operator_bundle_bytes {len(bundle.data) if bundle else 0}",
-    ]
+    counters, bundle, now = state.counters, state.publisher.last, state.clock()
+    values: dict[str, list[tuple[str, float]]] = {
+        "jwtmesh_operator_reconciles_total": [("", counters.reconciles)],
+        "jwtmesh_operator_reconcile_errors_total": [("", counters.reconcile_errors)],
+        "jwtmesh_operator_keys_generated_total": [("", counters.keys_generated)],
+        "jwtmesh_operator_bundle_publishes_total": [("", state.publisher.publishes)],
+        "jwtmesh_operator_bundle_bytes": [("", len(bundle.data) if bundle else 0)],
+        "jwtmesh_operator_bundle_limit_bytes": [("", CONFIGMAP_LIMIT)],
+        "jwtmesh_operator_synced": [("", 1 if state.readiness.synced else 0)],
+        "jwtmesh_operator_identity_ready": [],
+        "jwtmesh_operator_identity_next_rotation_seconds": [],
+    }
+    for (namespace, name), health in sorted(state.identities.items()):
+        labels = f'{{namespace="{namespace}",name="{name}"'
+        values["jwtmesh_operator_identity_ready"].append(
+            (f'{labels},reason="{health.reason}"}}', 1 if health.ready else 0)
+        )
+        if health.next_rotation is not None:
+            values["jwtmesh_operator_identity_next_rotation_seconds"].append(
+                (labels + "}", round(health.next_rotation - now, 3))
+            )
+    lines = []
+    for metric, (kind, help_text) in METRICS.items():
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}"]
+        lines += [f"{metric}{labels} {_number(value)}" for labels, value in values[metric]]
     return "\n".join(lines) + "\n"
 
 

@@ -38,7 +38,7 @@ from jwtmesh_operator.spec import (
     SpecError,
     parse_spec,
 )
-from jwtmesh_operator.state import OperatorState
+from jwtmesh_operator.state import IdentityHealth, OperatorState
 from jwtmesh_operator.tenancy import Resolved
 
 log = logging.getLogger("jwtmesh.operator")
@@ -115,6 +115,9 @@ async def reconcile_identity(
     if rotate_requested:
         extra["lastRotationRequest"] = rotate_value
     await _report_ready(state, body, status, now, extra)
+    state.identities[(namespace, name)] = IdentityHealth(
+        True, cond.KEYS_PUBLISHED, next_rotation(final, now)
+    )
     _announce(body, decision, final, now)
     state.counters.reconciles += 1
     return final.wake_at
@@ -182,6 +185,7 @@ async def _refuse(
     """The identity cannot be acted on: say why (event + Degraded), look again later."""
     kopf.warn(body, reason=reason, message=message)
     meta = body["metadata"]
+    state.identities[(meta["namespace"], meta["name"])] = IdentityHealth(False, reason)
     await _patch_status(
         state,
         meta["namespace"],

@@ -93,6 +93,15 @@ class SourcesMemo:
         return value
 
 
+@dataclass(frozen=True)
+class IdentityHealth:
+    """What /metrics says of one identity: its Ready condition and its next rotation."""
+
+    ready: bool
+    reason: str
+    next_rotation: float | None = None
+
+
 @dataclass
 class Counters:
     reconciles: int = 0
@@ -113,3 +122,4 @@ class OperatorState:
     reconcile_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(20))
     sources_memo: SourcesMemo = field(default_factory=SourcesMemo)
     readiness: Readiness = field(default_factory=Readiness)
+    identities: dict[tuple[str, str], IdentityHealth] = field(default_factory=dict)
