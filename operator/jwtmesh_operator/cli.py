@@ -6,6 +6,7 @@ Every flag is typed and checked before anything starts; every failure is one lin
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import TYPE_CHECKING, Any
@@ -20,8 +21,9 @@ from jwtmesh_operator.state import LOG_LEVELS, OperatorConfig
 
 if TYPE_CHECKING:  # click >= 8.2 types its ParamType; 8.1 (the oldest allowed) does not
     StrType = click.ParamType[str]
+    DictType = click.ParamType[dict[str, Any]]
 else:
-    StrType = click.ParamType
+    StrType = DictType = click.ParamType
 
 # The one home of the operator's defaults is OperatorConfig; flags show them.
 _DEFAULTS = OperatorConfig()
@@ -73,6 +75,38 @@ class Origin(StrType):
         if parts.scheme not in ("https", "http") or not parts.hostname or parts.query:
             self.fail(f"{text!r} is not an http(s) URL with a host", param, ctx)
         return text
+
+
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+
+
+class Resources(DictType):
+    """A container's resources as JSON: {"requests": {...}, "limits": {...}}."""
+
+    name = "JSON"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return value
+        try:
+            document = json.loads(value)
+        except ValueError:
+            self.fail(f"{value!r} is not JSON", param, ctx)
+        if not isinstance(document, dict):
+            self.fail("expected an object with requests and/or limits", param, ctx)
+        for section, amounts in document.items():
+            if section not in ("requests", "limits") or not isinstance(amounts, dict):
+                self.fail(f"{section}: expected requests or limits, each an object", param, ctx)
+            for resource, amount in amounts.items():
+                if resource not in _RESOURCE_NAMES:
+                    known = ", ".join(_RESOURCE_NAMES)
+                    self.fail(f"{section}.{resource}: expected one of {known}", param, ctx)
+                if not _QUANTITY.match(str(amount)):
+                    self.fail(f"{section}.{resource}: {amount!r} is not a quantity", param, ctx)
+        return document
 
 
 DNS_NAME = Matching(_DNS_NAME, "DNS name")
@@ -188,6 +222,12 @@ def check_kubeconfig(path: str) -> None:
     help="jwtmesh image injected into labeled Pods.",
 )
 @click.option(
+    "--sidecar-resources",
+    type=Resources(),
+    help='Injected jwtmesh containers\' resources, JSON ({"requests": {...}, "limits": {...}}).',
+)
+@click.option("--envoy-resources", type=Resources(), help="Injected Envoy containers' resources.")
+@click.option(
     "--log-level",
     type=click.Choice(LOG_LEVELS),
     default=_DEFAULTS.log_level,
@@ -209,6 +249,8 @@ def main(
     webhook_managed: str | None,
     envoy_image: str,
     sidecar_image: str,
+    sidecar_resources: dict[str, Any] | None,
+    envoy_resources: dict[str, Any] | None,
     log_level: str,
 ) -> None:
     """Run the ServiceIdentity operator (kopf) until SIGTERM."""
@@ -241,6 +283,8 @@ def main(
         webhook_url_host=webhook_url_host,
         webhook_managed=webhook_managed,
         log_level=log_level,
+        sidecar_resources=sidecar_resources,
+        envoy_resources=envoy_resources,
     )
     run(config, list(namespaces), peering)
 

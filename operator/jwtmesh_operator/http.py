@@ -153,7 +153,7 @@ def make_app(state: OperatorState, sources: Callable[[], BundleSources | None]) 
         problems = state.readiness.problems()
         if problems:
             raise unavailable("\n".join(problems))
-        return web.Response(text="standby\n" if state.readiness.peering.standby else "ready\n")
+        return web.Response(text="standby\n" if state.readiness.standby else "ready\n")
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(text=metrics_text(state), content_type="text/plain")

@@ -114,10 +114,7 @@ async def reconcile_identity(
     }
     if rotate_requested:
         extra["lastRotationRequest"] = rotate_value
-    await _report_ready(state, body, status, now, extra)
-    state.identities[(namespace, name)] = IdentityHealth(
-        True, cond.KEYS_PUBLISHED, next_rotation(final, now)
-    )
+    await _report_ready(state, body, status, now, extra, next_rotation(final, now))
     _announce(body, decision, final, now)
     state.counters.reconciles += 1
     return final.wake_at
@@ -152,9 +149,17 @@ async def _generate_new_keys(
 
 
 async def _report_ready(
-    state: OperatorState, body: Any, status: dict[str, Any], now: float, extra: dict[str, Any]
+    state: OperatorState,
+    body: Any,
+    status: dict[str, Any],
+    now: float,
+    extra: dict[str, Any],
+    next_at: float | None,
 ) -> None:
     meta = body["metadata"]
+    state.identities[(meta["namespace"], meta["name"])] = IdentityHealth(
+        True, cond.KEYS_PUBLISHED, next_at
+    )
     await _patch_status(
         state,
         meta["namespace"],

@@ -40,6 +40,9 @@ class OperatorConfig:
     webhook_url_host: str | None = None  # with a self-signed cert: kopf registers the webhook
     webhook_managed: str | None = None  # MutatingWebhookConfiguration kopf keeps up to date
     log_level: str = "info"
+    # Injected containers' resources (a Kubernetes ResourceRequirements); None: defaults.
+    sidecar_resources: dict[str, Any] | None = None
+    envoy_resources: dict[str, Any] | None = None
 
     @property
     def public_base_url(self) -> str:

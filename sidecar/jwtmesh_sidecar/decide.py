@@ -19,6 +19,7 @@ from jwtmesh import policy as policy_rules
 from jwtmesh import reasons
 from jwtmesh.policy import Caller, Policy
 from jwtmesh.reasons import Reason, reason_for
+from jwtmesh.tokens.claims import listed
 from jwtmesh.tokens.errors import BodyMismatch, MissingToken, TokenError
 from jwtmesh.tokens.mint import body_hash
 from jwtmesh.tokens.verify import VerifiedToken, Verifier
@@ -234,7 +235,11 @@ def audience_for_host(audiences: Mapping[str, str], host: str) -> str | None:
 def decide_egress(request: CheckInput, egress: Egress, now: float) -> Decision:
     audience = audience_for_host(egress.audiences, request.host)
     if audience is None:
-        return deny(reasons.UNKNOWN_DESTINATION, "no audience is configured for this host")
+        return deny(
+            reasons.UNKNOWN_DESTINATION,
+            f"no audience is configured for host {request.host[:255]!r} "
+            f"(known: {listed(sorted(egress.audiences))})",
+        )
     token = egress.token_for(audience, now)
     if token is None:
         return deny(reasons.NO_SIGNING_KEY, "this identity has no active signing key")

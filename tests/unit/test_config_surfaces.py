@@ -164,6 +164,10 @@ OPERATOR_FLAGS = {
     "webhook address": (["--webhook", "9443"], "Error: jwtmesh-operator --webhook: "),
     "log level": (["--log-level", "loud"], "Error: jwtmesh-operator --log-level: "),
     "bad kubeconfig": (["--kubeconfig", "{kubeconfig}"], "Error: jwtmesh-operator --kubeconfig: "),
+    "injected resources typo": (
+        ["--sidecar-resources", '{"limits": {"memroy": "1Gi"}}'],
+        "Error: jwtmesh-operator --sidecar-resources: limits.memroy: expected one of cpu",
+    ),
 }
 
 
@@ -175,7 +179,7 @@ def test_the_operator_flags_refuse_each_mistake_naming_the_flag(
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nclusters: [\n")
     args, message = OPERATOR_FLAGS[case]
-    args = [arg.format(kubeconfig=kubeconfig) for arg in args]
+    args = [arg.replace("{kubeconfig}", str(kubeconfig)) for arg in args]
     code, output = run_cli(operator_main, args, tmp_path)
     assert code == 2
     assert output.startswith(message), output
@@ -204,6 +208,15 @@ CHART_VALUES = {
     "injection port range": ({"injection": {"port": 80}}, "at '/injection/port'"),
     "toleration typo": ({"tolerations": [{"keys": "a"}]}, "at '/tolerations/0'"),
     "affinity typo": ({"affinity": {"nodeAfinity": {}}}, "at '/affinity'"),
+    "injected resources typo": (
+        {"injection": {"sidecarResources": {"limit": {"memory": "1Gi"}}}},
+        "at '/injection/sidecarResources': additional properties 'limit' not allowed",
+    ),
+    "certificate source": ({"injection": {"certificate": "vault"}}, "at '/injection/certificate'"),
+    "alert labels not strings": (
+        {"metrics": {"prometheusRule": {"labels": {"team": 1}}}},
+        "at '/metrics/prometheusRule/labels/team'",
+    ),
 }
 
 
