@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jwtmesh.envoy_config import AuthzEndpoint, Destination, PodEnvoy, render_bootstrap
@@ -37,6 +37,11 @@ METRICS_PORT = 15090
 SIDECAR_UID = 65532
 KEY_FILE_MODE = 0o400
 ENVOY_ADMIN_PORT = 15000
+# Each injected container's resources unless the chart sets injection.*Resources.
+DEFAULT_RESOURCES: Mapping[str, Any] = {
+    "requests": {"cpu": "50m", "memory": "64Mi"},
+    "limits": {"memory": "256Mi"},
+}
 
 
 class InjectionError(OperatorError, ValueError):
@@ -50,6 +55,8 @@ class InjectionSettings:
     bundle_configmap: str
     policy_suffix: str = "-jwtmesh-policy"
     pull_policy: str = "IfNotPresent"
+    sidecar_resources: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_RESOURCES)
+    envoy_resources: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_RESOURCES)
 
 
 @dataclass(frozen=True)
@@ -164,11 +171,18 @@ def inject(
         "imagePullPolicy": settings.pull_policy,
         "args": sidecar_args,
         "ports": [{"name": "jwtmesh-metrics", "containerPort": METRICS_PORT}],
+        # /readyz: listeners up, a good bundle, policy and key loaded, nothing stale;
+        # /healthz: the process and its file poller run (sidecar/jwtmesh_sidecar/health.py).
         "readinessProbe": {
-            "httpGet": {"path": "/metrics", "port": METRICS_PORT},
+            "httpGet": {"path": "/readyz", "port": METRICS_PORT},
             "periodSeconds": 5,
         },
-        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": METRICS_PORT},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": json.loads(json.dumps(settings.sidecar_resources)),
         "securityContext": _hardened({"runAsUser": SIDECAR_UID, "runAsGroup": SIDECAR_UID}),
         "volumeMounts": [
             {"name": name, "mountPath": path, "readOnly": True} for name, path in MOUNTS.items()
@@ -186,7 +200,7 @@ def inject(
         ],
         "ports": [{"name": "jwtmesh-inbound", "containerPort": inbound_port}],
         "readinessProbe": {"tcpSocket": {"port": inbound_port}, "periodSeconds": 5},
-        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "resources": json.loads(json.dumps(settings.envoy_resources)),
         "securityContext": _hardened({"runAsUser": 101}),
     }
     volumes = [

@@ -38,7 +38,7 @@ from jwtmesh_operator.spec import (
     SpecError,
     parse_spec,
 )
-from jwtmesh_operator.state import OperatorState
+from jwtmesh_operator.state import IdentityHealth, OperatorState
 from jwtmesh_operator.tenancy import Resolved
 
 log = logging.getLogger("jwtmesh.operator")
@@ -103,7 +103,7 @@ async def reconcile_identity(
     }
     if rotate_requested:
         extra["lastRotationRequest"] = rotate_value
-    await _report_ready(state, body, status, now, extra)
+    await _report_ready(state, body, status, now, extra, next_rotation(final, now))
     _announce(body, decision, final, now)
     state.counters.reconciles += 1
     return final.wake_at
@@ -163,9 +163,17 @@ async def _generate_new_keys(
 
 
 async def _report_ready(
-    state: OperatorState, body: Any, status: dict[str, Any], now: float, extra: dict[str, Any]
+    state: OperatorState,
+    body: Any,
+    status: dict[str, Any],
+    now: float,
+    extra: dict[str, Any],
+    next_at: float | None,
 ) -> None:
     meta = body["metadata"]
+    state.identities[(meta["namespace"], meta["name"])] = IdentityHealth(
+        True, cond.KEYS_PUBLISHED, next_at
+    )
     await _patch_status(
         state,
         meta["namespace"],
@@ -196,6 +204,7 @@ async def _refuse(
     """The identity cannot be acted on: say why (event + Degraded), look again later."""
     kopf.warn(body, reason=reason, message=message)
     meta = body["metadata"]
+    state.identities[(meta["namespace"], meta["name"])] = IdentityHealth(False, reason)
     await _patch_status(
         state,
         meta["namespace"],

@@ -6,17 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jwtmesh.cluster import API_GROUP, API_VERSION, IDENTITY_LABEL, ROTATE_ANNOTATION
 from jwtmesh.policy import Policy, PolicyError, policy_from_dict
 from jwtmesh_operator.durations import parse_duration
 from jwtmesh_operator.errors import OperatorError
 from jwtmesh_operator.planning import Rotation
 from jwtmesh_operator.tenancy import default_audience, default_issuer
 
-API_GROUP = "jwtmesh.io"
-API_VERSION = "v1alpha1"
 DEFAULT_TRUST_DOMAIN = "jwtmesh.cluster.local"
-ROTATE_ANNOTATION = "jwtmesh.io/rotate"  # any new value asks for a rotation now
-IDENTITY_LABEL = "jwtmesh.io/identity"  # on an identity's Secret, policy, and Pods
+__all__ = ["API_GROUP", "API_VERSION", "IDENTITY_LABEL", "ROTATE_ANNOTATION"]
 
 
 class SpecError(OperatorError, ValueError):

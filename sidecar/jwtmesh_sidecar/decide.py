@@ -19,9 +19,11 @@ from jwtmesh import policy as policy_rules
 from jwtmesh import reasons
 from jwtmesh.policy import Caller, Policy
 from jwtmesh.reasons import Reason, reason_for
+from jwtmesh.tokens.claims import listed
 from jwtmesh.tokens.errors import BodyMismatch, MissingToken, TokenError
 from jwtmesh.tokens.mint import body_hash
 from jwtmesh.tokens.verify import VerifiedToken, Verifier
+from jwtmesh_sidecar.why import policy_denial_message
 
 HEADER_ISSUER = "x-jwtmesh-issuer"
 HEADER_SUBJECT = "x-jwtmesh-subject"
@@ -54,6 +56,10 @@ class Decision:
     issuer: str | None = None
     rule: str | None = None
     audited_denial: bool = False
+    kid: str | None = None
+    jti: str | None = None
+    # False: issuer, subject, kid and jti are what a refused token claims, unverified.
+    verified: bool = True
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ def extract_token(headers: Mapping[str, str], settings: TokenSettings) -> str:
     value = raw.strip()
     scheme, _, rest = value.partition(" ")
     if scheme.lower() == "bearer":
+        if not rest.strip():
+            raise MissingToken(f"the {settings.header} header carries an empty Bearer token")
         return rest.strip()
     if settings.header == "authorization":
         raise MissingToken("the authorization header does not carry a Bearer token")
@@ -91,6 +99,7 @@ def deny_unauthenticated(error: TokenError) -> Decision:
             f'Bearer realm="jwtmesh", error="invalid_token", '
             f'error_description="{error.reason}: {_quoted(error.message)}"'
         )
+    facts = error.token_facts
     return Decision(
         allowed=False,
         status=401,
@@ -98,6 +107,11 @@ def deny_unauthenticated(error: TokenError) -> Decision:
         message=error.message,
         client_headers=(("www-authenticate", challenge), ("content-type", "application/json")),
         body=_json_body(error.reason, error.message),
+        issuer=facts.get("iss"),
+        subject=facts.get("sub"),
+        kid=facts.get("kid"),
+        jti=facts.get("jti"),
+        verified=isinstance(error, BodyMismatch),  # only then did the token itself verify
     )
 
 
@@ -145,21 +159,28 @@ def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decisio
         if bound_hash is not None:
             check_body_binding(bound_hash, request)
     except TokenError as error:
+        if isinstance(error, BodyMismatch):
+            # The token itself verified: its own facts are known and true.
+            error.token_facts = {
+                "iss": verified.issuer,
+                "sub": verified.subject,
+                "kid": verified.kid,
+                **({"jti": verified.jti} if verified.jti else {}),
+            }
         return deny_unauthenticated(error)
 
-    result = policy_rules.evaluate(
-        inbound.get_policy(),
-        method=request.method,
-        path=request.path,
-        caller=Caller(verified.issuer, verified.subject, verified.claims, verified.namespace),
-    )
+    policy = inbound.get_policy()
+    caller = Caller(verified.issuer, verified.subject, verified.claims, verified.namespace)
+    result = policy_rules.evaluate(policy, method=request.method, path=request.path, caller=caller)
     if not result.allowed:
         return deny(
             reason_for(result.reason),
-            f"the policy does not allow this caller here (rule: {result.rule or 'none'})",
+            policy_denial_message(policy, result, caller, request.method, request.path),
             subject=verified.subject,
             issuer=verified.issuer,
             rule=result.rule,
+            kid=verified.kid,
+            jti=verified.jti,
         )
     return Decision(
         allowed=True,
@@ -175,6 +196,13 @@ def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decisio
         issuer=verified.issuer,
         rule=result.rule,
         audited_denial=result.audited_denial,
+        kid=verified.kid,
+        jti=verified.jti,
+        message=(
+            policy_denial_message(policy, result, caller, request.method, request.path)
+            if result.audited_denial
+            else ""
+        ),
     )
 
 
@@ -207,7 +235,11 @@ def audience_for_host(audiences: Mapping[str, str], host: str) -> str | None:
 def decide_egress(request: CheckInput, egress: Egress, now: float) -> Decision:
     audience = audience_for_host(egress.audiences, request.host)
     if audience is None:
-        return deny(reasons.UNKNOWN_DESTINATION, "no audience is configured for this host")
+        return deny(
+            reasons.UNKNOWN_DESTINATION,
+            f"no audience is configured for host {request.host[:255]!r} "
+            f"(known: {listed(sorted(egress.audiences))})",
+        )
     token = egress.token_for(audience, now)
     if token is None:
         return deny(reasons.NO_SIGNING_KEY, "this identity has no active signing key")

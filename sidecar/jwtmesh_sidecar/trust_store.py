@@ -163,3 +163,21 @@ class TrustStore:
                 )
                 return True
             return False
+
+    def problems(self, now: float, max_stale: float) -> list[str]:
+        """Why this store is not fit to verify (empty when it is), for /readyz: a bundle
+        file with no good version, a JWKS URL never fetched or not for `max_stale` s."""
+        found = [
+            f"trust.bundleFiles: no good version of {watched.path}"
+            for watched in self._files
+            if watched.value is None
+        ]
+        for source in self._urls:
+            if source.fetched_at is None:
+                found.append(f"trust.jwksUrls: {source.spec.url} not fetched yet")
+            elif now - source.fetched_at > max_stale:
+                found.append(
+                    f"trust.jwksUrls: {source.spec.url} last fetched {now - source.fetched_at:.0f}"
+                    f" s ago, more than maxStaleSeconds ({max_stale:g})"
+                )
+        return found

@@ -294,12 +294,12 @@ def test_corrupt_bundle_keeps_the_last_good_keys(mesh: Mesh, port: int) -> None:
     token = mint(mesh.herald)
     mesh.bundle([], corrupt=True)
     deadline = time.monotonic() + 2
-    while _metric(mesh, port, "jwtmesh_bundle_last_reload_failed") != 1:
+    while _metric(mesh, port, 'jwtmesh_reload_failing{source="bundle"}') != 1:
         assert time.monotonic() < deadline, "the corrupt bundle was never noticed"
         time.sleep(0.05)
     assert send(port, token=token).status == 200
     assert "keeping last good" in mesh.sidecars[port][0].log_tail(200)
     mesh.bundle([mesh.herald])
-    while _metric(mesh, port, "jwtmesh_bundle_last_reload_failed") != 0:
+    while _metric(mesh, port, 'jwtmesh_reload_failing{source="bundle"}') != 0:
         assert time.monotonic() < deadline + 2
         time.sleep(0.05)

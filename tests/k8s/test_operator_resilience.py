@@ -113,7 +113,10 @@ def test_an_operator_killed_mid_rotation_again_and_again_loses_no_key(
             assert len(pending) <= 1, "never two successors: no key duplicated"
             for scheduled in signing:
                 seen_signing.setdefault(scheduled.key.kid, now)
-            operator = OperatorProcess.for_cluster(local_cluster, tmp_path, name=f"chaos-{kills}")
+            # Killed again at a random moment: waiting for it to sync is not the point.
+            operator = OperatorProcess.for_cluster(
+                local_cluster, tmp_path, name=f"chaos-{kills}", wait_for="/healthz"
+            )
         # Let it converge, then check every key that ever signed is still published
         # (retain is 31 s, longer than this test) and one key signs.
         time.sleep(3)
