@@ -111,6 +111,7 @@ class Sidecar:
                     policy_file.value if policy_file and policy_file.value else ALLOW_ALL
                 ),
                 token=config.token,
+                max_body_bytes=config.max_body_bytes,
             )
         minter = None
         if config.identity_keys is not None:

@@ -283,6 +283,11 @@ def token_inspect(
     help="Remove the token before the request reaches the upstream.",
 )
 @click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=0),
+    help="Envoy buffers request bodies up to this size (body binding); 0: it buffers none.",
+)
+@click.option(
     "--egress-audience",
     "egress_audiences",
     multiple=True,
@@ -344,6 +349,8 @@ def _sidecar_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         token_settings["strip"] = flags["strip_token"]
     if token_settings:
         out["token"] = token_settings
+    if flags.get("max_body_bytes") is not None:
+        out["verification"] = {"maxBodyBytes": flags["max_body_bytes"]}
     if flags.get("egress_audiences"):
         out["egress"] = {
             "audiences": dict(item.split("=", 1) for item in flags["egress_audiences"])

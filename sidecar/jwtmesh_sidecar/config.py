@@ -50,6 +50,7 @@ class SidecarConfig:
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     require_jti: bool = True
     cache_size: int = DEFAULT_CACHE_SIZE
+    max_body_bytes: int = 0  # Envoy's max_request_bytes; 0: no body binding (`bdy` refused)
     egress_audiences: dict[str, str] = field(default_factory=dict)
     egress_token_lifetime: float = 300.0
     poll_interval: float = 0.2
@@ -152,6 +153,7 @@ def config_from_dict(document: dict[str, Any], base: Path | None = None) -> Side
             max_token_bytes=int(verification.get("maxTokenBytes", DEFAULT_MAX_TOKEN_BYTES)),
             require_jti=bool(verification.get("requireJti", True)),
             cache_size=int(verification.get("cacheSize", DEFAULT_CACHE_SIZE)),
+            max_body_bytes=int(verification.get("maxBodyBytes", 0)),
             egress_audiences=dict(egress.get("audiences", {}) or {}),
             egress_token_lifetime=float(egress.get("tokenLifetimeSeconds", 300)),
             poll_interval=float(document.get("pollIntervalSeconds", 0.2)),
