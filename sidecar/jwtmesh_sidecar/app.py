@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 from prometheus_client import start_http_server
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from jwtmesh.addresses import split_host_port
 from jwtmesh.identity import IdentityKeys, parse_identity
@@ -51,13 +51,15 @@ class _CacheCollector:
         self._store = store
 
     def collect(self) -> Any:
-        hits, misses = self._store.cache_totals()
         family = CounterMetricFamily(
             "jwtmesh_token_cache", "Verified-token cache lookups", labels=["result"]
         )
-        family.add_metric(["hit"], hits)
-        family.add_metric(["miss"], misses)
+        for result, count in self._store.cache_totals().items():
+            family.add_metric([result], count)
         yield family
+        yield GaugeMetricFamily(
+            "jwtmesh_token_cache_bytes", "Bytes the cache holds", self._store.cache_bytes()
+        )
 
 
 @dataclass

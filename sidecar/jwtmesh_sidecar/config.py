@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from jwtmesh.addresses import AddressError, split_host_port
+from jwtmesh.tokens.cache import DEFAULT_CACHE_BYTES
 from jwtmesh.tokens.verify import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_LEEWAY,
@@ -50,6 +51,7 @@ class SidecarConfig:
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     require_jti: bool = True
     cache_size: int = DEFAULT_CACHE_SIZE
+    cache_bytes: int = DEFAULT_CACHE_BYTES  # the verified-token cache's byte budget
     max_body_bytes: int = 0  # Envoy's max_request_bytes; 0: no body binding (`bdy` refused)
     egress_audiences: dict[str, str] = field(default_factory=dict)
     egress_token_lifetime: float = 300.0
@@ -66,6 +68,7 @@ class SidecarConfig:
             max_token_bytes=self.max_token_bytes,
             require_jti=self.require_jti,
             cache_size=self.cache_size,
+            cache_bytes=self.cache_bytes,
         )
 
 
@@ -153,6 +156,7 @@ def config_from_dict(document: dict[str, Any], base: Path | None = None) -> Side
             max_token_bytes=int(verification.get("maxTokenBytes", DEFAULT_MAX_TOKEN_BYTES)),
             require_jti=bool(verification.get("requireJti", True)),
             cache_size=int(verification.get("cacheSize", DEFAULT_CACHE_SIZE)),
+            cache_bytes=int(verification.get("cacheBytes", DEFAULT_CACHE_BYTES)),
             max_body_bytes=int(verification.get("maxBodyBytes", 0)),
             egress_audiences=dict(egress.get("audiences", {}) or {}),
             egress_token_lifetime=float(egress.get("tokenLifetimeSeconds", 300)),

@@ -98,16 +98,18 @@ class TrustStore:
         self._rebuild_lock = threading.Lock()
         self.verifier = Verifier(EMPTY_BUNDLE, settings)
         self.changed_at = time.time()
-        self._retired_hits = 0
-        self._retired_misses = 0
+        self._retired = {"hit": 0, "miss": 0, "uncacheable": 0}
 
-    def cache_totals(self) -> tuple[int, int]:
-        """Cache hits and misses over every Verifier this store has had."""
-        verifier = self.verifier
-        return (
-            self._retired_hits + verifier.cache_hits,
-            self._retired_misses + verifier.cache_misses,
-        )
+    def cache_totals(self) -> dict[str, int]:
+        """Cache lookups by result (hit, miss, uncacheable: verified but too big to keep)
+        over every Verifier this store has had."""
+        cache = self.verifier.cache
+        now = {"hit": cache.hits, "miss": cache.misses, "uncacheable": cache.uncacheable}
+        return {result: self._retired[result] + count for result, count in now.items()}
+
+    def cache_bytes(self) -> int:
+        """What the current cache holds, by its own accounting (`entry_cost`)."""
+        return self.verifier.cache.bytes
 
     def load_initial(self) -> None:
         """Read every file once; refuse to start if a bundle file has no good version.
@@ -152,8 +154,8 @@ class TrustStore:
             for source in self._urls:
                 bundle = bundle.merged_with(source.bundle)
             if bundle != self.verifier.bundle:
-                self._retired_hits += self.verifier.cache_hits
-                self._retired_misses += self.verifier.cache_misses
+                for result, count in self.cache_totals().items():
+                    self._retired[result] = count
                 self.verifier = Verifier(bundle, self.settings)
                 self.changed_at = time.time()
                 log.info(
