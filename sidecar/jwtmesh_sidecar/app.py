@@ -219,6 +219,8 @@ class Sidecar:
             self._token_server.shutdown()
         if self._poller is not None:
             self._poller.stop()
+        if self.trust is not None:
+            self.trust.close()
         self._stopped.set()
 
     def run_until_signalled(self) -> None:

@@ -142,6 +142,7 @@ def config_from_dict(document: dict[str, Any], base: Path | None = None) -> Side
                     url=entry["url"],
                     refresh_seconds=float(entry.get("refreshSeconds", 300)),
                     min_refetch_seconds=float(entry.get("minRefetchSeconds", 10)),
+                    timeout_seconds=float(entry.get("timeoutSeconds", 5)),
                 )
                 for entry in trust.get("jwksUrls", [])
             ),
