@@ -84,6 +84,12 @@ _DEFAULT_PUBLIC_URL = _DEFAULTS.public_url
     help="Let the operator create/update this MutatingWebhookConfiguration itself.",
 )
 @click.option(
+    "--network-policies/--no-network-policies",
+    default=_DEFAULTS.network_policies,
+    show_default=True,
+    help="Keep a NetworkPolicy per identity: its Pods admit ingress through Envoy only.",
+)
+@click.option(
     "--envoy-image",
     default=_DEFAULTS.envoy_image,
     show_default=True,
@@ -108,6 +114,7 @@ def main(
     webhook_cert_dir: str | None,
     webhook_url_host: str | None,
     webhook_managed: str | None,
+    network_policies: bool,
     envoy_image: str,
     sidecar_image: str,
 ) -> None:
@@ -136,6 +143,7 @@ def main(
         webhook_cert_dir=webhook_cert_dir,
         webhook_url_host=webhook_url_host,
         webhook_managed=webhook_managed,
+        network_policies=network_policies,
     )
     run(config, list(namespaces), peering)
 

@@ -22,6 +22,7 @@ from jwtmesh.envoy_config import (
     render_bootstrap,
 )
 from jwtmesh_operator.errors import OperatorError
+from jwtmesh_operator.netpol import INBOUND_PORT_NAME, METRICS_PORT_NAME  # what it admits
 
 INJECTED_ANNOTATION = "jwtmesh.io/injected"
 APP_PORT = "jwtmesh.io/app-port"
@@ -43,9 +44,6 @@ MOUNTS = {
 AUTHZ_PORT = 15004
 TOKEN_PORT = 15003
 METRICS_PORT = 15090
-# Named container ports: the identity's NetworkPolicy admits these names only (netpol.py).
-INBOUND_PORT_NAME = "jwtmesh-inbound"
-METRICS_PORT_NAME = "jwtmesh-metrics"
 SIDECAR_UID = 65532
 KEY_FILE_MODE = 0o400
 ENVOY_ADMIN_PORT = 15000

@@ -34,6 +34,8 @@ class OperatorConfig:
     webhook_cert_dir: str | None = None  # tls.crt/tls.key (chart-managed); None: self-signed
     webhook_url_host: str | None = None  # with a self-signed cert: kopf registers the webhook
     webhook_managed: str | None = None  # MutatingWebhookConfiguration kopf keeps up to date
+    # One NetworkPolicy per identity: its Pods admit ingress to Envoy's port only (netpol.py).
+    network_policies: bool = True
 
     @property
     def public_base_url(self) -> str:
