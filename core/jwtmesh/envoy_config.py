@@ -121,9 +121,10 @@ def ext_authz_filter(config: PodEnvoy, path_prefix: str) -> dict[str, Any]:
         "failure_mode_allow": False,
         "status_on_error": {"code": 503},
     }
-    if config.max_request_bytes > 0:
+    if config.max_request_bytes > 0 and path_prefix == "/inbound":
         # No partial bodies: a body that reaches the limit is refused here (413), so the
         # sidecar sees a whole body or none, and `bdy` never covers a prefix of one.
+        # (Egress checks mint a token; they never read the body.)
         typed["with_request_body"] = {
             "max_request_bytes": config.max_request_bytes,
             "allow_partial_message": False,

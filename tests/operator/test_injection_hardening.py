@@ -92,7 +92,14 @@ def test_bodies_are_buffered_only_for_pods_that_ask_for_body_binding() -> None:
     assert "with_request_body" not in ext_authz(bootstrap(plain))
     args = plain[SIDECAR]["args"]
     assert args[args.index("--max-body-bytes") + 1] == "0"
-    binding = injected({"jwtmesh.io/max-body-bytes": "16384"})
+    binding = injected(
+        {
+            "jwtmesh.io/max-body-bytes": "16384",
+            "jwtmesh.io/egress-destinations": "billing:80=billing.shop",
+        }
+    )
+    egress = manager(bootstrap(binding), "egress")["http_filters"][0]["typed_config"]
+    assert "with_request_body" not in egress, "egress checks never read the body"
     body = ext_authz(bootstrap(binding))["with_request_body"]
     assert body == {
         "max_request_bytes": 16384,
