@@ -58,7 +58,7 @@ def next_fetch_at(spec: JwksUrl, state: FetchState) -> float:
 
 
 def fetch_jwks(spec: JwksUrl) -> TrustBundle:
-    """One fetch; raises OSError or ValueError (BundleError) when it fails."""
+    """One fetch; raises (OSError, ValueError, http.client.HTTPException...) when it fails."""
     # The scheme is checked to be http(s) when the configuration is loaded.
     request = urllib.request.Request(spec.url, headers={"Accept": "application/json"})  # noqa: S310
     with urllib.request.urlopen(request, timeout=spec.timeout_seconds) as response:  # noqa: S310
@@ -132,7 +132,7 @@ class UrlSource:
         started = self._clock()
         try:
             bundle = self._fetch(self.spec)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # OSError, ValueError, http.client.HTTPException...
             with self._lock:
                 self.state = FetchState(started, self.state.failures + 1, False)
             log.warning("keeping last good JWKS of %s: %s", self.spec.url, exc)

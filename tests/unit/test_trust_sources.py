@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import threading
@@ -14,9 +15,15 @@ from typing import Any
 import pytest
 
 from jwtmesh.tokens.keys import SigningKey, generate_signing_key, jwks
-from jwtmesh.tokens.trust import BundleError, IssuerTrust, TrustBundle, parse_bundle, render_bundle
+from jwtmesh.tokens.trust import (
+    BundleError,
+    IssuerTrust,
+    TrustBundle,
+    parse_bundle,
+    render_bundle,
+)
 from jwtmesh.tokens.verify import VerifierSettings
-from jwtmesh_sidecar.jwks_source import FetchState, next_fetch_at
+from jwtmesh_sidecar.jwks_source import FetchState, UrlSource, next_fetch_at
 from jwtmesh_sidecar.trust_store import INITIAL_FETCH_WAIT, JwksUrl, TrustStore
 from jwtmesh_sidecar.watch import LoadOutcome, Poller, WatchedFile
 from jwtmesh_testing.kubelet_volume import KubeletVolume
@@ -252,3 +259,19 @@ def test_a_hanging_jwks_url_delays_neither_requests_nor_file_reloads(tmp_path: P
     finally:
         poller.stop()
         silent.sock.close()
+
+
+def test_a_fetch_that_fails_in_any_way_backs_off_instead_of_spinning() -> None:
+    calls: list[float] = []
+
+    def broken(spec: JwksUrl) -> TrustBundle:
+        calls.append(time.monotonic())
+        raise http.client.IncompleteRead(b"")  # not an OSError
+
+    spec = JwksUrl(issuer=ISS, url="http://x", min_refetch_seconds=0.2)
+    source = UrlSource(spec, lambda _: None, lambda: None, fetch=broken)
+    source.start()
+    time.sleep(0.5)
+    source.stop()
+    assert 2 <= len(calls) <= 3, "at once, after 0.2 s, after 0.4 s more: a backoff, no spin"
+    assert source.state.failures == len(calls)
