@@ -190,6 +190,7 @@ TOKEN_ENDPOINT: dict[str, EndpointAnswer] = {
         EndpointAnswer("malformed_http", 400, "the HTTP request itself does not parse"),
         EndpointAnswer("not_found", 404, "a path other than /token"),
         EndpointAnswer("method_not_allowed", 405, "a method other than POST (`Allow: POST`)"),
+        EndpointAnswer("request_timeout", 408, "the body did not arrive within 10 s"),
         EndpointAnswer("length_required", 411, "no Content-Length (chunked bodies are not read)"),
         EndpointAnswer("request_too_large", 413, "a body over 1 MiB"),
         EndpointAnswer("uri_too_long", 414, "a request line over 64 KiB"),

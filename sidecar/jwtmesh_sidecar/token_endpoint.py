@@ -196,4 +196,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(raw_length)
         if length > MAX_REQUEST_BYTES:
             raise Refused("request_too_large", f"the body is over {MAX_REQUEST_BYTES} bytes")
-        return parse_token_request(self.rfile.read(length))
+        try:
+            raw = self.rfile.read(length)
+        except TimeoutError:
+            message = f"the body did not arrive within {self.timeout} s"
+            raise Refused("request_timeout", message) from None
+        return parse_token_request(raw)

@@ -146,6 +146,16 @@ def test_every_input_gets_a_json_answer_with_a_status_and_a_code(
         assert headers["allow"] == "POST"
 
 
+def test_a_body_that_never_arrives_gets_a_408(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /token HTTP/1.1\r\nhost: x\r\ncontent-length: 50\r\n\r\n{")
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    assert raw.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(raw.partition(b"\r\n\r\n")[2])["error"] == "request_timeout"
+
+
 def claims_of(token: str) -> dict[str, int]:
     payload = token.split(".")[1]
     value: dict[str, int] = json.loads(
