@@ -109,9 +109,12 @@ def parse_token_request(raw: bytes) -> TokenRequest:
 class TokenServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], minter: OutboundMinter) -> None:
+    def __init__(
+        self, address: tuple[str, int], minter: OutboundMinter, timeout: float = 10.0
+    ) -> None:
         self.minter = minter
-        super().__init__(address, _Handler)
+        # A client that stops sending loses its connection (408), not a thread forever.
+        super().__init__(address, type("_Handler", (_Handler,), {"timeout": timeout}))
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, name="token-endpoint", daemon=True)
@@ -122,7 +125,6 @@ class TokenServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: TokenServer
     protocol_version = "HTTP/1.1"
-    timeout = 10  # a client that stops sending loses its connection, not a thread forever
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return  # requests carry tokens in responses; keep them out of logs

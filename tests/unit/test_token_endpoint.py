@@ -74,7 +74,7 @@ def test_a_good_request_parses() -> None:
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    server = TokenServer(("127.0.0.1", 0), OutboundMinter(lambda: IDENTITY, 300))
+    server = TokenServer(("127.0.0.1", 0), OutboundMinter(lambda: IDENTITY, 300), timeout=0.5)
     server.start()
     yield server.server_address[1]
     server.shutdown()
