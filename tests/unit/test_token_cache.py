@@ -18,6 +18,7 @@ from jwtmesh.tokens.cache import (
     MAX_CLAIM_VALUES,
     MAX_ENTRY_BYTES,
     VerifiedTokenCache,
+    claims_cost,
     entry_cost,
 )
 from jwtmesh.tokens.errors import TokenError
@@ -181,3 +182,18 @@ def test_a_token_too_complex_to_cache_is_still_answered_correctly_every_time() -
     with pytest.raises(TokenError) as expired:
         verifier.verify(token, NOW + 3600)
     assert expired.value.reason == "token_expired"
+
+
+@pytest.mark.parametrize(
+    ("claims", "cacheable"),
+    [
+        (json.loads('{"a":' * (MAX_CLAIM_DEPTH - 1) + "1" + "}" * (MAX_CLAIM_DEPTH - 1)), True),
+        (json.loads('{"a":' * MAX_CLAIM_DEPTH + "1" + "}" * MAX_CLAIM_DEPTH), True),
+        (json.loads('{"a":' * (MAX_CLAIM_DEPTH + 1) + "1" + "}" * (MAX_CLAIM_DEPTH + 1)), False),
+        ({"x": list(range(MAX_CLAIM_VALUES - 2))}, True),
+        ({"x": list(range(MAX_CLAIM_VALUES - 1))}, False),
+    ],
+    ids=["depth 15", "depth 16", "depth 17", "1,024 values", "1,025 values"],
+)
+def test_the_shape_limits_are_exact(claims: dict[str, object], cacheable: bool) -> None:
+    assert (claims_cost(claims) is not None) is cacheable
