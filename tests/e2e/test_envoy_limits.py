@@ -157,8 +157,12 @@ def run_attack(stack: ModeStack, mode: str, limit: float) -> tuple[float, int, i
         finally:
             for sock in socks:
                 sock.close()
-        time.sleep(0.5)
-    return closed_after, before, watch.peak, allocated_kib(admin)
+    after = allocated_kib(admin)
+    deadline = time.monotonic() + 3
+    while after - before > 2 * 1024 and time.monotonic() < deadline:
+        time.sleep(0.2)  # Envoy frees closed connections' objects in deferred deletions
+        after = min(after, allocated_kib(admin))
+    return closed_after, before, watch.peak, after
 
 
 @pytest.mark.parametrize("mode", AUTHZ_MODES)
@@ -166,7 +170,9 @@ def test_slow_bodies_without_body_binding_are_refused_at_once(plain: ModeStack, 
     """Nothing is buffered before the check: each attacker gets its 401 and is closed."""
     closed_after, before, peak, after = run_attack(plain, mode, limit=SLACK + 3)
     assert closed_after < SLACK + 1
-    assert peak - before < ATTACKERS * 100, f"peak {peak - before} KiB over {before} KiB"
+    # What arrives while a check is pending stops at the 32 KiB buffer limit (plus the
+    # read in flight): ~15 KiB per connection measured over gRPC, ~94 KiB over HTTP.
+    assert peak - before < ATTACKERS * 128, f"peak {peak - before} KiB over {before} KiB"
     assert after - before < 8 * 1024, f"Envoy's heap grew {after - before} KiB"
 
 
@@ -176,7 +182,8 @@ def test_slow_bodies_with_body_binding_are_closed_within_the_request_timeout(
 ) -> None:
     closed_after, before, peak, after = run_attack(binding, mode, limit=LIMITS.request_timeout + 6)
     assert closed_after < LIMITS.request_timeout + SLACK
-    # Each holds at most its body (64 KiB) plus Envoy's per-connection buffers.
+    # Each holds at most its body (64 KiB) plus Envoy's per-connection buffers: ~104 KiB
+    # measured (the finding: ~106 KiB each for 22 s; now for the 3 s request timeout).
     assert peak - before < ATTACKERS * 200, f"peak {peak - before} KiB over {before} KiB"
     assert after - before < 8 * 1024, f"Envoy's heap grew {after - before} KiB"
 
