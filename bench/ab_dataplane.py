@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def start_sidecar(tree: Path, workdir: Path, bundle: Path, name: str) -> tuple[A
     return process, grpc_port, http_port
 
 
-def main() -> int:
+def arguments() -> Any:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--baseline-ref", required=True)
     parser.add_argument("--seconds", type=float, default=5)
@@ -107,64 +108,82 @@ def main() -> int:
         default="valid,mixed_10pct_invalid,distinct_tokens",
         help="comma-separated, of: valid, mixed_10pct_invalid, distinct_tokens",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+@dataclass
+class Stack:
+    """Every variant's Envoy, by name: its port and the sidecar it asks (if any)."""
+
+    processes: list[ManagedProcess] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+    sidecar_of: dict[str, ManagedProcess] = field(default_factory=dict)
+
+
+def start_stack(trees: dict[str, Path], pairs: list[tuple[str, ...]], workdir: Path) -> Stack:
+    stack = Stack()
+    bundle = workdir / "bundle.json"
+    sidecars = {}
+    for side, tree in trees.items():
+        sidecar, grpc_port, http_port = start_sidecar(tree, workdir, bundle, f"sidecar-{side}")
+        stack.processes.append(sidecar)
+        sidecars[side] = (sidecar, {"grpc": grpc_port, "http": http_port})
+    for name in (name for pair in pairs for name in pair):
+        mode, sides = name.split(":")
+        envoy_side = sides.rsplit("+", 1)[-1].removesuffix("-envoy")
+        stack.ports[name] = free_port()
+        if mode == "envoy-alone":
+            config = render(trees[envoy_side], stack.ports[name], "none", 0)
+        else:
+            sidecar, authz_ports = sidecars[sides.split("-", 1)[0]]
+            config = render(trees[envoy_side], stack.ports[name], mode, authz_ports[mode])
+            stack.sidecar_of[name] = sidecar
+        stack.processes.append(start_envoy(config, workdir, name.replace(":", "-")))
+    return stack
+
+
+def run_rounds(
+    stack: Stack, pairs: list[tuple[str, ...]], workload: str, script: Path, args: Any
+) -> dict[str, list[dict[str, float]]]:
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in stack.ports}
+    for round_index in range(args.rounds):
+        # ABBA: every other round the new side of each pair goes first.
+        order = [n for pair in pairs for n in (pair if round_index % 2 == 0 else pair[::-1])]
+        for name in order:
+            bench.say(f"{workload} round {round_index + 1}/{args.rounds}: {name}")
+            sidecar = stack.sidecar_of.get(name)
+            before = bench.cpu_seconds(sidecar.pid) if sidecar else 0.0
+            figures = bench.wrk(stack.ports[name], script, args.seconds, args.connections)
+            if sidecar:
+                figures["sidecar_cpu_us_per_request"] = (
+                    (bench.cpu_seconds(sidecar.pid) - before) / figures["requests"] * 1e6
+                )
+            runs[name].append(figures)
+    return runs
+
+
+def main() -> int:
+    args = arguments()
     trees = {"base": checkout(args.baseline_ref), "new": HERE}
     workdir = Path(tempfile.mkdtemp(prefix="jwtmesh-ab-run-"))
-    key, bundle = bench.signing_key_and_bundle(workdir)
+    key, _bundle = bench.signing_key_and_bundle(workdir)
     valid = bench.bench_token(key)
-    scripts = {
-        "valid": bench.token_file(workdir, "valid", [valid]),
-        "mixed_10pct_invalid": bench.token_file(
-            workdir, "mixed", [valid] * 9 + [valid[:-4] + "AAAA"]
-        ),
-        "distinct_tokens": bench.token_file(
-            workdir, "distinct", [bench.bench_token(key) for _ in range(60_000)]
-        ),
+    tokens = {
+        "valid": [valid],
+        "mixed_10pct_invalid": [valid] * 9 + [valid[:-4] + "AAAA"],
+        "distinct_tokens": [bench.bench_token(key) for _ in range(60_000)],
     }
-    processes: list[ManagedProcess] = []
-    ports: dict[str, int] = {}
-    cpu_of: dict[str, Any] = {}
+    pairs = variants(args.split)
+    stack = start_stack(trees, pairs, workdir)
     try:
-        sidecars = {}
-        for side, tree in trees.items():
-            sidecar, grpc_port, http_port = start_sidecar(tree, workdir, bundle, f"sidecar-{side}")
-            processes.append(sidecar)
-            sidecars[side] = (sidecar, {"grpc": grpc_port, "http": http_port})
-        pairs = variants(args.split)
-        for pair in pairs:
-            for name in pair:
-                mode, sides = name.split(":")
-                envoy_side = sides.rsplit("+", 1)[-1].removesuffix("-envoy")
-                ports[name] = free_port()
-                if mode == "envoy-alone":
-                    config = render(trees[envoy_side], ports[name], "none", 0)
-                else:
-                    sidecar, authz_ports = sidecars[sides.split("-", 1)[0]]
-                    config = render(trees[envoy_side], ports[name], mode, authz_ports[mode])
-                    cpu_of[name] = sidecar
-                processes.append(start_envoy(config, workdir, name.replace(":", "-")))
-        runs: dict[str, dict[str, list[dict[str, float]]]] = {}
-        for workload in args.workloads.split(","):
-            script = scripts[workload]
-            runs[workload] = {name: [] for name in ports}
-            for round_index in range(args.rounds):
-                # ABBA: every other round the new side of each pair goes first.
-                order = [
-                    n for pair in pairs for n in (pair if round_index % 2 == 0 else pair[::-1])
-                ]
-                for name in order:
-                    port = ports[name]
-                    bench.say(f"{workload} round {round_index + 1}/{args.rounds}: {name}")
-                    sidecar = cpu_of.get(name)
-                    before = bench.cpu_seconds(sidecar.pid) if sidecar else 0.0
-                    figures = bench.wrk(port, script, args.seconds, args.connections)
-                    if sidecar:
-                        figures["sidecar_cpu_us_per_request"] = (
-                            (bench.cpu_seconds(sidecar.pid) - before) / figures["requests"] * 1e6
-                        )
-                    runs[workload][name].append(figures)
+        runs = {
+            workload: run_rounds(
+                stack, pairs, workload, bench.token_file(workdir, workload, tokens[workload]), args
+            )
+            for workload in args.workloads.split(",")
+        }
     finally:
-        for process in processes:
+        for process in stack.processes:
             process.stop()
     report(runs, args)
     return 0
