@@ -210,6 +210,12 @@ def check_kubeconfig(path: str) -> None:
     help="Let the operator create/update this MutatingWebhookConfiguration itself.",
 )
 @click.option(
+    "--network-policies/--no-network-policies",
+    default=_DEFAULTS.network_policies,
+    show_default=True,
+    help="Keep a NetworkPolicy per identity: its Pods admit ingress through Envoy only.",
+)
+@click.option(
     "--envoy-image",
     default=_DEFAULTS.envoy_image,
     show_default=True,
@@ -247,6 +253,7 @@ def main(
     webhook_cert_dir: str | None,
     webhook_url_host: str | None,
     webhook_managed: str | None,
+    network_policies: bool,
     envoy_image: str,
     sidecar_image: str,
     sidecar_resources: dict[str, Any] | None,
@@ -285,6 +292,7 @@ def main(
         log_level=log_level,
         sidecar_resources=sidecar_resources,
         envoy_resources=envoy_resources,
+        network_policies=network_policies,
     )
     run(config, list(namespaces), peering)
 

@@ -10,6 +10,7 @@ from jwtmesh.cluster import API_GROUP, API_VERSION, IDENTITY_LABEL, ROTATE_ANNOT
 from jwtmesh.policy import Policy, PolicyError, policy_from_dict
 from jwtmesh_operator.durations import parse_duration
 from jwtmesh_operator.errors import OperatorError
+from jwtmesh_operator.netpol import OpenPort, OpenPortError, parse_open_ports
 from jwtmesh_operator.planning import Rotation
 from jwtmesh_operator.tenancy import default_audience, default_issuer
 
@@ -34,6 +35,7 @@ class IdentitySpec:
     secret_name: str
     policy: Policy | None
     policy_document: Mapping[str, Any] | None
+    open_ports: tuple[OpenPort, ...] = ()  # reachable without Envoy (the NetworkPolicy)
 
 
 # The defaults of a ServiceIdentity's spec. The CRD states the same values (so `kubectl get`
@@ -70,6 +72,10 @@ def parse_spec(
         policy = policy_from_dict(dict(policy_document)) if policy_document is not None else None
     except PolicyError as exc:
         raise SpecError(f"policy: {exc}") from exc
+    try:
+        open_ports = parse_open_ports(spec.get("openPorts"))
+    except OpenPortError as exc:
+        raise SpecError(str(exc)) from exc
     return IdentitySpec(
         namespace=namespace,
         name=name,
@@ -82,4 +88,5 @@ def parse_spec(
         secret_name=spec.get("secretName") or default_secret_name(name),
         policy=policy,
         policy_document=policy_document,
+        open_ports=open_ports,
     )

@@ -43,6 +43,8 @@ class OperatorConfig:
     # Injected containers' resources (a Kubernetes ResourceRequirements); None: defaults.
     sidecar_resources: dict[str, Any] | None = None
     envoy_resources: dict[str, Any] | None = None
+    # One NetworkPolicy per identity: its Pods admit ingress to Envoy's port only (netpol.py).
+    network_policies: bool = True
 
     @property
     def public_base_url(self) -> str:

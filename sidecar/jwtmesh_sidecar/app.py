@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from jwtmesh.boundary import EXIT_USAGE
 from jwtmesh.identity import IdentityKeys, active_key, parse_identity
@@ -45,13 +45,17 @@ class _CacheCollector:
         self._store = store
 
     def collect(self) -> Any:
-        hits, misses = self._store.cache_totals()
         family = CounterMetricFamily(
             "jwtmesh_token_cache", "Verified-token cache lookups by result", labels=["result"]
         )
-        family.add_metric(["hit"], hits)
-        family.add_metric(["miss"], misses)
+        for result, count in self._store.cache_totals().items():
+            family.add_metric([result], count)
         yield family
+        yield GaugeMetricFamily(
+            "jwtmesh_token_cache_bytes",
+            "Bytes the verified-token cache holds",
+            self._store.cache_bytes(),
+        )
 
 
 @dataclass
@@ -115,6 +119,7 @@ class Sidecar:
             get_verifier=lambda: trust.verifier,
             get_policy=lambda: watched.value if watched and watched.value else ALLOW_ALL,
             token=config.token,
+            max_body_bytes=config.max_body_bytes,
         )
 
     def _load(self) -> None:
@@ -211,6 +216,8 @@ class Sidecar:
                 server.server_close()
         if self._poller is not None:
             self._poller.stop()
+        if self.trust is not None:
+            self.trust.close()  # the JWKS fetcher threads
         self._stopped.set()
 
     def run_until_signalled(self) -> None:

@@ -18,6 +18,7 @@ import yaml
 from pydantic import AfterValidator, Field, ValidationError
 
 from jwtmesh.addresses import split_host_port
+from jwtmesh.tokens.cache import DEFAULT_CACHE_BYTES
 from jwtmesh.tokens.verify import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_LEEWAY,
@@ -73,6 +74,7 @@ class JwksUrlModel(StrictModel):
     url: Annotated[str, AfterValidator(_http_url)]
     refresh_seconds: float = Field(default=300.0, ge=1, le=86_400)
     min_refetch_seconds: float = Field(default=10.0, ge=0, le=3_600)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
 
 class TrustModel(StrictModel):
@@ -93,6 +95,10 @@ class VerificationModel(StrictModel):
     max_token_bytes: int = Field(default=DEFAULT_MAX_TOKEN_BYTES, ge=256, le=1 << 20)
     require_jti: bool = True
     cache_size: int = Field(default=DEFAULT_CACHE_SIZE, ge=0, le=10_000_000)
+    # The verified-token cache's byte budget (entries are charged what they hold).
+    cache_bytes: int = Field(default=DEFAULT_CACHE_BYTES, ge=0, le=1 << 34)
+    # Envoy's max_request_bytes for this Pod; 0: no body binding (a `bdy` claim is refused).
+    max_body_bytes: int = Field(default=0, ge=0, le=1 << 30)
 
 
 class EgressModel(StrictModel):
@@ -145,6 +151,8 @@ class SidecarConfig:
     max_token_bytes: int
     require_jti: bool
     cache_size: int
+    cache_bytes: int
+    max_body_bytes: int
     egress_audiences: dict[str, str] = field(hash=False)
     egress_token_lifetime: float
     poll_interval: float
@@ -161,6 +169,7 @@ class SidecarConfig:
             max_token_bytes=self.max_token_bytes,
             require_jti=self.require_jti,
             cache_size=self.cache_size,
+            cache_bytes=self.cache_bytes,
         )
 
 
@@ -221,7 +230,7 @@ def _runtime(model: SidecarModel, base: Path | None) -> SidecarConfig:
         listen=Listen(listen.grpc, listen.unix_socket, listen.http, listen.metrics, listen.token),
         bundle_files=tuple(path(p) for p in model.trust.bundle_files),
         jwks_urls=tuple(
-            JwksUrl(e.issuer, e.url, e.refresh_seconds, e.min_refetch_seconds)
+            JwksUrl(e.issuer, e.url, e.refresh_seconds, e.min_refetch_seconds, e.timeout_seconds)
             for e in model.trust.jwks_urls
         ),
         max_stale=model.trust.max_stale_seconds,
@@ -234,6 +243,8 @@ def _runtime(model: SidecarModel, base: Path | None) -> SidecarConfig:
         max_token_bytes=verification.max_token_bytes,
         require_jti=verification.require_jti,
         cache_size=verification.cache_size,
+        cache_bytes=verification.cache_bytes,
+        max_body_bytes=verification.max_body_bytes,
         egress_audiences=dict(model.egress.audiences),
         egress_token_lifetime=model.egress.token_lifetime_seconds,
         poll_interval=model.poll_interval_seconds,

@@ -115,16 +115,27 @@ def deny_unauthenticated(error: TokenError) -> Decision:
     )
 
 
-def deny(reason: Reason, message: str, **extra: Any) -> Decision:
-    """A refusal with its status from the reason table."""
+def deny(reason: Reason, message: str, challenge: str | None = None, **extra: Any) -> Decision:
+    """A refusal with its status from the reason table (and a WWW-Authenticate challenge)."""
+    headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
+    if challenge is not None:
+        headers = (("www-authenticate", challenge), *headers)
     return Decision(
         allowed=False,
         status=reason.http_status,
         reason=reason.code,
         message=message,
-        client_headers=(("content-type", "application/json"),),
+        client_headers=headers,
         body=_json_body(reason.code, message),
         **extra,
+    )
+
+
+def insufficient_scope(reason: Reason, message: str) -> str:
+    """RFC 6750 §3.1: the token is fine, it does not allow this request."""
+    return (
+        f'Bearer realm="jwtmesh", error="insufficient_scope", '
+        f'error_description="{reason.code}: {_quoted(message)}"'
     )
 
 
@@ -135,6 +146,8 @@ class Inbound:
     get_verifier: Callable[[], Verifier]
     get_policy: Callable[[], Policy]
     token: TokenSettings = field(default_factory=TokenSettings)
+    # Envoy's max_request_bytes (body binding); 0: Envoy sends no body, `bdy` is refused.
+    max_body_bytes: int = 0
 
 
 _SET_BY_US = frozenset({HEADER_ISSUER, HEADER_SUBJECT, HEADER_CLAIMS})
@@ -157,7 +170,7 @@ def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decisio
         verified: VerifiedToken = inbound.get_verifier().verify(token, now)
         bound_hash = verified.claims.get("bdy")
         if bound_hash is not None:
-            check_body_binding(bound_hash, request)
+            check_body_binding(bound_hash, request, inbound.max_body_bytes)
     except TokenError as error:
         if isinstance(error, BodyMismatch):
             # The token itself verified: its own facts are known and true.
@@ -173,9 +186,12 @@ def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decisio
     caller = Caller(verified.issuer, verified.subject, verified.claims, verified.namespace)
     result = policy_rules.evaluate(policy, method=request.method, path=request.path, caller=caller)
     if not result.allowed:
+        reason = reason_for(result.reason)
+        message = policy_denial_message(policy, result, caller, request.method, request.path)
         return deny(
-            reason_for(result.reason),
-            policy_denial_message(policy, result, caller, request.method, request.path),
+            reason,
+            message,
+            insufficient_scope(reason, message),
             subject=verified.subject,
             issuer=verified.issuer,
             rule=result.rule,
@@ -206,8 +222,20 @@ def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decisio
     )
 
 
-def check_body_binding(bound_hash: Any, request: CheckInput) -> None:
-    if request.body is None or request.headers.get(PARTIAL_BODY_HEADER) == "true":
+def check_body_binding(bound_hash: Any, request: CheckInput, max_body_bytes: int) -> None:
+    """`bdy` holds only for a body the verifier received whole: Envoy buffers bodies up to
+    `max_body_bytes` and a body at that size may have been cut there, so it never counts
+    (nor does any body when Envoy buffers none)."""
+    if max_body_bytes <= 0:
+        raise BodyMismatch(
+            "the token is bound to a body, and this service does not buffer bodies "
+            "(jwtmesh.io/max-body-bytes)"
+        )
+    if (
+        request.body is None
+        or request.headers.get(PARTIAL_BODY_HEADER) == "true"
+        or len(request.body) >= max_body_bytes
+    ):
         raise BodyMismatch("the token is bound to a body the verifier did not receive whole")
     if not isinstance(bound_hash, str) or not hmac.compare_digest(
         bound_hash.encode(), body_hash(request.body).encode()

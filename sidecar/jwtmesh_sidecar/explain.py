@@ -69,10 +69,11 @@ def decide(
     policy: Policy,
     token_settings: TokenSettings,
     now: float,
+    max_body_bytes: int = 0,
 ) -> Decision:
     """The sidecar's answer: its DecisionService over this bundle and policy."""
     verifier = Verifier(bundle, settings)
-    inbound = Inbound(lambda: verifier, lambda: policy, token_settings)
+    inbound = Inbound(lambda: verifier, lambda: policy, token_settings, max_body_bytes)
     service = DecisionService(
         inbound, None, SidecarMetrics(), DecisionLog(io.StringIO()), clock=lambda: now
     )
@@ -153,9 +154,10 @@ def explain(
     policy_source: str,
     token_settings: TokenSettings,
     now: float,
+    max_body_bytes: int = 0,
 ) -> dict[str, Any]:
     """The decision and the facts behind it, as one JSON-able document."""
-    decision = decide(question, bundle, settings, policy, token_settings, now)
+    decision = decide(question, bundle, settings, policy, token_settings, now, max_body_bytes)
     return {
         "decision": {
             "allowed": decision.allowed,

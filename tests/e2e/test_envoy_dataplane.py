@@ -115,6 +115,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
                 "listen": {**listen, "metrics": f"127.0.0.1:{metrics_port}"},
                 "trust": {"bundleFiles": [str(volume.path("bundle.json"))]},
                 "policyFile": str(workdir / "policy.yaml"),
+                "verification": {"maxBodyBytes": 65536},
                 **authz_mode(modes[0])[1],
             },
             workdir,
@@ -132,6 +133,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             admin_port=free_port(),
             listen_address="127.0.0.1",
             authz=AuthzEndpoint(mode=authz_mode(mode)[0], port=port),
+            max_request_bytes=65536,  # body binding on (jwtmesh.io/max-body-bytes)
         )
         envoys.append(start_envoy(config, workdir, name=f"envoy-{mode}"))
         mesh.envoy_ports[mode] = inbound

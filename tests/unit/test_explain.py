@@ -47,6 +47,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Sidecar]:
                 "listen": {"grpc": "127.0.0.1:9"},
                 "trust": {"bundleFiles": ["bundle.json"]},
                 "policyFile": "policy.yaml",
+                "verification": {"maxBodyBytes": 65536},  # a Pod with body binding
             }
         )
     )

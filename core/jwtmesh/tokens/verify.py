@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from jwtmesh.tokens import claims as rules
-from jwtmesh.tokens.cache import VerifiedTokenCache
+from jwtmesh.tokens.cache import DEFAULT_CACHE_BYTES, VerifiedTokenCache
 from jwtmesh.tokens.encoding import b64url_decode, decode_json_object
 from jwtmesh.tokens.errors import (
     AlgorithmNotAllowed,
@@ -42,6 +42,7 @@ class VerifierSettings:
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     require_jti: bool = True
     cache_size: int = DEFAULT_CACHE_SIZE
+    cache_bytes: int = DEFAULT_CACHE_BYTES
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class Verifier:
     def __init__(self, bundle: TrustBundle, settings: VerifierSettings) -> None:
         self.bundle = bundle
         self.settings = settings
-        self.cache = VerifiedTokenCache(settings.cache_size)
+        self.cache = VerifiedTokenCache(settings.cache_size, settings.cache_bytes)
 
     @property
     def cache_hits(self) -> int:

@@ -106,6 +106,12 @@ def _body(body: str | None, body_file: Path | None) -> bytes:
 @click.option("--body-file", type=click.Path(dir_okay=False, path_type=Path), help="The body.")
 @click.option("--leeway", type=click.FloatRange(0, 300), help="Clock skew allowed (seconds).")
 @click.option("--max-lifetime", type=click.FloatRange(1), help="Longest exp - iat accepted.")
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=0),
+    help="The Pod's body limit (jwtmesh.io/max-body-bytes; default: --config's, else 0: a "
+    "token bound to a body is refused, as on a Pod without body binding).",
+)
 @click.option("--at", "at_time", type=float, help="Decide as of this Unix time (default: now).")
 @output_option
 def explain_command(
@@ -119,6 +125,7 @@ def explain_command(
     body_file: Path | None,
     leeway: float | None,
     max_lifetime: float | None,
+    max_body_bytes: int | None,
     at_time: float | None,
     output: str,
     **source: Any,
@@ -138,7 +145,11 @@ def explain_command(
         return
     settings = _settings(config, audience, {"leeway": leeway, "max_lifetime": max_lifetime})
     policy, policy_source = _policy(config, policy_file)
-    report = explain(question, bundle, settings, policy, policy_source, token_settings, now)
+    if max_body_bytes is None:
+        max_body_bytes = config.max_body_bytes if config is not None else 0
+    report = explain(
+        question, bundle, settings, policy, policy_source, token_settings, now, max_body_bytes
+    )
     if output == "json":
         click.echo(json.dumps(report, indent=1, sort_keys=True, default=str))
     else:

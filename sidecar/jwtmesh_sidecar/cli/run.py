@@ -27,6 +27,7 @@ FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "identity_keys": ("identityKeys",),
     "token_header": ("token", "header"),
     "strip_token": ("token", "strip"),
+    "max_body_bytes": ("verification", "maxBodyBytes"),
     "egress_audiences": ("egress", "audiences"),
     "grpc_threads": ("grpcThreads",),
     "grpc_server": ("grpcServer",),
@@ -68,6 +69,11 @@ FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "--strip-token/--keep-token",
     default=None,
     help="Remove the token before the request reaches the upstream.",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=0),
+    help="Envoy buffers request bodies up to this size (body binding); 0: none.",
 )
 @click.option(
     "--egress-audience",
