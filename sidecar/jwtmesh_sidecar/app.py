@@ -167,6 +167,7 @@ class Sidecar:
                 listen.unix_socket,
                 config.grpc_threads,
                 config.grpc_server,
+                self.readiness,
             )
         if listen.http:
             self._http = AuthzHttp(self.service, listen.http).start()

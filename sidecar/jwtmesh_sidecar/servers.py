@@ -63,14 +63,21 @@ def check_can_listen(key: str, address: str) -> None:
 
 
 def start_grpc(
-    service: DecisionService, tcp: str | None, unix_socket: str | None, threads: int, kind: str
+    service: DecisionService,
+    tcp: str | None,
+    unix_socket: str | None,
+    threads: int,
+    kind: str,
+    readiness: Callable[[], list[str]] = lambda: [],
 ) -> GrpcServer:
     choice = choose_server(kind, grpc.__version__, missing_from_core())
     log.info("%s", choice.log_line, extra={"event": "grpc_server"})
     server: GrpcServer = (UnaryServer if choice.core else PublicServer)(
         {
             CHECK_METHOD: check_method(service),
-            HEALTH_METHOD: health_method(frozenset({"envoy.service.auth.v3.Authorization"})),
+            HEALTH_METHOD: health_method(
+                frozenset({"envoy.service.auth.v3.Authorization"}), readiness
+            ),
         },
         threads=threads,
         options=GRPC_OPTIONS,
