@@ -11,11 +11,13 @@ from typing import Any
 
 from jwtmesh.envoy_config import (
     AuthzEndpoint,
+    EnvoyLimits,
     PodEnvoy,
     authz_cluster,
     connection_manager,
     ext_authz_filter,
     listener,
+    overload_manager,
     socket_address,
 )
 from jwtmesh.tokens.keys import SigningKey, generate_signing_key, jwks
@@ -104,6 +106,8 @@ def bootstrap(
             "listeners": [listener("bench", "127.0.0.1", listen, manager)],
             "clusters": [authz_cluster(authz)] if authz else [],
         },
+        # The limits every injected Envoy runs with (timeouts, connection cap, heap).
+        "overload_manager": overload_manager(EnvoyLimits()),
     }
 
 

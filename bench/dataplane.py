@@ -78,7 +78,7 @@ def reload_latency(port: int, bundle: Path, metrics_port: int, key: SigningKey) 
     def reloads() -> float:
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
             for line in response.read().decode().splitlines():
-                if line.startswith('jwtmesh_bundle_reloads_total{result="ok"}'):
+                if line.startswith('jwtmesh_reloads_total{result="ok",source="bundle"}'):
                     return float(line.rsplit(" ", 1)[1])
         return 0.0
 
@@ -120,6 +120,7 @@ def start_baseline(
             "identity": AUDIENCE,
             "listen": {"grpc": f"127.0.0.1:{grpc_port}", "http": f"127.0.0.1:{http_port}"},
             "trust": {"bundleFiles": [str(bundle)]},
+            "noPolicy": True,
             "verification": {"cacheSize": 10_000},
             "grpcThreads": grpc_threads,
         },
@@ -151,6 +152,7 @@ def start_stack(
                 "metrics": f"127.0.0.1:{metrics_port}",
             },
             "trust": {"bundleFiles": [str(bundle)]},
+            "noPolicy": True,
             "verification": {"cacheSize": 10_000},
             "grpcThreads": grpc_threads,
         },

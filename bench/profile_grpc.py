@@ -93,6 +93,7 @@ def main() -> int:
             "identity": AUDIENCE,
             "listen": {"grpc": f"127.0.0.1:{grpc_port}"},
             "trust": {"bundleFiles": [str(bundle)]},
+            "noPolicy": True,
         },
         workdir,
     )

@@ -1,7 +1,8 @@
 """Envoy bootstrap for a jwtmesh pod: inbound listener → ext_authz → app, optional egress.
 
 Used by the injection webhook, the demo, the tests and the benchmarks, so every one of
-them runs the configuration users get.
+them runs the configuration users get. What a client can make Envoy hold, and for how
+long, is bounded by `EnvoyLimits` (docs/threat-model.md, "Resource limits").
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ _EXT_AUTHZ_PER_ROUTE = (
 )
 _ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 _HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_FIXED_HEAP = "envoy.resource_monitors.fixed_heap"
+_CONNECTIONS = "envoy.resource_monitors.global_downstream_max_connections"
+MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,21 @@ class AuthzEndpoint:
 
 
 @dataclass(frozen=True)
+class EnvoyLimits:
+    """What one client can make Envoy hold, and for how long. Defaults follow Envoy's
+    edge-proxy best practices, sized for the injected container (256 MiB)."""
+
+    request_headers_timeout: float = 10.0  # from the first header byte to the last
+    request_timeout: float = 60.0  # the whole request, body included
+    stream_idle_timeout: float = 30.0  # a request with nothing moving
+    idle_timeout: float = 60.0  # a connection with no request in flight
+    max_connections: int = 1024  # downstream, every listener (the overload manager's)
+    max_heap_bytes: int = 192 * MIB  # 3/4 of the container's limit; the rest is not heap
+    connection_buffer_bytes: int = 32 * 1024  # per connection, each direction
+    max_concurrent_streams: int = 100  # HTTP/2 streams per connection
+
+
+@dataclass(frozen=True)
 class PodEnvoy:
     inbound_port: int
     app_port: int
@@ -52,7 +71,11 @@ class PodEnvoy:
     token_header: str = "authorization"
     egress_port: int | None = None
     destinations: tuple[Destination, ...] = ()
-    max_request_bytes: int = 65536
+    # Body binding (`bdy`): Envoy buffers request bodies up to this many bytes before it
+    # asks the sidecar, and refuses larger ones (413). 0: bodies are not buffered, and the
+    # sidecar (maxBodyBytes 0) refuses body-bound tokens.
+    max_request_bytes: int = 0
+    limits: EnvoyLimits = field(default_factory=EnvoyLimits)
 
 
 def socket_address(address: str, port: int) -> dict[str, Any]:
@@ -97,12 +120,16 @@ def ext_authz_filter(config: PodEnvoy, path_prefix: str) -> dict[str, Any]:
         "transport_api_version": "V3",
         "failure_mode_allow": False,
         "status_on_error": {"code": 503},
-        "with_request_body": {
-            "max_request_bytes": config.max_request_bytes,
-            "allow_partial_message": True,
-            "pack_as_bytes": True,
-        },
     }
+    if config.max_request_bytes > 0 and path_prefix == "/inbound":
+        # No partial bodies: a body that reaches the limit is refused here (413), so the
+        # sidecar sees a whole body or none, and `bdy` never covers a prefix of one.
+        # (Egress checks mint a token; they never read the body.)
+        typed["with_request_body"] = {
+            "max_request_bytes": config.max_request_bytes,
+            "allow_partial_message": False,
+            "pack_as_bytes": True,
+        }
     # Only the headers a decision reads: a smaller CheckRequest is cheaper on both sides.
     typed["allowed_headers"] = {
         "patterns": [
@@ -137,10 +164,18 @@ def ext_authz_filter(config: PodEnvoy, path_prefix: str) -> dict[str, Any]:
     return {"name": "envoy.filters.http.ext_authz", "typed_config": typed}
 
 
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
 def connection_manager(
-    name: str, virtual_hosts: list[dict[str, Any]], auth_filter: dict[str, Any] | None
+    name: str,
+    virtual_hosts: list[dict[str, Any]],
+    auth_filter: dict[str, Any] | None,
+    limits: EnvoyLimits | None = None,
 ) -> dict[str, Any]:
     """An HTTP connection manager: the auth filter (if any), then the router."""
+    limits = limits or EnvoyLimits()
     filters = [auth_filter] if auth_filter is not None else []
     return {
         "name": "envoy.filters.network.http_connection_manager",
@@ -152,6 +187,21 @@ def connection_manager(
             "normalize_path": True,
             "merge_slashes": True,
             "path_with_escaped_slashes_action": "REJECT_REQUEST",
+            # A slow client cannot hold a stream or a connection open for long.
+            "request_headers_timeout": _seconds(limits.request_headers_timeout),
+            "request_timeout": _seconds(limits.request_timeout),
+            "stream_idle_timeout": _seconds(limits.stream_idle_timeout),
+            "common_http_protocol_options": {
+                "idle_timeout": _seconds(limits.idle_timeout),
+                # `x_jwtmesh_subject` reaches WSGI/CGI apps as HTTP_X_JWTMESH_SUBJECT, the
+                # variable of the header the sidecar sets: a name with "_" is refused (400).
+                "headers_with_underscores_action": "REJECT_REQUEST",
+            },
+            "http2_protocol_options": {
+                "max_concurrent_streams": limits.max_concurrent_streams,
+                "initial_stream_window_size": 65536,
+                "initial_connection_window_size": 1048576,
+            },
             "route_config": {"name": name, "virtual_hosts": virtual_hosts},
             "http_filters": [
                 *filters,
@@ -161,11 +211,70 @@ def connection_manager(
     }
 
 
-def listener(name: str, address: str, port: int, manager: dict[str, Any]) -> dict[str, Any]:
+def listener(
+    name: str,
+    address: str,
+    port: int,
+    manager: dict[str, Any],
+    limits: EnvoyLimits | None = None,
+) -> dict[str, Any]:
     return {
         "name": name,
         "address": socket_address(address, port),
+        "per_connection_buffer_limit_bytes": (limits or EnvoyLimits()).connection_buffer_bytes,
         "filter_chains": [{"filters": [manager]}],
+    }
+
+
+def overload_manager(limits: EnvoyLimits) -> dict[str, Any]:
+    """Connections capped for every listener; under heap pressure Envoy returns memory,
+    closes idle keep-alives, shortens idle timeouts, then refuses new requests (503)."""
+
+    def at(value: float) -> list[dict[str, Any]]:
+        return [{"name": _FIXED_HEAP, "threshold": {"value": value}}]
+
+    scale = "type.googleapis.com/envoy.config.overload.v3.ScaleTimersOverloadActionConfig"
+    timers = ("HTTP_DOWNSTREAM_CONNECTION_IDLE", "HTTP_DOWNSTREAM_STREAM_IDLE")
+    return {
+        "refresh_interval": "0.25s",
+        "resource_monitors": [
+            {
+                "name": _FIXED_HEAP,
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.resource_monitors."
+                    "fixed_heap.v3.FixedHeapConfig",
+                    "max_heap_size_bytes": limits.max_heap_bytes,
+                },
+            },
+            {
+                "name": _CONNECTIONS,
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.resource_monitors."
+                    "downstream_connections.v3.DownstreamConnectionsConfig",
+                    "max_active_downstream_connections": limits.max_connections,
+                },
+            },
+        ],
+        "actions": [
+            {"name": "envoy.overload_actions.shrink_heap", "triggers": at(0.90)},
+            {"name": "envoy.overload_actions.disable_http_keepalive", "triggers": at(0.90)},
+            {
+                "name": "envoy.overload_actions.reduce_timeouts",
+                "triggers": [
+                    {
+                        "name": _FIXED_HEAP,
+                        "scaled": {"scaling_threshold": 0.80, "saturation_threshold": 0.95},
+                    }
+                ],
+                "typed_config": {
+                    "@type": scale,
+                    "timer_scale_factors": [
+                        {"timer": timer, "min_scale": {"value": 10}} for timer in timers
+                    ],
+                },
+            },
+            {"name": "envoy.overload_actions.stop_accepting_requests", "triggers": at(0.95)},
+        ],
     }
 
 
@@ -210,8 +319,10 @@ def _egress_virtual_host(cluster: str, destination: Destination) -> dict[str, An
 
 def render_bootstrap(config: PodEnvoy) -> dict[str, Any]:
     inbound_hosts = [{"name": "app", "domains": ["*"], "routes": _route_to("app")}]
-    inbound = connection_manager("inbound", inbound_hosts, ext_authz_filter(config, "/inbound"))
-    listeners = [listener("inbound", config.listen_address, config.inbound_port, inbound)]
+    limits = config.limits
+    inbound_filter = ext_authz_filter(config, "/inbound")
+    inbound = connection_manager("inbound", inbound_hosts, inbound_filter, limits)
+    listeners = [listener("inbound", config.listen_address, config.inbound_port, inbound, limits)]
     clusters = [
         static_cluster("app", socket_address(config.app_address, config.app_port)),
         authz_cluster(config.authz),
@@ -223,9 +334,15 @@ def render_bootstrap(config: PodEnvoy) -> dict[str, Any]:
             address = socket_address(destination.address, destination.port)
             clusters.append(static_cluster(cluster, address))
             egress_hosts.append(_egress_virtual_host(cluster, destination))
-        egress = connection_manager("egress", egress_hosts, ext_authz_filter(config, "/egress"))
-        listeners.append(listener("egress", "127.0.0.1", config.egress_port, egress))
+        egress_filter = ext_authz_filter(config, "/egress")
+        egress = connection_manager("egress", egress_hosts, egress_filter, limits)
+        listeners.append(listener("egress", "127.0.0.1", config.egress_port, egress, limits))
     return {
-        "admin": {"address": socket_address("127.0.0.1", config.admin_port)},
+        # The admin port (loopback) stays reachable when the connection cap is reached.
+        "admin": {
+            "address": socket_address("127.0.0.1", config.admin_port),
+            "ignore_global_conn_limit": True,
+        },
         "static_resources": {"listeners": listeners, "clusters": clusters},
+        "overload_manager": overload_manager(limits),
     }

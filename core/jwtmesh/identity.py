@@ -82,35 +82,72 @@ def active_key(identity: IdentityKeys, now: float) -> SigningKey | None:
     return scheduled.key if scheduled is not None else None
 
 
+def _what_else(document: Any) -> str | None:
+    """A file that is plainly another jwtmesh format, named so the mistake is obvious."""
+    if isinstance(document, dict) and "version" not in document and "keys" in document:
+        return "this is a JWKS (public keys only), not an identity's signing-keys.json"
+    if isinstance(document, dict) and "issuers" in document:
+        return "this is a trust bundle, not an identity's signing-keys.json"
+    return None
+
+
+def _scheduled(entry: Any, where: str) -> ScheduledKey:
+    if not isinstance(entry, dict):
+        raise IdentityError(f"{where} must be an object")
+    for name in ("privateKeyPem", "alg", "activatesAt"):
+        if name not in entry:
+            raise IdentityError(f"{where}.{name} is missing")
+    try:
+        key = SigningKey.from_pem(entry["privateKeyPem"], entry["alg"])
+    except (KeyMaterialError, TypeError, AttributeError) as exc:
+        # KeyMaterialError never echoes the key; anything else is named by type only.
+        detail = str(exc) if isinstance(exc, KeyMaterialError) else "not a PEM string"
+        raise IdentityError(f"{where}.privateKeyPem: {detail}") from None
+    try:
+        retires = entry.get("retiresAt")
+        return ScheduledKey(
+            key=key,
+            activates_at=float(entry["activatesAt"]),
+            retires_at=None if retires is None else float(retires),
+        )
+    except (TypeError, ValueError):
+        raise IdentityError(f"{where}: activatesAt and retiresAt must be numbers") from None
+
+
 def parse_identity(data: bytes) -> IdentityKeys:
+    """Parse signing-keys.json; errors name the field at fault, never the key material."""
     try:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise IdentityError("identity key file is not valid JSON") from exc
+        where = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise IdentityError(f"identity key file is not valid JSON{where}") from None
+    other = _what_else(document)
+    if other is not None:
+        raise IdentityError(other)
     if not isinstance(document, dict) or document.get("version") != IDENTITY_FORMAT_VERSION:
-        raise IdentityError("identity key file has an unsupported version")
+        raise IdentityError(
+            f"identity key file has an unsupported version (expected {IDENTITY_FORMAT_VERSION})"
+        )
+    for name in ("issuer", "subject", "maxTokenLifetimeSeconds", "keys"):
+        if name not in document:
+            raise IdentityError(f"identity key file: {name} is missing")
+    if not isinstance(document["keys"], list):
+        raise IdentityError("identity key file: keys must be a list")
+    keys = tuple(_scheduled(entry, f"keys[{i}]") for i, entry in enumerate(document["keys"]))
+    claims = document.get("claims", {})
+    if not isinstance(claims, dict):
+        raise IdentityError("identity key file: claims must be an object")
     try:
-        keys = tuple(
-            ScheduledKey(
-                key=SigningKey.from_pem(entry["privateKeyPem"], entry["alg"]),
-                activates_at=float(entry["activatesAt"]),
-                retires_at=None if entry.get("retiresAt") is None else float(entry["retiresAt"]),
-            )
-            for entry in document["keys"]
-        )
-        claims = document.get("claims", {})
-        if not isinstance(claims, dict):
-            raise TypeError("claims")
-        return IdentityKeys(
-            issuer=str(document["issuer"]),
-            subject=str(document["subject"]),
-            max_lifetime=float(document["maxTokenLifetimeSeconds"]),
-            keys=keys,
-            claims=claims,
-        )
-    except (KeyError, TypeError, ValueError, KeyMaterialError) as exc:
-        # Never echo the document: it holds private keys.
-        raise IdentityError(f"identity key file is incomplete ({type(exc).__name__})") from None
+        max_lifetime = float(document["maxTokenLifetimeSeconds"])
+    except (TypeError, ValueError):
+        raise IdentityError("identity key file: maxTokenLifetimeSeconds must be a number") from None
+    return IdentityKeys(
+        issuer=str(document["issuer"]),
+        subject=str(document["subject"]),
+        max_lifetime=max_lifetime,
+        keys=keys,
+        claims=claims,
+    )
 
 
 def render_identity(identity: IdentityKeys) -> bytes:

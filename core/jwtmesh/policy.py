@@ -53,20 +53,30 @@ class ClaimRequirement:
 
 @dataclass(frozen=True)
 class PathMatcher:
+    """exact: the path itself; prefix: whole segments (`/users` matches `/users` and
+    `/users/...`, never `/users-internal`); glob: see `glob_to_regex`. `fold` compares
+    ASCII case-insensitively (the second reading `evaluate` checks)."""
+
     kind: str  # exact | prefix | glob
     pattern: str
     _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _folded_regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
 
-    def matches(self, path: str) -> bool:
+    def matches(self, path: str, fold: bool = False) -> bool:
+        pattern = self.pattern.lower() if fold else self.pattern
+        if fold:
+            path = path.lower()
         if self.kind == "exact":
-            return path == self.pattern
+            return path == pattern
         if self.kind == "prefix":
-            return path.startswith(self.pattern)
-        assert self._regex is not None
-        return self._regex.fullmatch(path) is not None
+            base = pattern.rstrip("/")
+            return not base or path == base or path.startswith(base + "/")
+        regex = self._folded_regex if fold else self._regex
+        assert regex is not None
+        return regex.fullmatch(path) is not None
 
 
-def glob_to_regex(pattern: str) -> re.Pattern[str]:
+def glob_to_regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
     """`**` matches across segments, `*` within one segment, `?` one character."""
     out = []
     index = 0
@@ -83,7 +93,7 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(pattern[index]))
             index += 1
-    return re.compile("".join(out))
+    return re.compile("".join(out), flags)
 
 
 @dataclass(frozen=True)
@@ -124,10 +134,12 @@ class Rule:
     claims: tuple[ClaimRequirement, ...] = ()
     roles: frozenset[str] = frozenset()  # empty: no role needed; else any one of them
 
-    def matches_route(self, method: str, path: str) -> bool:
-        if self.methods and method not in self.methods:
+    def matches_route(self, method: str, path: str, fold: bool = False) -> bool:
+        # Frameworks answer HEAD with the GET handler: a GET rule covers HEAD too.
+        head_as_get = method == "HEAD" and "GET" in self.methods
+        if self.methods and method not in self.methods and not head_as_get:
             return False
-        return any(matcher.matches(path) for matcher in self.paths)
+        return any(matcher.matches(path, fold) for matcher in self.paths)
 
 
 @dataclass(frozen=True)
@@ -150,7 +162,8 @@ class PolicyResult:
 
 ALLOW_ALL = Policy()
 
-_AMBIGUOUS_PATH = re.compile(r"(^|/)\.\.?(/|$)|//|%2f|%5c|%2e|\\", re.IGNORECASE)
+# `;` starts a path parameter (`/admin;x/users`) that many servers strip before routing.
+_AMBIGUOUS_PATH = re.compile(r"(^|/)\.\.?(/|$)|//|%2f|%5c|%2e|\\|;", re.IGNORECASE)
 
 
 def route_path(path: str) -> str:
@@ -164,6 +177,27 @@ def _deny(policy: Policy, reason: str, rule: str | None) -> PolicyResult:
     return PolicyResult(False, reason, rule)
 
 
+def _first_rule(policy: Policy, method: str, path: str, fold: bool = False) -> Rule | None:
+    return next((rule for rule in policy.rules if rule.matches_route(method, path, fold)), None)
+
+
+def _matching_rule(policy: Policy, method: str, path: str) -> tuple[Rule | None, bool]:
+    """(the first rule matching the path as written, whether the path is ambiguous).
+
+    Ambiguous: another reading an app may route by picks a different rule (or none):
+    the path ASCII case-folded (many frameworks route case-insensitively), or without
+    its trailing slash (many route `/a/` as `/a`)."""
+    chosen = _first_rule(policy, method, path)
+    paths = [path, path[:-1]] if len(path) > 1 and path.endswith("/") else [path]
+    readings = [(reading, False) for reading in paths[1:]]
+    if path != path.lower():
+        readings += [(reading, True) for reading in paths]
+    ambiguous = any(
+        _first_rule(policy, method, reading, fold) is not chosen for reading, fold in readings
+    )
+    return chosen, ambiguous
+
+
 def evaluate(policy: Policy, *, method: str, path: str, caller: Caller) -> PolicyResult:
     if not policy.rules:
         return PolicyResult(True, "allowed")
@@ -172,10 +206,10 @@ def evaluate(policy: Policy, *, method: str, path: str, caller: Caller) -> Polic
         # Envoy normalises paths before asking us; anything still ambiguous is refused
         # rather than matched in a way the upstream might read differently.
         return _deny(policy, reasons.AMBIGUOUS_PATH.code, None)
-    method = method.upper()
-    for rule in policy.rules:
-        if not rule.matches_route(method, path):
-            continue
+    rule, ambiguous = _matching_rule(policy, method.upper(), path)
+    if ambiguous:
+        return _deny(policy, reasons.AMBIGUOUS_PATH.code, None)
+    if rule is not None:
         if rule.issuers and caller.issuer not in rule.issuers:
             return _deny(policy, reasons.ISSUER_NOT_ALLOWED.code, rule.name)
         if rule.subjects and caller.subject not in rule.subjects:
@@ -211,8 +245,9 @@ def _parse_path(value: Any, where: str) -> PathMatcher:
         raise PolicyError(f"{where} must be one of exact/prefix/glob with a non-empty pattern")
     if not pattern.startswith("/"):
         raise PolicyError(f"{where}: paths start with '/'")
-    regex = glob_to_regex(pattern) if kind == "glob" else None
-    return PathMatcher(kind, pattern, regex)
+    if kind != "glob":
+        return PathMatcher(kind, pattern)
+    return PathMatcher(kind, pattern, glob_to_regex(pattern), glob_to_regex(pattern, re.IGNORECASE))
 
 
 def _parse_claim(value: Any, where: str) -> ClaimRequirement:

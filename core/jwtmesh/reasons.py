@@ -154,3 +154,49 @@ def reason_for(code: str) -> Reason:
     if code == ALLOWED.code:
         return ALLOWED
     return REFUSALS.get(code, INTERNAL_ERROR)
+
+
+# --- POST /token (the sidecar's loopback token endpoint) -------------------------------
+
+
+@dataclass(frozen=True)
+class EndpointAnswer:
+    """An answer of `POST /token` other than a token: its HTTP status and what it means.
+    The body is always JSON, `{"error": code, "message": ...}`."""
+
+    code: str
+    http_status: int
+    meaning: str
+
+
+TOKEN_ENDPOINT: dict[str, EndpointAnswer] = {
+    answer.code: answer
+    for answer in (
+        EndpointAnswer(
+            "malformed_request",
+            400,
+            "the body is not one JSON object (not UTF-8 or JSON, NaN, a duplicate member)",
+        ),
+        EndpointAnswer(
+            "unknown_field", 400, "a member other than audience, lifetimeSeconds and body"
+        ),
+        EndpointAnswer(
+            "invalid_audience", 400, "audience is missing, or not a short printable string"
+        ),
+        EndpointAnswer(
+            "invalid_lifetime", 400, "lifetimeSeconds is not a finite number of at least 1 second"
+        ),
+        EndpointAnswer("invalid_body", 400, "body is not a string"),
+        EndpointAnswer("malformed_http", 400, "the HTTP request itself does not parse"),
+        EndpointAnswer("not_found", 404, "a path other than /token"),
+        EndpointAnswer("method_not_allowed", 405, "a method other than POST (`Allow: POST`)"),
+        EndpointAnswer("request_timeout", 408, "the body did not arrive within 10 s"),
+        EndpointAnswer("length_required", 411, "no Content-Length (chunked bodies are not read)"),
+        EndpointAnswer("request_too_large", 413, "a body over 1 MiB"),
+        EndpointAnswer("uri_too_long", 414, "a request line over 64 KiB"),
+        EndpointAnswer("headers_too_large", 431, "more than 100 header lines, or one over 64 KiB"),
+        EndpointAnswer("http_version_not_supported", 505, "an HTTP version other than 1.0 or 1.1"),
+        EndpointAnswer(NO_SIGNING_KEY.code, 503, "this identity has no active signing key"),
+        EndpointAnswer(INTERNAL_ERROR.code, 503, "the sidecar failed to mint; nothing was issued"),
+    )
+}

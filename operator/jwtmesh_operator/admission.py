@@ -15,6 +15,7 @@ import kopf
 
 from jwtmesh_operator.indexes import identity_record, operator_state
 from jwtmesh_operator.injection import (
+    DEFAULT_RESOURCES,
     INJECTED_ANNOTATION,
     IdentityRef,
     InjectionError,
@@ -65,6 +66,8 @@ async def inject_sidecars(body: Any, labels: Any, patch: Any, memo: Any, **kwarg
         sidecar_image=state.config.sidecar_image,
         bundle_configmap=state.config.bundle_name,
         policy_suffix=state.config.policy_suffix,
+        sidecar_resources=state.config.sidecar_resources or DEFAULT_RESOURCES,
+        envoy_resources=state.config.envoy_resources or DEFAULT_RESOURCES,
     )
     identity = IdentityRef(name=name, audience=audience, secret_name=record.secret_name)
     try:

@@ -84,7 +84,12 @@ async def keep_identity(
                         )
             except Exception as exc:
                 state.counters.reconcile_errors += 1
-                log.exception("reconciling %s/%s failed", namespace, name)
+                log.exception(
+                    "reconciling %s/%s failed",
+                    namespace,
+                    name,
+                    extra={"event": "reconcile_failed", "namespace": namespace, "name": name},
+                )
                 kopf.warn(body, reason="ReconcileFailed", message=f"{type(exc).__name__}; retrying")
                 wake_at = state.clock() + RETRY_AFTER_ERROR
             request_publish(memo, kwargs)
@@ -93,6 +98,7 @@ async def keep_identity(
                 await asyncio.wait_for(waker.wait(), timeout=min(delay, 3600.0))
     finally:
         state.wakers.forget(namespace, name, waker)
+        state.identities.pop((namespace, name), None)
 
 
 without_finalizer(keep_identity)
@@ -169,6 +175,12 @@ async def cluster_revocation_event(
 
 @kopf.on.event("", "v1", "namespaces")
 async def namespace_changed(labels: Any, memo: Any, **kwargs: Any) -> None:
-    if operator_state(memo).config.bundle_label in labels:
+    state = operator_state(memo)
+    if not state.readiness.synced:
+        # kopf runs no resource handler before every index is filled: this first namespace
+        # event means the operator holds the whole cluster (readiness.py).
+        state.readiness.synced = True
+        log.info("synced: every index is filled", extra={"event": "synced"})
+    if state.config.bundle_label in labels:
         changed(memo)
         request_publish(memo, kwargs)

@@ -5,8 +5,10 @@
   for issuers under the configured public URL only: the full issuer is that URL plus the
   request path, so an issuer of another origin is never served at a look-alike path, and
   `jwks_uri` is built from the configured URL, never from the request's Host header;
-- `/healthz` (liveness), `/readyz` (ready once the indexes are filled and the injection
-  webhook, if served, listens), `/metrics`.
+- `/healthz` (liveness), `/readyz` (ready once synced, or standing by: readiness.py,
+  and once the injection webhook, if served, listens), `/metrics`. Every JWKS answer
+  is 503 (never cached) while there is nothing trustworthy to serve: not synced yet,
+  standing by, or no key published at all.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from jwtmesh.tokens.keys import jwks
+from jwtmesh_operator.bundles import CONFIGMAP_LIMIT
 from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.state import OperatorState
 
@@ -33,29 +36,85 @@ def discovery_document(issuer: str, algorithms: set[str]) -> dict[str, Any]:
     }
 
 
+# The one home of the operator's metric names and help texts (README.md and
+# docs/troubleshooting.md list the same; tests/unit/test_docs.py compares them).
+METRICS: dict[str, tuple[str, str]] = {
+    "jwtmesh_operator_reconciles_total": ("counter", "Identity reconciles that completed"),
+    "jwtmesh_operator_reconcile_errors_total": (
+        "counter",
+        "Identity reconciles that failed (retried; the log line says why)",
+    ),
+    "jwtmesh_operator_keys_generated_total": ("counter", "Signing keys generated"),
+    "jwtmesh_operator_bundle_publishes_total": (
+        "counter",
+        "Trust bundle publishes (one render written to every namespace that needs it)",
+    ),
+    "jwtmesh_operator_bundle_bytes": ("gauge", "Size of the last rendered trust bundle"),
+    "jwtmesh_operator_bundle_limit_bytes": (
+        "gauge",
+        "The ConfigMap limit the trust bundle must stay under (not written beyond it)",
+    ),
+    "jwtmesh_operator_synced": (
+        "gauge",
+        "1 once every index is filled from the API server (0 while starting or standing by)",
+    ),
+    "jwtmesh_operator_identity_ready": (
+        "gauge",
+        "1 while the identity's Ready condition is True, by namespace, name and reason",
+    ),
+    "jwtmesh_operator_identity_next_rotation_seconds": (
+        "gauge",
+        "Seconds until the identity's next key transition (negative: overdue)",
+    ),
+}
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def metrics_text(state: OperatorState) -> str:
-    counters = state.counters
-    bundle = state.publisher.last
-    lines = [
-        "# TYPE jwtmesh_operator_reconciles_total counter",
-        f"jwtmesh_operator_reconciles_total {counters.reconciles}",
-        "# TYPE jwtmesh_operator_reconcile_errors_total counter",
-        f"jwtmesh_operator_reconcile_errors_total {counters.reconcile_errors}",
-        "# TYPE jwtmesh_operator_keys_generated_total counter",
-        f"jwtmesh_operator_keys_generated_total {counters.keys_generated}",
-        "# TYPE jwtmesh_operator_bundle_publishes_total counter",
-        f"jwtmesh_operator_bundle_publishes_total {state.publisher.publishes}",
-        "# TYPE jwtmesh_operator_bundle_bytes gauge",
-        f"jwtmesh_operator_bundle_bytes {len(bundle.data) if bundle else 0}",
-    ]
+    counters, bundle, now = state.counters, state.publisher.last, state.clock()
+    values: dict[str, list[tuple[str, float]]] = {
+        "jwtmesh_operator_reconciles_total": [("", counters.reconciles)],
+        "jwtmesh_operator_reconcile_errors_total": [("", counters.reconcile_errors)],
+        "jwtmesh_operator_keys_generated_total": [("", counters.keys_generated)],
+        "jwtmesh_operator_bundle_publishes_total": [("", state.publisher.publishes)],
+        "jwtmesh_operator_bundle_bytes": [("", len(bundle.data) if bundle else 0)],
+        "jwtmesh_operator_bundle_limit_bytes": [("", CONFIGMAP_LIMIT)],
+        "jwtmesh_operator_synced": [("", 1 if state.readiness.synced else 0)],
+        "jwtmesh_operator_identity_ready": [],
+        "jwtmesh_operator_identity_next_rotation_seconds": [],
+    }
+    for (namespace, name), health in sorted(state.identities.items()):
+        labels = f'{{namespace="{namespace}",name="{name}"'
+        values["jwtmesh_operator_identity_ready"].append(
+            (f'{labels},reason="{health.reason}"}}', 1 if health.ready else 0)
+        )
+        if health.next_rotation is not None:
+            values["jwtmesh_operator_identity_next_rotation_seconds"].append(
+                (labels + "}", round(health.next_rotation - now, 3))
+            )
+    lines = []
+    for metric, (kind, help_text) in METRICS.items():
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}"]
+        lines += [f"{metric}{labels} {_number(value)}" for labels, value in values[metric]]
     return "\n".join(lines) + "\n"
+
+
+def unavailable(reason: str) -> web.HTTPServiceUnavailable:
+    """503 that no cache keeps: a verifier must ask again, never remember "no keys"."""
+    return web.HTTPServiceUnavailable(
+        text=reason + "\n", headers={"cache-control": "no-store", "retry-after": "5"}
+    )
 
 
 def make_app(state: OperatorState, sources: Callable[[], BundleSources | None]) -> web.Application:
     def current() -> BundleSources:
-        found = sources()
+        reason = state.readiness.serving()
+        found = sources() if reason is None else None
         if found is None:
-            raise web.HTTPServiceUnavailable(text="indexes not ready")
+            raise unavailable(reason or "indexes not ready")
         return found
 
     def as_json(document: Any) -> web.Response:
@@ -67,6 +126,8 @@ def make_app(state: OperatorState, sources: Callable[[], BundleSources | None]) 
 
     async def all_keys(_: web.Request) -> web.Response:
         keys = [key for issuer in current().published.values() for key in issuer.values()]
+        if not keys:
+            raise unavailable("no published keys: nothing trustworthy to serve")
         return as_json(jwks(keys))
 
     base = state.config.public_base_url
@@ -90,10 +151,10 @@ def make_app(state: OperatorState, sources: Callable[[], BundleSources | None]) 
         return web.Response(text="ok")
 
     async def readyz(_: web.Request) -> web.Response:
-        current()
-        if not state.webhook_listening():
-            raise web.HTTPServiceUnavailable(text="the injection webhook is not listening yet")
-        return web.Response(text="ok")
+        problems = state.readiness.problems()
+        if problems:
+            raise unavailable("\n".join(problems))
+        return web.Response(text="standby\n" if state.readiness.standby else "ready\n")
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(text=metrics_text(state), content_type="text/plain")

@@ -9,12 +9,21 @@ signing keys. Ports come from annotations. A Pod already injected is left alone.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from jwtmesh.envoy_config import AuthzEndpoint, Destination, PodEnvoy, render_bootstrap
+from jwtmesh.envoy_config import (
+    MIB,
+    AuthzEndpoint,
+    Destination,
+    EnvoyLimits,
+    PodEnvoy,
+    render_bootstrap,
+)
 from jwtmesh_operator.errors import OperatorError
+from jwtmesh_operator.netpol import INBOUND_PORT_NAME, METRICS_PORT_NAME  # what it admits
 
 INJECTED_ANNOTATION = "jwtmesh.io/injected"
 APP_PORT = "jwtmesh.io/app-port"
@@ -23,6 +32,8 @@ EGRESS_PORT = "jwtmesh.io/egress-port"
 EGRESS_DESTINATIONS = "jwtmesh.io/egress-destinations"  # "host:port=audience,host:port=audience"
 AUTHZ_MODE = "jwtmesh.io/authz-mode"  # http (default, faster) or grpc
 TOKEN_HEADER = "jwtmesh.io/token-header"
+MAX_BODY_BYTES = "jwtmesh.io/max-body-bytes"  # body binding: Envoy buffers bodies up to this
+BODY_LIMIT = 1 << 20  # the sidecar reads at most 1 MiB of body per check
 
 SIDECAR = "jwtmesh-sidecar"
 ENVOY = "jwtmesh-envoy"
@@ -37,6 +48,24 @@ METRICS_PORT = 15090
 SIDECAR_UID = 65532
 KEY_FILE_MODE = 0o400
 ENVOY_ADMIN_PORT = 15000
+# Each injected container's resources unless the chart sets injection.*Resources.
+DEFAULT_RESOURCES: Mapping[str, Any] = {
+    "requests": {"cpu": "50m", "memory": "64Mi"},
+    "limits": {"memory": "256Mi"},
+}
+ENVOY_MEMORY_MIB = 256  # Envoy's memory when its resources set no limit
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_UNITS = {
+    None: 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
 
 
 class InjectionError(OperatorError, ValueError):
@@ -50,6 +79,8 @@ class InjectionSettings:
     bundle_configmap: str
     policy_suffix: str = "-jwtmesh-policy"
     pull_policy: str = "IfNotPresent"
+    sidecar_resources: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_RESOURCES)
+    envoy_resources: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_RESOURCES)
 
 
 @dataclass(frozen=True)
@@ -72,6 +103,13 @@ def _port(annotations: Mapping[str, str], key: str, default: int | None) -> int 
         return default
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise InjectionError(f"annotation {key} must be a port number, not {raw!r}")
+    return int(raw)
+
+
+def _body_bytes(annotations: Mapping[str, str]) -> int:
+    raw = annotations.get(MAX_BODY_BYTES, "0")
+    if not raw.isdigit() or int(raw) > BODY_LIMIT:
+        raise InjectionError(f"annotation {MAX_BODY_BYTES} must be 0..{BODY_LIMIT}, not {raw!r}")
     return int(raw)
 
 
@@ -112,6 +150,33 @@ def inject(
     containers = list(spec.get("containers", []))
     if any(c.get("name") in (SIDECAR, ENVOY) for c in containers):
         return None  # never inject twice
+    envoy_config, destinations = pod_envoy(pod, memory_limit(settings.envoy_resources))
+    return Injection(
+        containers=[
+            *containers,
+            _envoy_container(envoy_config, settings),
+            _sidecar_container(envoy_config, destinations, identity, settings),
+        ],
+        volumes=_volumes(spec, identity, settings),
+        pod_security_context=_with_fs_group(spec.get("securityContext")),
+    )
+
+
+def memory_limit(resources: Mapping[str, Any]) -> int:
+    """The container's memory limit in bytes (a Kubernetes quantity), or the default."""
+    raw = str((resources.get("limits") or {}).get("memory", f"{ENVOY_MEMORY_MIB}Mi"))
+    match = _QUANTITY.match(raw)
+    if match is None:
+        raise InjectionError(f"the Envoy memory limit {raw!r} is not a quantity such as 256Mi")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def pod_envoy(
+    pod: Mapping[str, Any], memory_bytes: int = ENVOY_MEMORY_MIB * MIB
+) -> tuple[PodEnvoy, dict[str, str]]:
+    """The Pod's Envoy (ports, mode, header, body binding from its annotations; its heap
+    limit 3/4 of the container's memory) and its egress destinations (host:port →
+    audience)."""
     annotations: Mapping[str, str] = pod.get("metadata", {}).get("annotations") or {}
     app_port = _port(annotations, APP_PORT, None) or _default_app_port(pod)
     inbound_port = _port(annotations, INBOUND_PORT, 15006)
@@ -120,16 +185,15 @@ def inject(
     if mode not in ("http", "grpc"):
         raise InjectionError(f"{AUTHZ_MODE} must be http or grpc")
     destinations = parse_destinations(annotations.get(EGRESS_DESTINATIONS))
-    egress_port = _port(annotations, EGRESS_PORT, 15001 if destinations else None)
-    token_header = annotations.get(TOKEN_HEADER, "authorization").lower()
-
-    envoy_config = PodEnvoy(
+    config = PodEnvoy(
         inbound_port=inbound_port,
         app_port=app_port,
         admin_port=ENVOY_ADMIN_PORT,
         authz=AuthzEndpoint(mode=mode, port=AUTHZ_PORT),
-        token_header=token_header,
-        egress_port=egress_port,
+        token_header=annotations.get(TOKEN_HEADER, "authorization").lower(),
+        max_request_bytes=_body_bytes(annotations),
+        limits=EnvoyLimits(max_heap_bytes=memory_bytes * 3 // 4),
+        egress_port=_port(annotations, EGRESS_PORT, 15001 if destinations else None),
         destinations=tuple(
             Destination(
                 host=target, address=target.rpartition(":")[0], port=int(target.rpartition(":")[2])
@@ -137,11 +201,20 @@ def inject(
             for target in destinations
         ),
     )
-    sidecar_args = [
+    return config, destinations
+
+
+def _sidecar_container(
+    envoy: PodEnvoy,
+    destinations: dict[str, str],
+    identity: IdentityRef,
+    settings: InjectionSettings,
+) -> dict[str, Any]:
+    args = [
         "sidecar",
         "--identity",
         identity.audience,
-        f"--{mode}",
+        f"--{envoy.authz.mode}",
         f"127.0.0.1:{AUTHZ_PORT}",
         "--bundle",
         f"{MOUNTS['jwtmesh-bundle']}/bundle.json",
@@ -154,42 +227,59 @@ def inject(
         "--metrics",
         f"0.0.0.0:{METRICS_PORT}",
         "--token-header",
-        token_header,
+        envoy.token_header,
+        "--max-body-bytes",
+        str(envoy.max_request_bytes),
     ]
     for target, audience in destinations.items():
-        sidecar_args += ["--egress-audience", f"{target}={audience}"]
-    sidecar = {
+        args += ["--egress-audience", f"{target}={audience}"]
+    return {
         "name": SIDECAR,
         "image": settings.sidecar_image,
         "imagePullPolicy": settings.pull_policy,
-        "args": sidecar_args,
-        "ports": [{"name": "jwtmesh-metrics", "containerPort": METRICS_PORT}],
+        "args": args,
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT}],
+        # /readyz: listeners up, a good bundle, policy and key loaded, nothing stale;
+        # /healthz: the process and its file poller run (sidecar/jwtmesh_sidecar/health.py).
         "readinessProbe": {
-            "httpGet": {"path": "/metrics", "port": METRICS_PORT},
+            "httpGet": {"path": "/readyz", "port": METRICS_PORT},
             "periodSeconds": 5,
         },
-        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": METRICS_PORT},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": json.loads(json.dumps(settings.sidecar_resources)),
         "securityContext": _hardened({"runAsUser": SIDECAR_UID, "runAsGroup": SIDECAR_UID}),
         "volumeMounts": [
             {"name": name, "mountPath": path, "readOnly": True} for name, path in MOUNTS.items()
         ],
     }
-    envoy = {
+
+
+def _envoy_container(envoy: PodEnvoy, settings: InjectionSettings) -> dict[str, Any]:
+    return {
         "name": ENVOY,
         "image": settings.envoy_image,
         "imagePullPolicy": settings.pull_policy,
         "args": [
             "--config-yaml",
-            json.dumps(render_bootstrap(envoy_config), separators=(",", ":")),
+            json.dumps(render_bootstrap(envoy), separators=(",", ":")),
             "--log-level",
             "warning",
         ],
-        "ports": [{"name": "jwtmesh-inbound", "containerPort": inbound_port}],
-        "readinessProbe": {"tcpSocket": {"port": inbound_port}, "periodSeconds": 5},
-        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "ports": [{"name": INBOUND_PORT_NAME, "containerPort": envoy.inbound_port}],
+        "readinessProbe": {"tcpSocket": {"port": envoy.inbound_port}, "periodSeconds": 5},
+        "resources": json.loads(json.dumps(settings.envoy_resources)),
         "securityContext": _hardened({"runAsUser": 101}),
     }
-    volumes = [
+
+
+def _volumes(
+    spec: Mapping[str, Any], identity: IdentityRef, settings: InjectionSettings
+) -> list[dict[str, Any]]:
+    return [
         *(spec.get("volumes") or []),
         {"name": "jwtmesh-bundle", "configMap": {"name": settings.bundle_configmap}},
         {
@@ -203,11 +293,6 @@ def inject(
             "secret": {"secretName": identity.secret_name, "defaultMode": KEY_FILE_MODE},
         },
     ]
-    return Injection(
-        containers=[*containers, envoy, sidecar],
-        volumes=volumes,
-        pod_security_context=_with_fs_group(spec.get("securityContext")),
-    )
 
 
 def _with_fs_group(context: Mapping[str, Any] | None) -> dict[str, Any] | None:

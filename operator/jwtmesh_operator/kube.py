@@ -64,6 +64,7 @@ class Kube:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.networking = client.NetworkingV1Api(api)
         # Connections this client keeps to the API server (the client's default: 5 per CPU).
         self.pool_size = max(4, int(api.configuration.connection_pool_maxsize or 4))
 
@@ -179,6 +180,47 @@ class Kube:
             resource_version,
         )
 
+    async def read_network_policy(self, namespace: str, name: str) -> Stored | None:
+        """A NetworkPolicy's annotations as data (the operator keeps its digest there)."""
+        try:
+            found = await asyncio.to_thread(
+                self.networking.read_namespaced_network_policy, name, namespace
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        metadata: Any = found.metadata
+        annotations = metadata.annotations or {}
+        return _stored({k: v.encode() for k, v in annotations.items()}, metadata)
+
+    async def write_network_policy(
+        self,
+        body: dict[str, Any],
+        *,
+        owner: dict[str, Any],
+        resource_version: str | None,
+    ) -> str:
+        """Create or replace a NetworkPolicy rendered as a plain object."""
+        meta = body["metadata"]
+        body = {
+            **body,
+            "metadata": {
+                **meta,
+                "labels": {**MANAGED_BY, **meta.get("labels", {})},
+                "ownerReferences": [_camel_owner(owner)],
+                **({"resourceVersion": resource_version} if resource_version else {}),
+            },
+        }
+        return await self._write(
+            self.networking.create_namespaced_network_policy,
+            self.networking.replace_namespaced_network_policy,
+            meta["namespace"],
+            meta["name"],
+            body,
+            resource_version,
+        )
+
     async def _write(
         self, create: Any, replace: Any, namespace: str, name: str, body: Any, version: str | None
     ) -> str:
@@ -235,6 +277,12 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:  # deleted meanwhile: nothing to report to
                 raise
+
+
+def _camel_owner(owner: dict[str, Any]) -> dict[str, Any]:
+    """An `owner_reference` (client model names) as the API's JSON names."""
+    names = {"api_version": "apiVersion", "block_owner_deletion": "blockOwnerDeletion"}
+    return {names.get(key, key): value for key, value in owner.items()}
 
 
 def owner_reference(body: Any) -> dict[str, Any]:

@@ -13,11 +13,13 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+from jwtmesh.logs import configure_logging
 from jwtmesh_operator import handlers, indexes  # noqa: F401 - handlers registers with kopf
 from jwtmesh_operator.http import make_app
 from jwtmesh_operator.kube import Kube, load_kube_config
 from jwtmesh_operator.memory import tune_malloc
 from jwtmesh_operator.publisher import BundlePublisher
+from jwtmesh_operator.readiness import watch_peers
 from jwtmesh_operator.session import SessionPerCredentials
 from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.state import OperatorConfig, OperatorState
@@ -28,6 +30,9 @@ PEERING_NAME = "jwtmesh"
 IDENTITY_CRD = "serviceidentities.jwtmesh.io"  # owns the trust bundles
 _config = OperatorConfig()
 _sessions = SessionPerCredentials()
+_priority = 0
+_peering = False
+_namespaces: list[str] = []
 
 
 @kopf.on.startup()
@@ -57,8 +62,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         # Twice the API threads keeps them busy; more reconciles at once would only wait for
         # a thread while holding their keys and bodies in memory.
         reconcile_slots=asyncio.Semaphore(2 * kube.pool_size),
-        webhook_listening=(lambda: webhook.listening) if webhook else (lambda: True),
     )
+    if webhook is not None:
+        state.readiness.webhook_listening = lambda: webhook.listening
     state.publisher.owner = await kube.crd_owner(IDENTITY_CRD)
     if state.publisher.owner is None:
         log.warning("cannot read CRD %s: trust bundles are written without an owner", IDENTITY_CRD)
@@ -68,11 +74,19 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     def sources() -> BundleSources | None:
         return state.sources_memo.get(lambda: indexes.sources(found, state))
 
+    if _peering:
+        memo["peers_task"] = asyncio.create_task(
+            watch_peers(state.readiness, _priority, lambda: read_peers(kube, _namespaces))
+        )
     runner = web.AppRunner(make_app(state, sources), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, _config.http_address, _config.http_port).start()
     memo["http_runner"] = runner
-    log.info("jwtmesh operator started (trust domain %s)", _config.trust_domain)
+    log.info(
+        "jwtmesh operator started (trust domain %s)",
+        _config.trust_domain,
+        extra={"event": "started"},
+    )
 
 
 def configure_admission(
@@ -108,9 +122,26 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
     return _sessions.session_for(info) if info is not None else None
 
 
+def read_peers(kube: Kube, namespaces: list[str]) -> Any:
+    """kopf's peers (the peering object's status): cluster-wide, or the first namespace's."""
+    found: Any
+    if namespaces:
+        found = kube.custom.get_namespaced_custom_object(
+            "kopf.dev", "v1", namespaces[0], "kopfpeerings", PEERING_NAME
+        )
+    else:
+        found = kube.custom.get_cluster_custom_object(
+            "kopf.dev", "v1", "clusterkopfpeerings", PEERING_NAME
+        )
+    return found.get("status") or {}
+
+
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     state: OperatorState = memo["state"]
+    task = memo.get("peers_task")
+    if task is not None:
+        task.cancel()
     await state.publisher.stop()
     runner: web.AppRunner = memo["http_runner"]
     await runner.cleanup()
@@ -118,17 +149,18 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 def run(config: OperatorConfig, namespaces: list[str], peering: bool) -> None:
     """Blocks until SIGTERM/SIGINT."""
-    global _config
+    global _config, _priority, _peering, _namespaces
     _config = config
+    # Replicas of one Deployment share a spec; distinct random priorities let exactly
+    # one act (kopf pauses every operator that sees a peer with the same priority).
+    _priority, _peering, _namespaces = random.randint(1, 1_000_000), peering, namespaces  # noqa: S311
     tune_malloc()  # before any thread starts
     if config.webhook_address:
         from jwtmesh_operator import admission  # noqa: F401 - registers the mutate handler
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(config.log_level)
     kopf.run(
-        # Replicas of one Deployment share a spec; distinct random priorities let exactly
-        # one act (kopf pauses every operator that sees a peer with the same priority).
         # Given here, not in a startup handler: peering starts before those run.
-        priority=random.randint(1, 1_000_000),  # noqa: S311 - not security
+        priority=_priority,
         clusterwide=not namespaces,
         namespaces=namespaces,
         peering_name=PEERING_NAME if peering else None,

@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from jwtmesh.cluster import BUNDLE_KEY
 from jwtmesh_operator.bundles import RenderedBundle, build_bundle, render_for_configmap
 from jwtmesh_operator.kube import Conflict, Kube
 from jwtmesh_operator.sources import BundleSources
 
 log = logging.getLogger("jwtmesh.operator.publisher")
-BUNDLE_KEY = "bundle.json"
 MAX_STRETCH = 1.0  # seconds: the longest a burst may delay the next publish
 
 

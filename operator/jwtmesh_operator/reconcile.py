@@ -15,9 +15,11 @@ from typing import Any
 
 import kopf
 import yaml
+from kubernetes.client.exceptions import ApiException
 
 from jwtmesh.tokens.keys import PublicKey, SigningKey, generate_signing_key
 from jwtmesh_operator import conditions as cond
+from jwtmesh_operator import netpol
 from jwtmesh_operator.desired import (
     IdentityDecision,
     active_kid,
@@ -38,7 +40,7 @@ from jwtmesh_operator.spec import (
     SpecError,
     parse_spec,
 )
-from jwtmesh_operator.state import OperatorState
+from jwtmesh_operator.state import IdentityHealth, OperatorState
 from jwtmesh_operator.tenancy import Resolved
 
 log = logging.getLogger("jwtmesh.operator")
@@ -91,7 +93,7 @@ async def reconcile_identity(
     ):
         return now + 0.5  # someone wrote meanwhile: start over from what is there now
 
-    await _write_policy(state, body, namespace, name, spec.policy_document)
+    await _write_policy(state, body, spec)
     final = replace(decision.plan, keys=planned)
     extra = {
         "issuer": spec.issuer,
@@ -103,7 +105,7 @@ async def reconcile_identity(
     }
     if rotate_requested:
         extra["lastRotationRequest"] = rotate_value
-    await _report_ready(state, body, status, now, extra)
+    await _report_ready(state, body, status, now, extra, next_rotation(final, now))
     _announce(body, decision, final, now)
     state.counters.reconciles += 1
     return final.wake_at
@@ -163,9 +165,17 @@ async def _generate_new_keys(
 
 
 async def _report_ready(
-    state: OperatorState, body: Any, status: dict[str, Any], now: float, extra: dict[str, Any]
+    state: OperatorState,
+    body: Any,
+    status: dict[str, Any],
+    now: float,
+    extra: dict[str, Any],
+    next_at: float | None,
 ) -> None:
     meta = body["metadata"]
+    state.identities[(meta["namespace"], meta["name"])] = IdentityHealth(
+        True, cond.KEYS_PUBLISHED, next_at
+    )
     await _patch_status(
         state,
         meta["namespace"],
@@ -196,6 +206,7 @@ async def _refuse(
     """The identity cannot be acted on: say why (event + Degraded), look again later."""
     kopf.warn(body, reason=reason, message=message)
     meta = body["metadata"]
+    state.identities[(meta["namespace"], meta["name"])] = IdentityHealth(False, reason)
     await _patch_status(
         state,
         meta["namespace"],
@@ -211,24 +222,51 @@ async def _refuse(
     return now + RECHECK_INVALID
 
 
-async def _write_policy(
-    state: OperatorState, body: Any, namespace: str, name: str, document: Any
-) -> None:
-    """Render the identity's inbound policy where its sidecar reads it."""
+async def _write_policy(state: OperatorState, body: Any, spec: IdentitySpec) -> None:
+    """Render the identity's inbound policy where its sidecar reads it, and (unless
+    turned off) the NetworkPolicy that admits its Pods' traffic through Envoy only."""
+    namespace, name, document = spec.namespace, spec.name, spec.policy_document
     cm_name = f"{name}{state.config.policy_suffix}"
     text = yaml.safe_dump(dict(document) if document else {"rules": []}, sort_keys=True)
     current = await state.kube.read_configmap(namespace, cm_name)
-    if current is not None and current.data.get("policy.yaml") == text.encode():
-        return
-    with contextlib.suppress(Conflict):  # on a conflict the next reconcile rewrites it
-        await state.kube.write_configmap(
-            namespace,
-            cm_name,
-            {"policy.yaml": text},
-            labels={IDENTITY_LABEL: name},
-            owner=owner_reference(body),
-            resource_version=None if current is None else current.resource_version,
+    if current is None or current.data.get("policy.yaml") != text.encode():
+        with contextlib.suppress(Conflict):  # on a conflict the next reconcile rewrites it
+            await state.kube.write_configmap(
+                namespace,
+                cm_name,
+                {"policy.yaml": text},
+                labels={IDENTITY_LABEL: name},
+                owner=owner_reference(body),
+                resource_version=None if current is None else current.resource_version,
+            )
+    if state.config.network_policies:
+        await _write_network_policy(state, body, spec)
+
+
+async def _write_network_policy(state: OperatorState, body: Any, spec: IdentitySpec) -> None:
+    desired = netpol.render_network_policy(
+        spec.namespace, spec.name, IDENTITY_LABEL, spec.open_ports, {}
+    )
+    wanted = desired["metadata"]["annotations"][netpol.DIGEST_ANNOTATION].encode()
+    try:
+        current = await state.kube.read_network_policy(
+            spec.namespace, netpol.policy_name(spec.name)
         )
+        if current is not None and current.data.get(netpol.DIGEST_ANNOTATION) == wanted:
+            return
+        with contextlib.suppress(Conflict):  # on a conflict the next reconcile rewrites it
+            await state.kube.write_network_policy(
+                desired,
+                owner=owner_reference(body),
+                resource_version=None if current is None else current.resource_version,
+            )
+    except ApiException as exc:
+        if exc.status not in (403, 404):
+            raise
+        # No RBAC for NetworkPolicies, or no such API: keys are still published; say so.
+        message = f"NetworkPolicy {netpol.policy_name(spec.name)} not applied: {exc.reason}"
+        log.warning("%s/%s: %s", spec.namespace, spec.name, message)
+        kopf.warn(body, reason="NetworkPolicyNotApplied", message=message)
 
 
 async def _patch_status(

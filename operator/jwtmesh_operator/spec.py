@@ -6,17 +6,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jwtmesh.cluster import API_GROUP, API_VERSION, IDENTITY_LABEL, ROTATE_ANNOTATION
 from jwtmesh.policy import Policy, PolicyError, policy_from_dict
 from jwtmesh_operator.durations import parse_duration
 from jwtmesh_operator.errors import OperatorError
+from jwtmesh_operator.netpol import OpenPort, OpenPortError, parse_open_ports
 from jwtmesh_operator.planning import Rotation
 from jwtmesh_operator.tenancy import default_audience, default_issuer
 
-API_GROUP = "jwtmesh.io"
-API_VERSION = "v1alpha1"
 DEFAULT_TRUST_DOMAIN = "jwtmesh.cluster.local"
-ROTATE_ANNOTATION = "jwtmesh.io/rotate"  # any new value asks for a rotation now
-IDENTITY_LABEL = "jwtmesh.io/identity"  # on an identity's Secret, policy, and Pods
+__all__ = ["API_GROUP", "API_VERSION", "IDENTITY_LABEL", "ROTATE_ANNOTATION"]
 
 
 class SpecError(OperatorError, ValueError):
@@ -36,6 +35,7 @@ class IdentitySpec:
     secret_name: str
     policy: Policy | None
     policy_document: Mapping[str, Any] | None
+    open_ports: tuple[OpenPort, ...] = ()  # reachable without Envoy (the NetworkPolicy)
 
 
 # The defaults of a ServiceIdentity's spec. The CRD states the same values (so `kubectl get`
@@ -72,6 +72,10 @@ def parse_spec(
         policy = policy_from_dict(dict(policy_document)) if policy_document is not None else None
     except PolicyError as exc:
         raise SpecError(f"policy: {exc}") from exc
+    try:
+        open_ports = parse_open_ports(spec.get("openPorts"))
+    except OpenPortError as exc:
+        raise SpecError(str(exc)) from exc
     return IdentitySpec(
         namespace=namespace,
         name=name,
@@ -84,4 +88,5 @@ def parse_spec(
         secret_name=spec.get("secretName") or default_secret_name(name),
         policy=policy,
         policy_document=policy_document,
+        open_ports=open_ports,
     )

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from jwtmesh.cluster import BUNDLE_CONFIGMAP, POLICY_SUFFIX
+from jwtmesh_operator.readiness import Readiness
 from jwtmesh_operator.spec import DEFAULT_TRUST_DOMAIN
 
 T = TypeVar("T")
@@ -17,12 +19,15 @@ if TYPE_CHECKING:
     from jwtmesh_operator.publisher import BundlePublisher
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     trust_domain: str = DEFAULT_TRUST_DOMAIN
-    bundle_name: str = "jwtmesh-trust-bundle"
+    bundle_name: str = BUNDLE_CONFIGMAP
     bundle_label: str = "jwtmesh.io/trust-bundle"  # namespaces carrying it get the bundle too
-    policy_suffix: str = "-jwtmesh-policy"
+    policy_suffix: str = POLICY_SUFFIX
     http_address: str = "0.0.0.0"  # noqa: S104 - JWKS/discovery/metrics serve the cluster
     http_port: int = 8080
     public_url: str = ""  # where verifiers outside reach the JWKS; "": https://<trust domain>
@@ -34,6 +39,12 @@ class OperatorConfig:
     webhook_cert_dir: str | None = None  # tls.crt/tls.key (chart-managed); None: self-signed
     webhook_url_host: str | None = None  # with a self-signed cert: kopf registers the webhook
     webhook_managed: str | None = None  # MutatingWebhookConfiguration kopf keeps up to date
+    log_level: str = "info"
+    # Injected containers' resources (a Kubernetes ResourceRequirements); None: defaults.
+    sidecar_resources: dict[str, Any] | None = None
+    envoy_resources: dict[str, Any] | None = None
+    # One NetworkPolicy per identity: its Pods admit ingress to Envoy's port only (netpol.py).
+    network_policies: bool = True
 
     @property
     def public_base_url(self) -> str:
@@ -92,6 +103,15 @@ class SourcesMemo:
         return value
 
 
+@dataclass(frozen=True)
+class IdentityHealth:
+    """What /metrics says of one identity: its Ready condition and its next rotation."""
+
+    ready: bool
+    reason: str
+    next_rotation: float | None = None
+
+
 @dataclass
 class Counters:
     reconciles: int = 0
@@ -111,5 +131,5 @@ class OperatorState:
     clock: Callable[[], float] = time.time
     reconcile_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(20))
     sources_memo: SourcesMemo = field(default_factory=SourcesMemo)
-    # Readiness waits for the injection webhook to listen (always True without one).
-    webhook_listening: Callable[[], bool] = lambda: True
+    readiness: Readiness = field(default_factory=Readiness)
+    identities: dict[tuple[str, str], IdentityHealth] = field(default_factory=dict)

@@ -2,46 +2,40 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import grpc
-from prometheus_client import start_http_server
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from jwtmesh.addresses import split_host_port
-from jwtmesh.identity import IdentityKeys, parse_identity
+from jwtmesh.boundary import EXIT_USAGE
+from jwtmesh.identity import IdentityKeys, active_key, parse_identity
+from jwtmesh.logs import configure_logging
 from jwtmesh.policy import ALLOW_ALL, Policy, parse_policy
 from jwtmesh_sidecar.config import SidecarConfig
 from jwtmesh_sidecar.decide import Egress, Inbound
-from jwtmesh_sidecar.errors import SidecarError
-from jwtmesh_sidecar.grpc_adapter import CHECK_METHOD, HEALTH_METHOD, check_method, health_method
-from jwtmesh_sidecar.grpc_server import (
-    GrpcServer,
-    PublicServer,
-    UnaryServer,
-    choose_server,
-    missing_from_core,
-)
-from jwtmesh_sidecar.http_adapter import start_http_server as start_authz_http_server
+from jwtmesh_sidecar.errors import StartupError
+from jwtmesh_sidecar.grpc_server import GrpcServer
+from jwtmesh_sidecar.health import POLLER_STALE_AFTER, OpsServer
 from jwtmesh_sidecar.metrics import SidecarMetrics
 from jwtmesh_sidecar.outbound import OutboundMinter
-from jwtmesh_sidecar.service import DecisionService
+from jwtmesh_sidecar.servers import (
+    AuthzHttp,
+    check_can_listen,
+    start_grpc,
+    start_ops,
+    start_token,
+)
+from jwtmesh_sidecar.service import DecisionLog, DecisionService
 from jwtmesh_sidecar.token_endpoint import TokenServer
 from jwtmesh_sidecar.trust_store import TrustStore
 from jwtmesh_sidecar.watch import Poller, WatchedFile
 
 log = logging.getLogger("jwtmesh.sidecar")
-
-
-class StartupError(SidecarError, RuntimeError):
-    """The sidecar cannot start (no trust bundle, bad policy, port in use...)."""
+__all__ = ["Sidecar", "StartupError", "run"]
 
 
 class _CacheCollector:
@@ -51,13 +45,17 @@ class _CacheCollector:
         self._store = store
 
     def collect(self) -> Any:
-        hits, misses = self._store.cache_totals()
         family = CounterMetricFamily(
-            "jwtmesh_token_cache", "Verified-token cache lookups", labels=["result"]
+            "jwtmesh_token_cache", "Verified-token cache lookups by result", labels=["result"]
         )
-        family.add_metric(["hit"], hits)
-        family.add_metric(["miss"], misses)
+        for result, count in self._store.cache_totals().items():
+            family.add_metric([result], count)
         yield family
+        yield GaugeMetricFamily(
+            "jwtmesh_token_cache_bytes",
+            "Bytes the verified-token cache holds",
+            self._store.cache_bytes(),
+        )
 
 
 @dataclass
@@ -69,66 +67,83 @@ class Sidecar:
     identity: WatchedFile[IdentityKeys] | None = None
     service: DecisionService | None = None
     _grpc: GrpcServer | None = None
-    _loop: asyncio.AbstractEventLoop | None = None
-    _loop_thread: threading.Thread | None = None
+    _http: AuthzHttp | None = None
     _poller: Poller | None = None
+    _ops: OpsServer | None = None
     _token_server: TokenServer | None = None
+    _minter: OutboundMinter | None = None
+    _serving: bool = False
+    _last_poll: float = field(default_factory=time.monotonic)
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         self._load()
         self._serve()
-        log.info("jwtmesh sidecar started for identity %s", self.config.identity)
+        log.info(
+            "jwtmesh sidecar started for identity %s",
+            self.config.identity,
+            extra={"event": "started"},
+        )
+
+    def _load_trust(self) -> Inbound:
+        config, metrics = self.config, self.metrics
+        trust = self.trust = TrustStore(
+            list(config.bundle_files),
+            list(config.jwks_urls),
+            config.verifier_settings(),
+            on_outcome=metrics.loader("trust"),
+        )
+        try:
+            trust.load_initial()
+        except ValueError as exc:
+            raise StartupError(f"trust: {exc}", EXIT_USAGE) from None
+        metrics.track_bundle_age(lambda: trust.changed_at)
+        metrics.registry.register(_CacheCollector(trust))
+        if config.policy_file is not None:
+            policy = self.policy = WatchedFile(
+                config.policy_file, parse_policy, metrics.loader("policy")
+            )
+            policy.poll(force=True)
+            if policy.value is None:
+                raise StartupError(
+                    f"policyFile: unusable policy {config.policy_file}: {policy.last_error}",
+                    EXIT_USAGE,
+                )
+        else:
+            log.warning(
+                "no policy: every caller with a valid token is allowed (noPolicy: true)",
+                extra={"event": "policy_disabled"},
+            )
+        watched = self.policy
+        return Inbound(
+            get_verifier=lambda: trust.verifier,
+            get_policy=lambda: watched.value if watched and watched.value else ALLOW_ALL,
+            token=config.token,
+            max_body_bytes=config.max_body_bytes,
+        )
 
     def _load(self) -> None:
         config, metrics = self.config, self.metrics
-        inbound = egress = None
-        if config.identity is not None:
-            self.trust = TrustStore(
-                list(config.bundle_files),
-                list(config.jwks_urls),
-                config.verifier_settings(),
-                on_outcome=metrics.record_load,
-            )
-            try:
-                self.trust.load_initial()
-            except ValueError as exc:
-                raise StartupError(str(exc)) from exc
-            trust = self.trust
-            metrics.track_bundle_age(lambda: trust.changed_at)
-            metrics.registry.register(_CacheCollector(trust))
-            if config.policy_file is not None:
-                self.policy = WatchedFile(config.policy_file, parse_policy, metrics.record_load)
-                self.policy.poll(force=True)
-                if self.policy.value is None:
-                    raise StartupError(
-                        f"unusable policy {config.policy_file}: {self.policy.last_error}"
-                    )
-            policy_file = self.policy
-            inbound = Inbound(
-                get_verifier=lambda: trust.verifier,
-                get_policy=lambda: (
-                    policy_file.value if policy_file and policy_file.value else ALLOW_ALL
-                ),
-                token=config.token,
-            )
-        minter = None
+        inbound = self._load_trust() if config.identity is not None else None
+        egress = None
         if config.identity_keys is not None:
-            self.identity = WatchedFile(config.identity_keys, parse_identity, metrics.record_load)
-            self.identity.poll(force=True)
-            identity_file = self.identity
-            minter = OutboundMinter(lambda: identity_file.value, config.egress_token_lifetime)
+            identity = self.identity = WatchedFile(
+                config.identity_keys, parse_identity, metrics.loader("identity")
+            )
+            identity.poll(force=True)
+            self._minter = OutboundMinter(lambda: identity.value, config.egress_token_lifetime)
             if config.egress_audiences:
-                egress = Egress(config.egress_audiences, minter.token_for)
+                egress = Egress(config.egress_audiences, self._minter.token_for)
         self.service = DecisionService(
             inbound,
             egress,
             metrics,
+            DecisionLog(least_level=config.log_level),
             on_unknown_key=self.trust.unknown_key_seen if self.trust else lambda: None,
         )
-        self._minter = minter
 
     def _poll_all(self) -> None:
+        self._last_poll = time.monotonic()
         if self.trust is not None:
             self.trust.poll()
         for watched in (self.policy, self.identity):
@@ -142,80 +157,68 @@ class Sidecar:
         if self.trust is not None:
             self.trust.attach_poller(self._poller.wake)
         self._poller.start()
+        for key, address in (("listen.grpc", listen.grpc), ("listen.http", listen.http)):
+            if address:
+                check_can_listen(key, address)
         if listen.grpc or listen.unix_socket:
-            choice = choose_server(config.grpc_server, grpc.__version__, missing_from_core())
-            log.info("%s", choice.log_line)
-            server: GrpcServer = (UnaryServer if choice.core else PublicServer)(
-                {
-                    CHECK_METHOD: check_method(self.service),
-                    HEALTH_METHOD: health_method(
-                        frozenset({"envoy.service.auth.v3.Authorization"})
-                    ),
-                },
-                threads=config.grpc_threads,
-                options=(
-                    ("grpc.so_reuseport", 0),
-                    # channelz bookkeeping costs ~5% per Check and nobody reads it here.
-                    ("grpc.enable_channelz", 0),
-                    # Write each answer at once instead of batching writes for throughput:
-                    # Envoy holds the request until it arrives (~150 µs CPU per Check at
-                    # 1,000 req/s instead of ~175; docs/performance.md).
-                    ("grpc.optimization_target", "latency"),
-                ),
+            self._grpc = start_grpc(
+                self.service,
+                listen.grpc,
+                listen.unix_socket,
+                config.grpc_threads,
+                config.grpc_server,
+                self.readiness,
             )
-            if listen.grpc:
-                host, port = split_host_port(listen.grpc)
-                if server.add_port(f"{host}:{port}") == 0:
-                    raise StartupError(f"cannot listen on {listen.grpc}")
-            if listen.unix_socket:
-                Path(listen.unix_socket).unlink(missing_ok=True)
-                if server.add_port(f"unix:{listen.unix_socket}") == 0:
-                    raise StartupError(f"cannot listen on unix:{listen.unix_socket}")
-            server.start()
-            self._grpc = server
         if listen.http:
-            host, port = split_host_port(listen.http)
-            self._loop = asyncio.new_event_loop()
-            ready = threading.Event()
-            errors: list[BaseException] = []
-
-            def run_loop() -> None:
-                assert self._loop is not None
-                assert self.service is not None
-                asyncio.set_event_loop(self._loop)
-                try:
-                    self._loop.run_until_complete(start_authz_http_server(self.service, host, port))
-                except OSError as exc:
-                    errors.append(exc)
-                    ready.set()
-                    return
-                ready.set()
-                self._loop.run_forever()
-
-            self._loop_thread = threading.Thread(target=run_loop, name="jwtmesh-http", daemon=True)
-            self._loop_thread.start()
-            ready.wait(10)
-            if errors:
-                raise StartupError(f"cannot listen on {listen.http}: {errors[0]}")
+            self._http = AuthzHttp(self.service, listen.http).start()
         if listen.metrics:
-            host, port = split_host_port(listen.metrics)
-            start_http_server(port, addr=host, registry=self.metrics.registry)
+            self._ops = start_ops(
+                listen.metrics, self.metrics.registry, self.liveness, self.readiness
+            )
         if listen.token:
             if self._minter is None:
-                raise StartupError("listen.token needs identityKeys")
-            host, port = split_host_port(listen.token)
-            self._token_server = TokenServer((host, port), self._minter)
-            self._token_server.start()
+                raise StartupError("listen.token: needs identityKeys", EXIT_USAGE)
+            self._token_server = start_token(listen.token, self._minter)
+        self._serving = True
+
+    def liveness(self) -> list[str]:
+        """Why the process should be restarted (empty: alive)."""
+        if self._poller is None or not self._poller.alive():
+            return ["the file poller thread is not running"]
+        return []
+
+    def readiness(self) -> list[str]:
+        """Why Envoy should not be sent traffic yet (empty: ready)."""
+        config, now = self.config, time.time()
+        problems = [] if self._serving else ["listeners are not all up yet"]
+        stale_after = max(POLLER_STALE_AFTER, 50 * config.poll_interval)
+        if time.monotonic() - self._last_poll > stale_after:
+            problems.append(f"mounted files not checked for more than {stale_after:g} s")
+        if self.trust is not None:
+            problems += self.trust.problems(now, config.max_stale)
+        if self.policy is not None and self.policy.value is None:
+            problems.append(f"policyFile: no good version of {self.policy.path}")
+        if self.identity is not None:
+            keys = self.identity.value
+            if keys is None:
+                problems.append(f"identityKeys: no good version of {self.identity.path}")
+            elif active_key(keys, now) is None:
+                problems.append("identityKeys: no key of this identity signs now")
+        return problems
 
     def stop(self) -> None:
         if self._grpc is not None:
             self._grpc.stop(grace=1)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._token_server is not None:
-            self._token_server.shutdown()
+        if self._http is not None:
+            self._http.stop()
+        for server in (self._token_server, self._ops):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
         if self._poller is not None:
             self._poller.stop()
+        if self.trust is not None:
+            self.trust.close()  # the JWKS fetcher threads
         self._stopped.set()
 
     def run_until_signalled(self) -> None:
@@ -226,10 +229,7 @@ class Sidecar:
 
 
 def run(config: SidecarConfig) -> None:
-    logging.basicConfig(
-        level=os.environ.get("JWTMESH_LOG_LEVEL", "INFO"),
-        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
-    )
+    configure_logging(config.log_level)
     sidecar = Sidecar(config)
     sidecar.start()
     sidecar.run_until_signalled()

@@ -19,9 +19,11 @@ from jwtmesh import policy as policy_rules
 from jwtmesh import reasons
 from jwtmesh.policy import Caller, Policy
 from jwtmesh.reasons import Reason, reason_for
+from jwtmesh.tokens.claims import listed
 from jwtmesh.tokens.errors import BodyMismatch, MissingToken, TokenError
 from jwtmesh.tokens.mint import body_hash
 from jwtmesh.tokens.verify import VerifiedToken, Verifier
+from jwtmesh_sidecar.why import policy_denial_message
 
 HEADER_ISSUER = "x-jwtmesh-issuer"
 HEADER_SUBJECT = "x-jwtmesh-subject"
@@ -54,6 +56,10 @@ class Decision:
     issuer: str | None = None
     rule: str | None = None
     audited_denial: bool = False
+    kid: str | None = None
+    jti: str | None = None
+    # False: issuer, subject, kid and jti are what a refused token claims, unverified.
+    verified: bool = True
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ def extract_token(headers: Mapping[str, str], settings: TokenSettings) -> str:
     value = raw.strip()
     scheme, _, rest = value.partition(" ")
     if scheme.lower() == "bearer":
+        if not rest.strip():
+            raise MissingToken(f"the {settings.header} header carries an empty Bearer token")
         return rest.strip()
     if settings.header == "authorization":
         raise MissingToken("the authorization header does not carry a Bearer token")
@@ -91,6 +99,7 @@ def deny_unauthenticated(error: TokenError) -> Decision:
             f'Bearer realm="jwtmesh", error="invalid_token", '
             f'error_description="{error.reason}: {_quoted(error.message)}"'
         )
+    facts = error.token_facts
     return Decision(
         allowed=False,
         status=401,
@@ -98,19 +107,35 @@ def deny_unauthenticated(error: TokenError) -> Decision:
         message=error.message,
         client_headers=(("www-authenticate", challenge), ("content-type", "application/json")),
         body=_json_body(error.reason, error.message),
+        issuer=facts.get("iss"),
+        subject=facts.get("sub"),
+        kid=facts.get("kid"),
+        jti=facts.get("jti"),
+        verified=isinstance(error, BodyMismatch),  # only then did the token itself verify
     )
 
 
-def deny(reason: Reason, message: str, **extra: Any) -> Decision:
-    """A refusal with its status from the reason table."""
+def deny(reason: Reason, message: str, challenge: str | None = None, **extra: Any) -> Decision:
+    """A refusal with its status from the reason table (and a WWW-Authenticate challenge)."""
+    headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
+    if challenge is not None:
+        headers = (("www-authenticate", challenge), *headers)
     return Decision(
         allowed=False,
         status=reason.http_status,
         reason=reason.code,
         message=message,
-        client_headers=(("content-type", "application/json"),),
+        client_headers=headers,
         body=_json_body(reason.code, message),
         **extra,
+    )
+
+
+def insufficient_scope(reason: Reason, message: str) -> str:
+    """RFC 6750 §3.1: the token is fine, it does not allow this request."""
+    return (
+        f'Bearer realm="jwtmesh", error="insufficient_scope", '
+        f'error_description="{reason.code}: {_quoted(message)}"'
     )
 
 
@@ -121,6 +146,8 @@ class Inbound:
     get_verifier: Callable[[], Verifier]
     get_policy: Callable[[], Policy]
     token: TokenSettings = field(default_factory=TokenSettings)
+    # Envoy's max_request_bytes (body binding); 0: Envoy sends no body, `bdy` is refused.
+    max_body_bytes: int = 0
 
 
 _SET_BY_US = frozenset({HEADER_ISSUER, HEADER_SUBJECT, HEADER_CLAIMS})
@@ -143,23 +170,33 @@ def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decisio
         verified: VerifiedToken = inbound.get_verifier().verify(token, now)
         bound_hash = verified.claims.get("bdy")
         if bound_hash is not None:
-            check_body_binding(bound_hash, request)
+            check_body_binding(bound_hash, request, inbound.max_body_bytes)
     except TokenError as error:
+        if isinstance(error, BodyMismatch):
+            # The token itself verified: its own facts are known and true.
+            error.token_facts = {
+                "iss": verified.issuer,
+                "sub": verified.subject,
+                "kid": verified.kid,
+                **({"jti": verified.jti} if verified.jti else {}),
+            }
         return deny_unauthenticated(error)
 
-    result = policy_rules.evaluate(
-        inbound.get_policy(),
-        method=request.method,
-        path=request.path,
-        caller=Caller(verified.issuer, verified.subject, verified.claims, verified.namespace),
-    )
+    policy = inbound.get_policy()
+    caller = Caller(verified.issuer, verified.subject, verified.claims, verified.namespace)
+    result = policy_rules.evaluate(policy, method=request.method, path=request.path, caller=caller)
     if not result.allowed:
+        reason = reason_for(result.reason)
+        message = policy_denial_message(policy, result, caller, request.method, request.path)
         return deny(
-            reason_for(result.reason),
-            f"the policy does not allow this caller here (rule: {result.rule or 'none'})",
+            reason,
+            message,
+            insufficient_scope(reason, message),
             subject=verified.subject,
             issuer=verified.issuer,
             rule=result.rule,
+            kid=verified.kid,
+            jti=verified.jti,
         )
     return Decision(
         allowed=True,
@@ -175,11 +212,30 @@ def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decisio
         issuer=verified.issuer,
         rule=result.rule,
         audited_denial=result.audited_denial,
+        kid=verified.kid,
+        jti=verified.jti,
+        message=(
+            policy_denial_message(policy, result, caller, request.method, request.path)
+            if result.audited_denial
+            else ""
+        ),
     )
 
 
-def check_body_binding(bound_hash: Any, request: CheckInput) -> None:
-    if request.body is None or request.headers.get(PARTIAL_BODY_HEADER) == "true":
+def check_body_binding(bound_hash: Any, request: CheckInput, max_body_bytes: int) -> None:
+    """`bdy` holds only for a body the verifier received whole: Envoy buffers bodies up to
+    `max_body_bytes` and a body at that size may have been cut there, so it never counts
+    (nor does any body when Envoy buffers none)."""
+    if max_body_bytes <= 0:
+        raise BodyMismatch(
+            "the token is bound to a body, and this service does not buffer bodies "
+            "(jwtmesh.io/max-body-bytes)"
+        )
+    if (
+        request.body is None
+        or request.headers.get(PARTIAL_BODY_HEADER) == "true"
+        or len(request.body) >= max_body_bytes
+    ):
         raise BodyMismatch("the token is bound to a body the verifier did not receive whole")
     if not isinstance(bound_hash, str) or not hmac.compare_digest(
         bound_hash.encode(), body_hash(request.body).encode()
@@ -207,7 +263,11 @@ def audience_for_host(audiences: Mapping[str, str], host: str) -> str | None:
 def decide_egress(request: CheckInput, egress: Egress, now: float) -> Decision:
     audience = audience_for_host(egress.audiences, request.host)
     if audience is None:
-        return deny(reasons.UNKNOWN_DESTINATION, "no audience is configured for this host")
+        return deny(
+            reasons.UNKNOWN_DESTINATION,
+            f"no audience is configured for host {request.host[:255]!r} "
+            f"(known: {listed(sorted(egress.audiences))})",
+        )
     token = egress.token_for(audience, now)
     if token is None:
         return deny(reasons.NO_SIGNING_KEY, "this identity has no active signing key")

@@ -7,6 +7,7 @@ raises; anything unexpected is answered with a denial.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -96,16 +97,24 @@ def check_method(service: DecisionService) -> UnaryMethod:
     return check
 
 
-def health_method(serving: frozenset[str]) -> UnaryMethod:
-    """grpc.health.v1 Check: SERVING for the server ("") and the services in `serving`."""
+def health_method(
+    serving: frozenset[str], readiness: Callable[[], list[str]] = lambda: []
+) -> UnaryMethod:
+    """grpc.health.v1 Check for the server ("") and the services in `serving`: SERVING when
+    `readiness` finds no problem (the same answer as `/readyz`), else NOT_SERVING, so a
+    gRPC health check of the sidecar never says SERVING while it has no good bundle."""
     known = serving | {""}
-    answer = health_pb2.HealthCheckResponse(
-        status=health_pb2.HealthCheckResponse.SERVING
-    ).SerializeToString()
+    answers = {
+        ready: health_pb2.HealthCheckResponse(status=status).SerializeToString()
+        for ready, status in (
+            (True, health_pb2.HealthCheckResponse.SERVING),
+            (False, health_pb2.HealthCheckResponse.NOT_SERVING),
+        )
+    }
 
     def health(request: bytes) -> Reply:
-        if health_pb2.HealthCheckRequest.FromString(request).service in known:
-            return Reply(answer)
-        return Reply(code=grpc.StatusCode.NOT_FOUND, details="unknown service")
+        if health_pb2.HealthCheckRequest.FromString(request).service not in known:
+            return Reply(code=grpc.StatusCode.NOT_FOUND, details="unknown service")
+        return Reply(answers[not readiness()])
 
     return health

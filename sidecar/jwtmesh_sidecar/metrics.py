@@ -1,4 +1,9 @@
-"""Prometheus metrics of the sidecar. Labels reuse the stable reason codes."""
+"""Prometheus metrics of the sidecar. Labels reuse the stable reason codes.
+
+The one home of the sidecar's metric names and help texts; README.md and
+docs/troubleshooting.md list the same names (tests/unit/test_docs.py compares them with
+what /metrics serves).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from jwtmesh_sidecar.watch import LoadOutcome
 
+SOURCES = ("bundle", "jwks", "policy", "identity")
+
 
 class SidecarMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.decisions = Counter(
             "jwtmesh_decisions",
-            "Authorization decisions by result and reason code",
+            "Authorization decisions by result (allow, deny) and reason code "
+            "(docs/formats.md#reason-codes)",
             ["result", "reason"],
             registry=self.registry,
         )
@@ -26,9 +34,16 @@ class SidecarMetrics:
             registry=self.registry,
         )
         self.reloads = Counter(
-            "jwtmesh_bundle_reloads",
-            "Trust bundle, policy and identity reloads by result",
-            ["result"],
+            "jwtmesh_reloads",
+            "Reads of a changed trust source, policy or signing-keys file, by source "
+            "(bundle, jwks, policy, identity) and result (ok, error: the last good is kept)",
+            ["source", "result"],
+            registry=self.registry,
+        )
+        self.failing = Gauge(
+            "jwtmesh_reload_failing",
+            "1 while the newest version of a source is unusable (the last good one is in force)",
+            ["source"],
             registry=self.registry,
         )
         self.bundle_age = Gauge(
@@ -36,15 +51,20 @@ class SidecarMetrics:
             "Seconds since the trust bundle in force last changed",
             registry=self.registry,
         )
-        self.last_reload_failed = Gauge(
-            "jwtmesh_bundle_last_reload_failed",
-            "1 while the newest version of a watched file is unusable (last good kept)",
-            registry=self.registry,
-        )
+        for source in SOURCES:
+            self.failing.labels(source).set(0)
 
-    def record_load(self, outcome: LoadOutcome) -> None:
-        self.reloads.labels("ok" if outcome.ok else "error").inc()
-        self.last_reload_failed.set(0 if outcome.ok else 1)
+    def loader(self, source: str) -> Callable[[LoadOutcome], None]:
+        """The outcome callback for one kind of source (`trust`: bundle files and JWKS URLs)."""
+
+        def record(outcome: LoadOutcome) -> None:
+            kind = source
+            if source == "trust":
+                kind = "jwks" if outcome.path.startswith(("https://", "http://")) else "bundle"
+            self.reloads.labels(kind, "ok" if outcome.ok else "error").inc()
+            self.failing.labels(kind).set(0 if outcome.ok else 1)
+
+        return record
 
     def track_bundle_age(self, changed_at: Callable[[], float]) -> None:
         self.bundle_age.set_function(lambda: time.time() - changed_at())

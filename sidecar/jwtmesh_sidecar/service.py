@@ -6,7 +6,6 @@ raises: an internal error becomes a denial (fail closed).
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -14,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from jwtmesh import reasons
+from jwtmesh.logs import log_line
 from jwtmesh.policy import route_path
 from jwtmesh_sidecar.decide import (
     CheckInput,
@@ -27,32 +27,46 @@ from jwtmesh_sidecar.decide import (
 from jwtmesh_sidecar.metrics import SidecarMetrics
 
 log = logging.getLogger("jwtmesh.sidecar")
+DECISION_LOGGER = "jwtmesh.decision"
+REQUEST_ID_HEADER = "x-request-id"  # Envoy's, on every request it asks about
 _UNKNOWN_KEY = frozenset({reasons.UNKNOWN_KID.code, reasons.UNKNOWN_ISSUER.code})
 
 
 class DecisionLog:
-    """One structured JSON line per denial (and per audited would-deny). Never the token."""
+    """One JSON line per denial (and per audited would-deny), in the schema of every other
+    line (`jwtmesh.logs`). Never the token. For a refused token, iss, sub, kid and jti are
+    what it claims (`verified: false`)."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, least_level: str = "info") -> None:
         self._stream = stream or sys.stderr
+        # Denials are info, internal errors error: logLevel warning or error keeps only those.
+        self._info = least_level in ("debug", "info")
 
     def write(self, request: CheckInput, decision: Decision, now: float) -> None:
-        event = "audit_would_deny" if decision.audited_denial else "denied"
-        line: dict[str, Any] = {
-            "ts": round(now, 3),
-            "event": event,
-            "status": decision.status,
-            "reason": decision.reason,
-            "method": request.method,
-            "path": route_path(request.path)[:512],
-            "host": request.host[:255],
-            "direction": "egress" if request.egress else "inbound",
-        }
-        for name in ("subject", "issuer", "rule"):
-            value = getattr(decision, name)
-            if value is not None:
-                line[name] = value
-        self._stream.write(json.dumps(line, separators=(",", ":")) + "\n")
+        level = "error" if decision.reason == reasons.INTERNAL_ERROR.code else "info"
+        if level == "info" and not self._info:
+            return
+        line = log_line(
+            level,
+            "audit_would_deny" if decision.audited_denial else "denied",
+            DECISION_LOGGER,
+            decision.message,
+            now,
+            status=decision.status,
+            reason=decision.reason,
+            iss=decision.issuer,
+            sub=decision.subject,
+            kid=decision.kid,
+            jti=decision.jti,
+            verified=decision.verified if decision.issuer is not None else None,
+            rule=decision.rule,
+            method=request.method,
+            path=route_path(request.path)[:512],
+            host=request.host[:255],
+            direction="egress" if request.egress else "inbound",
+            request_id=request.headers.get(REQUEST_ID_HEADER, "")[:128] or None,
+        )
+        self._stream.write(line + "\n")
         self._stream.flush()
 
 
@@ -80,7 +94,9 @@ class DecisionService:
         try:
             decision = self._decide(request, now)
         except Exception:
-            log.exception("internal error while deciding; failing closed")
+            log.exception(
+                "internal error while deciding; failing closed", extra={"event": "internal_error"}
+            )
             decision = deny(reasons.INTERNAL_ERROR, "the authorizer failed; the request is refused")
         self._record(decision, time.perf_counter() - started)
         if decision.reason in _UNKNOWN_KEY:
@@ -91,7 +107,7 @@ class DecisionService:
             try:
                 self._log.write(request, decision, now)
             except Exception:  # a broken log stream must not turn a decision into an error
-                log.exception("could not write the decision log")
+                log.exception("could not write the decision log", extra={"event": "log_failed"})
         return decision
 
     def _decide(self, request: CheckInput, now: float) -> Decision:

@@ -67,9 +67,20 @@ class WatchedFile(Generic[T]):
             except (OSError, ValueError) as exc:
                 # ValueError covers BundleError/PolicyError/IdentityError; the last good stays.
                 self.last_error = str(exc)
-                log.warning(
-                    "keeping last good %s: %s", self.path, exc, extra={"path": str(self.path)}
-                )
+                if self.value is None:
+                    log.warning(
+                        "no good version of %s yet: %s",
+                        self.path,
+                        exc,
+                        extra={"event": "load_failed", "path": str(self.path)},
+                    )
+                else:
+                    log.warning(
+                        "keeping last good %s: %s",
+                        self.path,
+                        exc,
+                        extra={"event": "reload_failed", "path": str(self.path)},
+                    )
                 self._report(LoadOutcome(str(self.path), False, str(exc)))
                 return False
             self.value = value
@@ -96,6 +107,9 @@ class Poller:
 
     def start(self) -> None:
         self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def wake(self) -> None:
         """Tick as soon as possible; returns at once (safe from any thread)."""

@@ -68,6 +68,8 @@ def guarded_service(
     if policy is not None:
         (workdir / "policy.yaml").write_text(yaml.safe_dump(policy))
         config["policyFile"] = str(workdir / "policy.yaml")
+    else:
+        config["noPolicy"] = True
     upstream = EchoUpstream().start()
     sidecar = start_sidecar(config, workdir, name=f"sidecar-{mode}")
     inbound = free_port()

@@ -30,7 +30,9 @@ class OperatorProcess:
         peering: bool = False,
         name: str = "operator",
         extra: list[str] | None = None,
+        wait_for: str = "/readyz",
     ) -> None:
+        """`wait_for`: /readyz (synced, the default) or /healthz (serving at all)."""
         self.port = free_port()
         argv = [
             sys.executable,
@@ -45,15 +47,15 @@ class OperatorProcess:
         ]
         workdir.mkdir(parents=True, exist_ok=True)
         self.process = ManagedProcess(name, argv, workdir / f"{name}.log")
-        self.wait_ready()
+        self.wait_ready(path=wait_for)
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = 60, path: str = "/readyz") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.popen.poll() is not None:
                 raise RuntimeError(f"operator exited:\n{self.process.log_tail()}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=1) as r:
                     if r.status == 200:
                         return
             except OSError:

@@ -64,6 +64,7 @@ class Stack:
                 "identity": "census",
                 "listen": {wire: f"127.0.0.1:{authz}"},
                 "trust": {"bundleFiles": [str(self.bundle)]},
+                "noPolicy": True,
                 **settings,
             },
             workdir,
@@ -155,6 +156,7 @@ def test_the_sidecar_refuses_to_start_without_a_usable_bundle(
             f"127.0.0.1:{free_port()}",
             "--bundle",
             str(bundle),
+            "--no-policy",
         ],
         capture_output=True,
         text=True,
@@ -162,4 +164,8 @@ def test_the_sidecar_refuses_to_start_without_a_usable_bundle(
     )
     assert result.returncode != 0
     assert "no usable trust bundle" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("Error: sidecar: trust: no usable trust")
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("Error: sidecar: trust: no usable trust")
     assert "Traceback" not in result.stderr

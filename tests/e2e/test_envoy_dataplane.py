@@ -115,6 +115,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
                 "listen": {**listen, "metrics": f"127.0.0.1:{metrics_port}"},
                 "trust": {"bundleFiles": [str(volume.path("bundle.json"))]},
                 "policyFile": str(workdir / "policy.yaml"),
+                "verification": {"maxBodyBytes": 65536},
                 **authz_mode(modes[0])[1],
             },
             workdir,
@@ -132,6 +133,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             admin_port=free_port(),
             listen_address="127.0.0.1",
             authz=AuthzEndpoint(mode=authz_mode(mode)[0], port=port),
+            max_request_bytes=65536,  # body binding on (jwtmesh.io/max-body-bytes)
         )
         envoys.append(start_envoy(config, workdir, name=f"envoy-{mode}"))
         mesh.envoy_ports[mode] = inbound
@@ -294,12 +296,12 @@ def test_corrupt_bundle_keeps_the_last_good_keys(mesh: Mesh, port: int) -> None:
     token = mint(mesh.herald)
     mesh.bundle([], corrupt=True)
     deadline = time.monotonic() + 2
-    while _metric(mesh, port, "jwtmesh_bundle_last_reload_failed") != 1:
+    while _metric(mesh, port, 'jwtmesh_reload_failing{source="bundle"}') != 1:
         assert time.monotonic() < deadline, "the corrupt bundle was never noticed"
         time.sleep(0.05)
     assert send(port, token=token).status == 200
     assert "keeping last good" in mesh.sidecars[port][0].log_tail(200)
     mesh.bundle([mesh.herald])
-    while _metric(mesh, port, "jwtmesh_bundle_last_reload_failed") != 0:
+    while _metric(mesh, port, 'jwtmesh_reload_failing{source="bundle"}') != 0:
         assert time.monotonic() < deadline + 2
         time.sleep(0.05)

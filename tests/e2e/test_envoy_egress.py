@@ -62,6 +62,7 @@ def pods(
                 "identity": "census.default",
                 "listen": {listen: f"127.0.0.1:{census_authz}"},
                 "trust": {"bundleFiles": [str(bundle.path("bundle.json"))]},
+                "noPolicy": True,
                 **settings,
             },
             workdir,

@@ -50,6 +50,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
             "identity": KEYS.audience,
             "listen": {"grpc": f"127.0.0.1:{grpc_port}", "http": f"127.0.0.1:{http_port}"},
             "trust": {"bundleFiles": [str(bundle)]},
+            "noPolicy": True,
         },
         workdir,
     )
@@ -58,6 +59,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
             "identity": KEYS.audience,
             "listen": {"grpc": f"127.0.0.1:{public_port}"},
             "trust": {"bundleFiles": [str(bundle)]},
+            "noPolicy": True,
             **authz_mode("grpc-public")[1],
         },
         workdir,

@@ -7,6 +7,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,12 +16,16 @@ from kubernetes.client.exceptions import ApiException
 
 from jwtmesh_testing.kubeapply import (
     create_namespace,
+    create_object,
     delete_object,
     get_object,
     install_crds,
+    service_identity,
     wait_for,
 )
 from jwtmesh_testing.localcluster import Binaries, LocalCluster, LocalClusterError
+from jwtmesh_testing.operator_process import OperatorProcess
+from jwtmesh_testing.webhook import injecting_operator
 
 _binaries: Binaries | LocalClusterError | None = None
 
@@ -134,3 +139,44 @@ class ClusterObjects:
     def event_reasons(self, namespace: str, name: str) -> set[str]:
         events = self.core.list_namespaced_event(namespace).items
         return {e.reason for e in events if e.involved_object.name == name}
+
+
+# --- the tenant boundary (test_trust_boundaries*.py) -----------------------------------------
+
+TRUST_DOMAIN = "jwtmesh.cluster.local"
+
+
+@pytest.fixture(scope="module")
+def tenancy_operator(
+    local_cluster: LocalCluster,
+    kube_api: client.ApiClient,
+    crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    """One operator, under the chart's RBAC, serving the injection webhook too."""
+    with injecting_operator(local_cluster, kube_api, tmp_path_factory.mktemp("tenancy")) as op:
+        yield op
+
+
+@dataclass(frozen=True)
+class Prod:
+    namespace: str
+    issuer: str
+    audience: str
+    kids: frozenset[str]
+
+
+@pytest.fixture
+def prod(tenancy_operator: OperatorProcess, cluster_objects: Any) -> Prod:
+    """The victim: prod/payments, Ready, its keys in the bundle."""
+    ns = cluster_objects.namespace("prod")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("payments"))
+    status = cluster_objects.ready_identity(ns, "payments")["status"]
+    kids = wait_for(lambda: cluster_objects.bundle_kids(ns, status["issuer"]), 10, "published")
+    return Prod(ns, status["issuer"], status["audience"], frozenset(kids))
+
+
+@pytest.fixture
+def dev(tenancy_operator: OperatorProcess, cluster_objects: Any) -> str:
+    """The attacker's namespace."""
+    return str(cluster_objects.namespace("dev"))

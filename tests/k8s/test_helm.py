@@ -131,6 +131,29 @@ def test_helm_install_is_accepted_by_the_api_server_and_uninstalls_cleanly(
         ).read_mutating_webhook_configuration("demo-jwtmesh-injector")
         assert webhook.webhooks[0].object_selector.match_expressions[0].key == "jwtmesh.io/identity"
         assert "demo" in helm(local_cluster, "list", "--namespace", "jwtmesh-system")
+        # An upgrade keeps the webhook's certificate, so it does not restart the operator.
+        core = client.CoreV1Api(kube_api)
+        before = core.read_namespaced_secret("demo-jwtmesh-webhook-tls", "jwtmesh-system").data
+        template = deployment.spec.template.metadata.annotations
+        helm(
+            local_cluster,
+            "upgrade",
+            "demo",
+            str(CHART),
+            "--namespace",
+            "jwtmesh-system",
+            "--set",
+            "logLevel=debug",
+        )
+        after = core.read_namespaced_secret("demo-jwtmesh-webhook-tls", "jwtmesh-system").data
+        assert after == before
+        upgraded: Any = apps.read_namespaced_deployment("demo-jwtmesh", "jwtmesh-system")
+        assert upgraded.spec.template.metadata.annotations == template
+        assert "--log-level=debug" in upgraded.spec.template.spec.containers[0].args
+        webhook = client.AdmissionregistrationV1Api(kube_api).read_mutating_webhook_configuration(
+            "demo-jwtmesh-injector"
+        )
+        assert webhook.webhooks[0].client_config.ca_bundle == before["ca.crt"]
     finally:
         helm(local_cluster, "uninstall", "demo", "--namespace", "jwtmesh-system", "--wait")
     with pytest.raises(ApiException) as gone:

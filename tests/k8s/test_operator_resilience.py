@@ -114,7 +114,10 @@ def test_an_operator_killed_mid_rotation_again_and_again_loses_no_key(
             assert len(pending) <= 1, "never two successors: no key duplicated"
             for scheduled in signing:
                 seen_signing[scheduled.key.kid] = now  # the last time it was seen signing
-            operator = OperatorProcess.for_cluster(local_cluster, tmp_path, name=f"chaos-{kills}")
+            # Killed again at a random moment: waiting for it to sync is not the point.
+            operator = OperatorProcess.for_cluster(
+                local_cluster, tmp_path, name=f"chaos-{kills}", wait_for="/healthz"
+            )
         # Let it converge, then check that every key that signed is still published until
         # its retain (31 s) ends: it stopped signing at or after it was last seen signing.
         # (Not "every key ever": on a loaded machine the first ones may have left already.)

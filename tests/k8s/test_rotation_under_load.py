@@ -128,6 +128,7 @@ def test_rotations_under_load_lose_no_request(
                 "identity": census["audience"],
                 "listen": {"http": f"127.0.0.1:{authz}"},
                 "trust": {"bundleFiles": [str(bundle.path("bundle.json"))]},
+                "noPolicy": True,
             },
             tmp_path,
         )

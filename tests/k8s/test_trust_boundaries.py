@@ -14,9 +14,7 @@ import base64
 import contextlib
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -31,49 +29,10 @@ from jwtmesh_testing.kubeapply import (
     service_identity,
     wait_for,
 )
-from jwtmesh_testing.localcluster import LocalCluster
-from jwtmesh_testing.operator_process import OperatorProcess
-from jwtmesh_testing.webhook import create_pod, injecting_operator, pod
 
 pytestmark = pytest.mark.k8s
 TRUST_DOMAIN = "jwtmesh.cluster.local"
 POLICY_BINDING = "jwtmesh-jwtmesh-tenancy"
-
-
-@pytest.fixture(scope="module")
-def operator(
-    local_cluster: LocalCluster,
-    kube_api: client.ApiClient,
-    crds: list[str],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[OperatorProcess]:
-    """One operator, under the chart's RBAC, serving the injection webhook too."""
-    with injecting_operator(local_cluster, kube_api, tmp_path_factory.mktemp("tenancy")) as op:
-        yield op
-
-
-@dataclass(frozen=True)
-class Prod:
-    namespace: str
-    issuer: str
-    audience: str
-    kids: frozenset[str]
-
-
-@pytest.fixture
-def prod(operator: OperatorProcess, cluster_objects: Any) -> Prod:
-    """The victim: prod/payments, Ready, its keys in the bundle."""
-    ns = cluster_objects.namespace("prod")
-    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("payments"))
-    status = cluster_objects.ready_identity(ns, "payments")["status"]
-    kids = wait_for(lambda: cluster_objects.bundle_kids(ns, status["issuer"]), 10, "published")
-    return Prod(ns, status["issuer"], status["audience"], frozenset(kids))
-
-
-@pytest.fixture
-def dev(operator: OperatorProcess, cluster_objects: Any) -> str:
-    """The attacker's namespace."""
-    return str(cluster_objects.namespace("dev"))
 
 
 @contextlib.contextmanager
@@ -129,7 +88,7 @@ def not_ready(cluster_objects: Any, ns: str, name: str, reason: str) -> dict[str
     return condition
 
 
-def every_bundle_keeps(cluster_objects: Any, victim: Prod, *namespaces: str) -> None:
+def every_bundle_keeps(cluster_objects: Any, victim: Any, *namespaces: str) -> None:
     """After a publish has happened, the victim's issuer holds exactly its own keys."""
     time.sleep(1.5)  # longer than the publisher's debounce and stretch
     for ns in (victim.namespace, *namespaces):
@@ -141,7 +100,7 @@ def every_bundle_keeps(cluster_objects: Any, victim: Prod, *namespaces: str) -> 
 
 
 def test_a_borrowed_issuer_is_refused_by_the_api_server(
-    cluster_objects: Any, prod: Prod, dev: str
+    cluster_objects: Any, prod: Any, dev: str
 ) -> None:
     body = service_identity("intruder", {"issuer": prod.issuer})
     message = refused_by_api_server(cluster_objects.api, dev, "serviceidentities", body)
@@ -149,7 +108,7 @@ def test_a_borrowed_issuer_is_refused_by_the_api_server(
 
 
 def test_a_borrowed_issuer_past_admission_is_never_published(
-    cluster_objects: Any, prod: Prod, dev: str
+    cluster_objects: Any, prod: Any, dev: str
 ) -> None:
     with admission_policy_bypassed(cluster_objects.api):
         body = service_identity("intruder", {"issuer": prod.issuer})
@@ -164,7 +123,7 @@ def test_a_borrowed_issuer_past_admission_is_never_published(
 
 
 def test_a_borrowed_audience_is_refused_by_the_api_server(
-    cluster_objects: Any, prod: Prod, dev: str
+    cluster_objects: Any, prod: Any, dev: str
 ) -> None:
     body = service_identity("intruder", {"audience": prod.audience})
     message = refused_by_api_server(cluster_objects.api, dev, "serviceidentities", body)
@@ -172,7 +131,7 @@ def test_a_borrowed_audience_is_refused_by_the_api_server(
 
 
 def test_a_borrowed_audience_past_admission_is_never_published(
-    cluster_objects: Any, prod: Prod, dev: str
+    cluster_objects: Any, prod: Any, dev: str
 ) -> None:
     with admission_policy_bypassed(cluster_objects.api):
         body = service_identity("intruder", {"audience": prod.audience})
@@ -240,7 +199,7 @@ def forged_secret(name: str, issuer: str, jwks: list[dict[str, Any]], owner_uid:
 
 
 def test_a_forged_signing_secret_never_reaches_a_bundle(
-    cluster_objects: Any, prod: Prod, dev: str
+    cluster_objects: Any, prod: Any, dev: str
 ) -> None:
     """A hand-made Secret naming prod's issuer, one reusing prod's kid for another key, and
     one claiming to belong to the attacker's own identity: none is a key the operator made
@@ -291,7 +250,7 @@ def accepted(cluster_objects: Any, ns: str | None, plural: str, name: str) -> di
 
 
 def test_revoking_another_namespaces_issuer_is_refused_by_the_api_server(
-    cluster_objects: Any, prod: Prod, dev: str
+    cluster_objects: Any, prod: Any, dev: str
 ) -> None:
     body = revocation("everything", issuer=prod.issuer, issuedBefore="2100-01-01T00:00:00Z")
     message = refused_by_api_server(cluster_objects.api, dev, "tokenrevocations", body)
@@ -308,7 +267,7 @@ def test_revoking_another_namespaces_issuer_is_refused_by_the_api_server(
     ids=["every token before a cutoff", "its current kid (public in the bundle)", "one jti"],
 )
 def test_revoking_another_namespaces_issuer_past_admission_has_no_effect(
-    cluster_objects: Any, prod: Prod, dev: str, spec: dict[str, Any]
+    cluster_objects: Any, prod: Any, dev: str, spec: dict[str, Any]
 ) -> None:
     spec = {k: (next(iter(prod.kids)) if v == "KID" else v) for k, v in spec.items()}
     with admission_policy_bypassed(cluster_objects.api):
@@ -329,7 +288,7 @@ def test_revoking_another_namespaces_issuer_past_admission_has_no_effect(
 
 
 def test_naming_another_namespaces_identity_has_no_effect(
-    cluster_objects: Any, prod: Prod, dev: str
+    cluster_objects: Any, prod: Any, dev: str
 ) -> None:
     body = revocation("by-name", identity="payments", issuedBefore="2026-01-01T00:00:00Z")
     create_object(cluster_objects.api, dev, "tokenrevocations", body)
@@ -339,7 +298,7 @@ def test_naming_another_namespaces_identity_has_no_effect(
 
 
 def test_a_cutoff_in_the_future_is_refused_even_in_its_own_namespace(
-    cluster_objects: Any, prod: Prod
+    cluster_objects: Any, prod: Any
 ) -> None:
     body = revocation("forever", identity="payments", issuedBefore="2100-01-01T00:00:00Z")
     create_object(cluster_objects.api, prod.namespace, "tokenrevocations", body)
@@ -348,7 +307,7 @@ def test_a_cutoff_in_the_future_is_refused_even_in_its_own_namespace(
     every_bundle_keeps(cluster_objects, prod)
 
 
-def test_a_cluster_token_revocation_reaches_any_namespace(cluster_objects: Any, prod: Prod) -> None:
+def test_a_cluster_token_revocation_reaches_any_namespace(cluster_objects: Any, prod: Any) -> None:
     """What a namespace tenant may not do, a cluster admin can."""
     cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
     name = f"incident-{prod.namespace}"
@@ -375,139 +334,3 @@ def test_a_cluster_token_revocation_reaches_any_namespace(cluster_objects: Any, 
         )
     finally:
         delete_cluster_object(cluster_objects.api, "clustertokenrevocations", name)
-
-
-# --- 7. the identity is bound to ServiceAccounts ----------------------------------------------
-
-
-def refused_pod(cluster_objects: Any, ns: str, body: dict[str, Any]) -> str:
-    with pytest.raises(ApiException) as refused:
-        create_pod(cluster_objects.core, ns, body)
-    return str(json.loads(refused.value.body)["message"])
-
-
-def test_a_pod_of_another_service_account_cannot_take_the_identity(
-    cluster_objects: Any, prod: Prod
-) -> None:
-    labels = {"jwtmesh.io/identity": "payments"}
-    message = refused_pod(
-        cluster_objects, prod.namespace, pod("thief", labels, service_account="default")
-    )
-    assert (
-        "ServiceAccount 'default' may not use ServiceIdentity 'payments' (allowed: payments)"
-        in message
-    )
-    create_pod(cluster_objects.core, prod.namespace, pod("owner", labels))
-
-
-def test_the_service_accounts_an_identity_allows_are_its_own_choice(
-    cluster_objects: Any, dev: str
-) -> None:
-    spec = {"serviceAccounts": ["api", "worker"]}
-    create_object(cluster_objects.api, dev, "serviceidentities", service_identity("svc", spec))
-    cluster_objects.ready_identity(dev, "svc")
-    labels = {"jwtmesh.io/identity": "svc"}
-    create_pod(cluster_objects.core, dev, pod("worker-0", labels, service_account="worker"))
-    message = refused_pod(cluster_objects, dev, pod("svc-0", labels, service_account="svc"))
-    assert "(allowed: api, worker)" in message
-
-
-def test_a_host_network_pod_is_refused(cluster_objects: Any, prod: Prod) -> None:
-    body = pod("on-the-node", {"jwtmesh.io/identity": "payments"}, host_network=True)
-    assert "hostNetwork" in refused_pod(cluster_objects, prod.namespace, body)
-
-
-def test_the_private_key_is_mode_0400_and_mounted_in_the_sidecar_only(
-    cluster_objects: Any, prod: Prod
-) -> None:
-    created = create_pod(
-        cluster_objects.core, prod.namespace, pod("keys", {"jwtmesh.io/identity": "payments"})
-    )
-    volumes = {volume.name: volume for volume in created.spec.volumes}
-    assert volumes["jwtmesh-identity"].secret.default_mode == 0o400
-    assert created.spec.security_context.fs_group == 65532, "the kubelet gives the group read"
-    mounting = [
-        container.name
-        for container in created.spec.containers
-        if any(m.name == "jwtmesh-identity" for m in container.volume_mounts or [])
-    ]
-    assert mounting == ["jwtmesh-sidecar"]
-
-
-# --- the operator's own permissions ----------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("verb", "resource", "group"),
-    [
-        ("delete", "secrets", ""),
-        ("list", "pods", ""),
-        ("create", "clusteridentitygrants", "jwtmesh.io"),
-        ("create", "clustertokenrevocations", "jwtmesh.io"),
-        ("update", "mutatingwebhookconfigurations", "admissionregistration.k8s.io"),
-    ],
-)
-def test_the_operator_runs_with_the_charts_rbac_and_nothing_more(
-    local_cluster: LocalCluster, verb: str, resource: str, group: str
-) -> None:
-    from jwtmesh_testing.chart import operator_kubeconfig
-    from jwtmesh_testing.kubeapply import api_client
-
-    api = api_client(operator_kubeconfig(local_cluster))
-    review = client.AuthorizationV1Api(api).create_self_subject_access_review(
-        client.V1SelfSubjectAccessReview(
-            spec=client.V1SelfSubjectAccessReviewSpec(
-                resource_attributes=client.V1ResourceAttributes(
-                    verb=verb, resource=resource, group=group
-                )
-            )
-        )
-    )
-    assert review.status.allowed is False
-
-
-# --- 8. the JWKS and discovery endpoints ----------------------------------------------------
-
-
-def get_json(operator: OperatorProcess, path: str, host: str) -> Any:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{operator.port}{path}", headers={"host": host}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def test_jwks_endpoints_match_the_full_issuer_and_never_trust_the_host_header(
-    operator: OperatorProcess, cluster_objects: Any, prod: Prod, dev: str
-) -> None:
-    """An issuer of another origin with the same path (granted, so it is published) is not
-    served at prod's path, and jwks_uri comes from the configured URL, not from Host."""
-    look_alike = f"https://evil.example/ns/{prod.namespace}/payments"
-    grant = f"look-alike-{dev}"
-    create_object(cluster_objects.api, dev, "serviceidentities", service_identity("evil"))
-    create_cluster_object(
-        cluster_objects.api,
-        "clusteridentitygrants",
-        {
-            "apiVersion": "jwtmesh.io/v1alpha1",
-            "kind": "ClusterIdentityGrant",
-            "metadata": {"name": grant},
-            "spec": {"identity": {"namespace": dev, "name": "evil"}, "issuer": look_alike},
-        },
-    )
-    try:
-        wait_for(lambda: cluster_objects.bundle_kids(dev, look_alike), 20, "the granted issuer")
-        path = f"/ns/{prod.namespace}/payments"
-        keys = get_json(operator, f"{path}/jwks.json", "evil.example")["keys"]
-        assert {key["kid"] for key in keys} == set(prod.kids)
-        discovery = get_json(operator, f"{path}/.well-known/openid-configuration", "evil.example")
-        assert discovery == {
-            "issuer": prod.issuer,
-            "jwks_uri": f"{prod.issuer}/jwks.json",
-            "response_types_supported": ["id_token"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["ES256"],
-        }
-        assert prod.issuer.startswith(f"https://{TRUST_DOMAIN}/")
-    finally:
-        delete_cluster_object(cluster_objects.api, "clusteridentitygrants", grant)

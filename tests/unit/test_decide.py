@@ -40,8 +40,10 @@ def token(**kw: Any) -> str:
     )
 
 
-def inbound(policy: Policy = ALLOW_ALL, verifier: Any = TRUSTED, **settings: Any) -> Inbound:
-    return Inbound(lambda: verifier, lambda: policy, TokenSettings(**settings))
+def inbound(
+    policy: Policy = ALLOW_ALL, verifier: Any = TRUSTED, max_body_bytes: int = 64, **settings: Any
+) -> Inbound:
+    return Inbound(lambda: verifier, lambda: policy, TokenSettings(**settings), max_body_bytes)
 
 
 def check(
@@ -111,27 +113,51 @@ def test_a_policy_denial_is_a_403() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "headers", "allowed"),
+    ("body", "headers", "limit", "allowed"),
     [
-        (b'{"a":1}', {}, True),
-        (b'{"a":2}', {}, False),
-        (b'{"a":1}', {"x-envoy-auth-partial-body": "true"}, False),
-        (None, {}, False),
+        (b'{"a":1}', {}, 64, True),
+        (b'{"a":2}', {}, 64, False),
+        (b'{"a":1}', {"x-envoy-auth-partial-body": "true"}, 64, False),
+        (None, {}, 64, False),
+        (b'{"a":1}', {}, 8, True),
+        (b'{"a":1}', {"x-envoy-auth-partial-body": "false"}, 7, False),
+        (b'{"a":1}', {}, 0, False),
     ],
-    ids=["exact body", "different body", "truncated body", "no body forwarded"],
+    ids=[
+        "exact body",
+        "different body",
+        "truncated body",
+        "no body forwarded",
+        "one byte under the limit",
+        "at the limit (Envoy may have cut it there)",
+        "Envoy buffers no body",
+    ],
 )
 def test_a_body_bound_token_needs_the_exact_body(
-    body: bytes | None, headers: dict[str, str], allowed: bool
+    body: bytes | None, headers: dict[str, str], limit: int, allowed: bool
 ) -> None:
     bound = token(body=b'{"a":1}')
     decision = decide_inbound(
         check({"authorization": f"Bearer {bound}", **headers}, method="POST", body=body),
-        inbound(),
+        inbound(max_body_bytes=limit),
         NOW,
     )
     assert decision.allowed is allowed
     if not allowed:
         assert decision.reason == "body_mismatch"
+
+
+def test_a_policy_denial_carries_an_insufficient_scope_challenge() -> None:
+    policy = policy_from_dict({"rules": [{"name": "only-y", "paths": ["/y"]}]})
+    decision = decide_inbound(
+        check({"authorization": f"Bearer {token()}"}, path="/x"), inbound(policy), NOW
+    )
+    headers = dict(decision.client_headers)
+    assert decision.status == 403
+    assert headers["www-authenticate"].startswith(
+        'Bearer realm="jwtmesh", error="insufficient_scope", error_description="no_matching_rule:'
+    )
+    assert headers["content-type"] == "application/json"
 
 
 def refreshing_service(state: Inbound, asked: list[bool]) -> DecisionService:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import grpc
 import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2
+from grpc_health.v1 import health_pb2
 
 from jwtmesh import reasons
 from jwtmesh.envoy_config import EGRESS_EXTENSION
 from jwtmesh_sidecar.decide import Decision, deny
-from jwtmesh_sidecar.grpc_adapter import to_check_input, to_check_response
+from jwtmesh_sidecar.grpc_adapter import health_method, to_check_input, to_check_response
 
 
 def check_request(*, egress: bool = False, raw_body: bytes = b"", body: str = "") -> object:
@@ -68,3 +72,22 @@ def test_a_refusal_takes_its_grpc_code_and_http_status_from_the_reason_table(
     assert f'"error":"{reason.code}"' in response.denied_response.body
     names = [h.header.key for h in response.denied_response.headers]
     assert "content-type" in names
+
+
+def test_grpc_health_follows_readiness_and_knows_only_its_services() -> None:
+    problems: list[str] = ["trust: no good bundle loaded yet"]
+    health = health_method(frozenset({"envoy.service.auth.v3.Authorization"}), lambda: problems)
+
+    def ask(service: str) -> Any:
+        reply = health(health_pb2.HealthCheckRequest(service=service).SerializeToString())
+        if reply.code != grpc.StatusCode.OK:
+            return reply.code
+        assert reply.message is not None
+        return health_pb2.HealthCheckResponse.FromString(reply.message).status
+
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    assert ask("") == not_serving
+    assert ask("envoy.service.auth.v3.Authorization") == not_serving
+    problems.clear()
+    assert ask("") == health_pb2.HealthCheckResponse.SERVING
+    assert ask("something.Else") == grpc.StatusCode.NOT_FOUND

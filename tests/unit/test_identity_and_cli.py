@@ -155,7 +155,7 @@ def test_every_command_explains_itself(command: list[str]) -> None:
                 "listen": {"http": "127.0.0.1:1"},
                 "trust": {"jwksUrls": [{"issuer": "i", "url": "file:///etc/passwd"}]},
             },
-            "must be http",
+            "must be an http",
         ),
     ],
     ids=[

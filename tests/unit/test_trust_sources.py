@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,17 @@ from typing import Any
 import pytest
 
 from jwtmesh.tokens.keys import SigningKey, generate_signing_key, jwks
-from jwtmesh.tokens.trust import BundleError, IssuerTrust, TrustBundle, parse_bundle, render_bundle
+from jwtmesh.tokens.trust import (
+    BundleError,
+    IssuerTrust,
+    TrustBundle,
+    parse_bundle,
+    render_bundle,
+)
 from jwtmesh.tokens.verify import VerifierSettings
-from jwtmesh_sidecar.trust_store import JwksUrl, TrustStore
-from jwtmesh_sidecar.watch import LoadOutcome, WatchedFile
+from jwtmesh_sidecar.jwks_source import FetchState, UrlSource, next_fetch_at
+from jwtmesh_sidecar.trust_store import INITIAL_FETCH_WAIT, JwksUrl, TrustStore
+from jwtmesh_sidecar.watch import LoadOutcome, Poller, WatchedFile
 from jwtmesh_testing.kubelet_volume import KubeletVolume
 
 ISS = "https://mesh.test/herald"
@@ -131,25 +140,40 @@ def jwks_server() -> Iterator[JwksServer]:
     server.http.server_close()
 
 
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < seconds, what
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def keys_of(store: TrustStore) -> set[str]:
+    trust = store.verifier.bundle.issuers.get(ISS)
+    return set(trust.keys) if trust else set()
+
+
 def test_a_jwks_url_is_fetched_refetched_on_unknown_kid_and_kept_when_down(
     jwks_server: JwksServer,
 ) -> None:
     first, second = generate_signing_key(), generate_signing_key()
     jwks_server.document = jwks([first.public])
-    spec = JwksUrl(issuer=ISS, url=jwks_server.url, refresh_seconds=300, min_refetch_seconds=10)
+    spec = JwksUrl(issuer=ISS, url=jwks_server.url, refresh_seconds=300, min_refetch_seconds=0.3)
     store = TrustStore([], [spec], VerifierSettings(audience="census"))
     store.load_initial()
-    assert set(store.verifier.bundle.issuers[ISS].keys) == {first.kid}
-    jwks_server.document = jwks([first.public, second.public])
-    assert not store.poll(time.time() + 5), "not due yet, and no unknown key seen"
-    store.unknown_key_seen()
-    assert not store.poll(time.time() + 5), "an early refetch waits min_refetch_seconds"
-    store.unknown_key_seen()
-    assert store.poll(time.time() + 11), "an unknown kid refetches early"
-    assert second.kid in store.verifier.bundle.issuers[ISS].keys
-    jwks_server.up = False
-    store.poll(time.time() + 400)
-    assert set(store.verifier.bundle.issuers[ISS].keys) == {first.kid, second.kid}, "last good kept"
+    try:
+        assert keys_of(store) == {first.kid}, "fetched at start"
+        jwks_server.document = jwks([first.public, second.public])
+        time.sleep(0.5)
+        assert keys_of(store) == {first.kid}, "not due for 300 s, and no unknown key seen"
+        store.unknown_key_seen()
+        wait_for(lambda: second.kid in keys_of(store), 2, "an unknown kid refetches early")
+        jwks_server.up = False
+        store.unknown_key_seen()
+        time.sleep(0.8)
+        assert keys_of(store) == {first.kid, second.kid}, "the last good set is kept"
+    finally:
+        store.close()
 
 
 def test_a_jwks_url_that_is_down_at_start_does_not_stop_the_sidecar(
@@ -160,4 +184,94 @@ def test_a_jwks_url_that_is_down_at_start_does_not_stop_the_sidecar(
         [], [JwksUrl(issuer=ISS, url=jwks_server.url)], VerifierSettings(audience="census")
     )
     store.load_initial()
+    store.close()
     assert store.verifier.bundle.issuers == {}
+
+
+S = JwksUrl(issuer=ISS, url="http://x", refresh_seconds=300, min_refetch_seconds=10)
+
+
+@pytest.mark.parametrize(
+    ("state", "due"),
+    [
+        (FetchState(), float("-inf")),
+        (FetchState(last_attempt=100), 400),
+        (FetchState(last_attempt=100, early_requested=True), 110),
+        (FetchState(last_attempt=100, failures=1), 110),
+        (FetchState(last_attempt=100, failures=2), 120),
+        (FetchState(last_attempt=100, failures=4), 180),
+        (FetchState(last_attempt=100, failures=9), 400),
+        (FetchState(last_attempt=100, failures=3, early_requested=True), 140),
+    ],
+    ids=[
+        "never fetched: at once",
+        "after a success: on schedule",
+        "an unknown key: early, within the rate limit",
+        "after a failure: the rate limit",
+        "two failures: twice that",
+        "four failures: eight times",
+        "many failures: never beyond the refresh interval",
+        "an unknown key does not shorten a backoff",
+    ],
+)
+def test_when_a_jwks_url_is_fetched_next(state: FetchState, due: float) -> None:
+    assert next_fetch_at(S, state) == due
+
+
+class SilentServer:
+    """Accepts connections and never answers: a JWKS host that hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/jwks.json"
+
+
+def test_a_hanging_jwks_url_delays_neither_requests_nor_file_reloads(tmp_path: Path) -> None:
+    """Finding 3: the URL fetch ran on the poller thread that also re-reads the files."""
+    first, second = generate_signing_key(), generate_signing_key()
+    path = tmp_path / "bundle.json"
+    path.write_bytes(bundle_bytes(first))
+    silent = SilentServer()
+    spec = JwksUrl(
+        issuer="https://hangs.test",
+        url=silent.url,
+        min_refetch_seconds=0.05,
+        timeout_seconds=30,
+    )
+    store = TrustStore([path], [spec], VerifierSettings(audience="census"))
+    started = time.monotonic()
+    store.load_initial()
+    assert time.monotonic() - started < INITIAL_FETCH_WAIT + 1, "start-up waits 2 s at most"
+    assert keys_of(store) == {first.kid}
+    poller = Poller(store.poll, 0.05, "test-poller")
+    store.attach_poller(poller.wake)
+    poller.start()
+    try:
+        for _ in range(100):
+            tick = time.perf_counter()
+            store.unknown_key_seen()
+            assert time.perf_counter() - tick < 0.01, "the request path never waits"
+        path.write_bytes(bundle_bytes(first, second) + b" ")
+        took = wait_for(lambda: second.kid in keys_of(store), 1, "the file reload waited")
+        assert took < 0.5, "the hanging fetch does not hold the file poller"
+    finally:
+        poller.stop()
+        silent.sock.close()
+
+
+def test_a_fetch_that_fails_in_any_way_backs_off_instead_of_spinning() -> None:
+    calls: list[float] = []
+
+    def broken(spec: JwksUrl) -> TrustBundle:
+        calls.append(time.monotonic())
+        raise http.client.IncompleteRead(b"")  # not an OSError
+
+    spec = JwksUrl(issuer=ISS, url="http://x", min_refetch_seconds=0.2)
+    source = UrlSource(spec, lambda _: None, lambda: None, fetch=broken)
+    source.start()
+    time.sleep(0.5)
+    source.stop()
+    assert 2 <= len(calls) <= 3, "at once, after 0.2 s, after 0.4 s more: a backoff, no spin"
+    assert source.state.failures == len(calls)

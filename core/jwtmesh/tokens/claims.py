@@ -9,6 +9,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from jwtmesh.times import rfc3339, when
 from jwtmesh.tokens.errors import (
     AlgorithmNotAllowed,
     ClaimNotGranted,
@@ -31,6 +32,22 @@ from jwtmesh.tokens.trust import IssuerTrust
 
 MAX_KID_LENGTH = 256
 MAX_JTI_LENGTH = 256
+SHOWN = 80  # characters of a token's own value shown in a refusal message
+
+
+def shown(value: Any) -> str:
+    """A value from a token, for a refusal message: repr'd and cut short."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
+
+
+def listed(values: Any, most: int = 5) -> str:
+    """`a, b, c` (and `... (N in all)` beyond `most`); `none` when empty."""
+    items = [str(value) for value in values]
+    if not items:
+        return "none"
+    extra = f", ... ({len(items)} in all)" if len(items) > most else ""
+    return ", ".join(items[:most]) + extra
 
 
 def check_header(header: Mapping[str, Any]) -> tuple[str, str]:
@@ -38,7 +55,9 @@ def check_header(header: Mapping[str, Any]) -> tuple[str, str]:
     keys only ever come from the trust bundle. `b64` (RFC 7797) may only be true."""
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in ALGORITHMS:
-        raise AlgorithmNotAllowed(f"algorithm {str(alg)[:20]!r} is not allowed")
+        raise AlgorithmNotAllowed(
+            f"algorithm {str(alg)[:20]!r} is not allowed (only {listed(sorted(ALGORITHMS))})"
+        )
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
         raise UnsupportedType("typ must be JWT")
@@ -106,15 +125,19 @@ def check_times(
     # exp counts in whole seconds, as PyJWT and most verifiers read it: a fractional part
     # never extends a token. nbf and iat keep theirs, which can only make them stricter.
     expires_at = math.floor(exp)
+    slack = f"leeway {leeway:g} s"
     if expires_at <= now - leeway:
-        raise Expired("the token has expired")
+        raise Expired(f"the token expired at {when(expires_at, now)}; {slack}")
     if nbf is not None and nbf > now + leeway:
-        raise NotYetValid("the token is not valid yet (nbf)")
+        raise NotYetValid(f"the token is not valid before {when(nbf, now)} (nbf); {slack}")
     if iat is not None and iat > now + leeway:
-        raise IssuedInFuture("the token was issued in the future (iat)")
+        raise IssuedInFuture(f"the token was issued at {when(iat, now)} (iat); {slack}")
     start = iat if iat is not None else (nbf if nbf is not None else now)
     if exp - start > max_lifetime:
-        raise LifetimeTooLong(f"the token lives longer than {int(max_lifetime)} s")
+        raise LifetimeTooLong(
+            f"the token lives {exp - start:.0f} s (exp - {'iat' if iat is not None else 'nbf'}"
+            f"), more than the {max_lifetime:g} s allowed"
+        )
     return float(expires_at)
 
 
@@ -126,7 +149,10 @@ def check_audience(claims: Mapping[str, Any], audience: str) -> None:
     if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
         raise InvalidClaim("the aud claim must be a string or a list of strings")
     if audience not in audiences:
-        raise WrongAudience("the token is not meant for this service (aud)")
+        raise WrongAudience(
+            f"the token is not meant for this service: aud is {shown(aud)}, "
+            f"this service is {audience!r}"
+        )
 
 
 def check_identity_claims(
@@ -149,7 +175,9 @@ REGISTERED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", 
 def check_subject(trust: IssuerTrust, subject: str) -> None:
     """A mesh issuer speaks for one identity only: `sub` must be that identity."""
     if trust.mesh is not None and subject != trust.mesh.subject:
-        raise SubjectMismatch("the token's sub is not the identity its issuer belongs to")
+        raise SubjectMismatch(
+            f"sub is {shown(subject)}, but its issuer was published for {trust.mesh.subject!r} only"
+        )
 
 
 def _granted(value: Any, grant: Any) -> bool:
@@ -180,9 +208,13 @@ def check_granted_claims(trust: IssuerTrust, claims: Mapping[str, Any]) -> None:
 
 def check_revocation(trust: IssuerTrust, claims: Mapping[str, Any], jti: str | None) -> None:
     if jti is not None and jti in trust.revoked_jtis:
-        raise Revoked("the token's jti is revoked")
+        raise Revoked(f"the token's jti {shown(jti)} is revoked")
     if trust.revoked_before is not None:
         iat = claims.get("iat")
+        cutoff = rfc3339(trust.revoked_before)
         # No iat means we cannot prove it was issued after the cutoff: refuse.
-        if not isinstance(iat, int | float) or isinstance(iat, bool) or iat < trust.revoked_before:
-            raise Revoked("the issuer revoked every token issued before a cutoff")
+        if not isinstance(iat, int | float) or isinstance(iat, bool):
+            raise Revoked(f"the issuer revoked every token issued before {cutoff}; no iat")
+        if iat < trust.revoked_before:
+            issued = rfc3339(iat)
+            raise Revoked(f"the issuer revoked every token issued before {cutoff}; iat {issued}")

@@ -18,6 +18,8 @@ class TokenError(JwtmeshError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # iss, sub, kid, jti as the refused token states them (unverified), when it parsed.
+        self.token_facts: dict[str, str] = {}
 
 
 class MissingToken(TokenError):

@@ -14,12 +14,13 @@ from functools import cached_property
 from typing import Any
 
 from jwtmesh.tokens import claims as rules
-from jwtmesh.tokens.cache import VerifiedTokenCache
+from jwtmesh.tokens.cache import DEFAULT_CACHE_BYTES, VerifiedTokenCache
 from jwtmesh.tokens.encoding import b64url_decode, decode_json_object
 from jwtmesh.tokens.errors import (
     AlgorithmNotAllowed,
     BadSignature,
     MalformedToken,
+    TokenError,
     TokenTooLarge,
     UnknownIssuer,
     UnknownKey,
@@ -41,6 +42,7 @@ class VerifierSettings:
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     require_jti: bool = True
     cache_size: int = DEFAULT_CACHE_SIZE
+    cache_bytes: int = DEFAULT_CACHE_BYTES
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,23 @@ class ParsedToken:
     signature: bytes
 
 
+def token_facts(parsed: ParsedToken) -> dict[str, str]:
+    """iss, sub, kid and jti as the token states them (unverified): short strings only."""
+    facts: dict[str, str] = {}
+    for name, source in (("iss", parsed.claims), ("sub", parsed.claims), ("jti", parsed.claims)):
+        value = source.get(name)
+        if isinstance(value, str):
+            facts[name] = value[:256]
+    kid = parsed.header.get("kid")
+    if isinstance(kid, str):
+        facts["kid"] = kid[:256]
+    return facts
+
+
 def parse_token(token: str, max_bytes: int) -> ParsedToken:
     """Split and decode a compact JWS without trusting any of it."""
     if len(token) > max_bytes:
-        raise TokenTooLarge(f"the token is longer than {max_bytes} bytes")
+        raise TokenTooLarge(f"the token is {len(token)} bytes, more than the {max_bytes} allowed")
     if not token.isascii():
         raise MalformedToken("the token is not ASCII")
     parts = token.split(".")
@@ -94,7 +109,7 @@ class Verifier:
     def __init__(self, bundle: TrustBundle, settings: VerifierSettings) -> None:
         self.bundle = bundle
         self.settings = settings
-        self.cache = VerifiedTokenCache(settings.cache_size)
+        self.cache = VerifiedTokenCache(settings.cache_size, settings.cache_bytes)
 
     @property
     def cache_hits(self) -> int:
@@ -113,16 +128,27 @@ class Verifier:
         return verified
 
     def verify_uncached(self, token: str, now: float) -> VerifiedToken:
+        parsed = parse_token(token, self.settings.max_token_bytes)
+        try:
+            return self._verify_parsed(parsed, now)
+        except TokenError as error:
+            # What the token says about itself (unverified), for the refusal's log line.
+            error.token_facts = token_facts(parsed)
+            raise
+
+    def _verify_parsed(self, parsed: ParsedToken, now: float) -> VerifiedToken:
         settings = self.settings
-        parsed = parse_token(token, settings.max_token_bytes)
         alg, kid = rules.check_header(parsed.header)
         issuer = rules.issuer_of(parsed.claims)
         trust = self.bundle.issuers.get(issuer)
         if trust is None:
-            raise UnknownIssuer("the token's issuer is not trusted")
+            raise UnknownIssuer(f"the token's issuer {rules.shown(issuer)} is not trusted")
         key = trust.keys.get(kid)
         if key is None:
-            raise UnknownKey("the token's kid is not a key of its issuer")
+            raise UnknownKey(
+                f"kid {rules.shown(kid)} is not a key of issuer {rules.shown(issuer)} "
+                f"(its kids: {rules.listed(sorted(trust.keys))})"
+            )
         if key.alg != alg:
             raise AlgorithmNotAllowed(f"the key verifies {key.alg}, not {alg}")
         if not verify_signature(alg, key.key, parsed.signing_input, parsed.signature):

@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from jwtmesh_testing.localcluster import bin_cache
+from jwtmesh_testing.localbinaries import bin_cache
 
 DEFAULT_ROOT = Path("/var/lib/jwtmesh-cluster")
 

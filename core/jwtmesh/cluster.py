@@ -1,0 +1,20 @@
+"""The names the operator and the `jwtmesh` CLI meet on in a cluster: the API group, the
+resources, the annotations and the ConfigMap the trust bundle is published in.
+
+The one home of these names: the operator writes under them, `jwtmesh status`, `rotate`,
+`revoke` and `bundle show --namespace` read and write under them.
+"""
+
+from __future__ import annotations
+
+API_GROUP = "jwtmesh.io"
+API_VERSION = "v1alpha1"
+IDENTITY_PLURAL = "serviceidentities"
+REVOCATION_PLURAL = "tokenrevocations"
+REVOCATION_KIND = "TokenRevocation"
+ROTATE_ANNOTATION = "jwtmesh.io/rotate"  # any new value asks for a rotation now
+IDENTITY_LABEL = "jwtmesh.io/identity"  # on an identity's Secret, policy, and Pods
+BUNDLE_CONFIGMAP = "jwtmesh-trust-bundle"  # the operator's --bundle-name default
+BUNDLE_KEY = "bundle.json"
+POLICY_SUFFIX = "-jwtmesh-policy"  # ConfigMap <identity><suffix>, key policy.yaml
+POLICY_KEY = "policy.yaml"
