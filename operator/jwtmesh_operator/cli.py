@@ -183,10 +183,17 @@ def check_kubeconfig(path: str) -> None:
     help="Origin of the issuers the JWKS and discovery endpoints serve (never the Host header).",
 )
 @click.option(
-    "--peering/--standalone",
+    "--leader-election/--standalone",
     default=True,
     show_default=True,
-    help="Peer with other replicas (only one acts) or run alone.",
+    help="Elect one acting replica through a Lease (several replicas), or always act alone.",
+)
+@click.option(
+    "--lease-namespace",
+    type=DNS_NAME,
+    default=lambda: os.environ.get("POD_NAMESPACE") or _DEFAULTS.lease_namespace,
+    show_default="$POD_NAMESPACE, else default",
+    help="Namespace of the jwtmesh-operator Lease that elects the acting replica.",
 )
 @click.option(
     "--webhook",
@@ -248,7 +255,8 @@ def main(
     bundle_label: str,
     http_listen: str,
     public_url: str,
-    peering: bool,
+    leader_election: bool,
+    lease_namespace: str,
     webhook_address: str | None,
     webhook_cert_dir: str | None,
     webhook_url_host: str | None,
@@ -293,8 +301,9 @@ def main(
         sidecar_resources=sidecar_resources,
         envoy_resources=envoy_resources,
         network_policies=network_policies,
+        lease_namespace=lease_namespace,
     )
-    run(config, list(namespaces), peering)
+    run(config, list(namespaces), leader_election)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -100,7 +100,7 @@ class LeaseKeeper:
                 resource_version=None if lease is None else lease.metadata.resource_version,
             ),
             spec=client.V1LeaseSpec(
-                holder_identity=record.holder,
+                holder_identity=record.holder or None,
                 lease_duration_seconds=int(record.duration),
                 renew_time=datetime.now(UTC),
                 lease_transitions=record.transitions,
@@ -118,6 +118,18 @@ class LeaseKeeper:
                 return False
             raise
         return True
+
+    async def release(self) -> None:
+        """On shutdown: give the Lease up, so another replica takes over within one renewal
+        period instead of waiting out the lease (a rollout then pauses rotation ~5 s)."""
+        if not self.acting.is_set():
+            return
+        self._set_acting(False)
+        lease = await self._read()
+        record = _record(lease)
+        if record is not None and record.holder == self._me:
+            released = LeaseRecord(None, record.renew_time, record.duration, record.transitions)
+            await self._write(lease, released)
 
     def _set_acting(self, acting: bool) -> None:
         if acting == self.acting.is_set():

@@ -53,6 +53,8 @@ class BundlePublisher:
         self.publishes = 0
         self.on_size: Callable[[RenderedBundle], None] = lambda _: None
         self._written: dict[str, _Written] = {}
+        # Set while this replica acts (holds the Lease); a standing-by replica never writes.
+        self.acting: asyncio.Event | None = None
 
     def request(self, sources: Callable[[], BundleSources]) -> None:
         """Ask for a publish soon. Only an acting (not standing-by) operator calls this."""
@@ -71,6 +73,11 @@ class BundlePublisher:
         took = 0.0
         while True:
             await self._dirty.wait()
+            if self.acting is not None:
+                # A standing-by replica never writes. When it takes over, a bundle written
+                # by the former holder makes its remembered versions stale: the write
+                # conflicts, and the namespace is re-read (see _write).
+                await self.acting.wait()
             # Stretched by the last publish's duration, capped well below any sensible
             # pre-publication time: a new key must still reach the bundles promptly.
             await asyncio.sleep(max(self._debounce, min(took, MAX_STRETCH)))

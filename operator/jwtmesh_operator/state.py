@@ -17,6 +17,7 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from jwtmesh_operator.kube import Kube
     from jwtmesh_operator.publisher import BundlePublisher
+    from jwtmesh_operator.scheduler import Scheduler
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -45,33 +46,13 @@ class OperatorConfig:
     envoy_resources: dict[str, Any] | None = None
     # One NetworkPolicy per identity: its Pods admit ingress to Envoy's port only (netpol.py).
     network_policies: bool = True
+    # Leader election: replicas compete for a Lease here; the holder acts (leadership.py).
+    lease_namespace: str = "default"
 
     @property
     def public_base_url(self) -> str:
         """The origin the JWKS/discovery endpoints answer for (issuers under it only)."""
         return (self.public_url or f"https://{self.trust_domain}").rstrip("/")
-
-
-class Wakers:
-    """One event per identity, so other handlers can wake its daemon early."""
-
-    def __init__(self) -> None:
-        self._events: dict[tuple[str, str], asyncio.Event] = {}
-
-    def register(self, namespace: str, name: str) -> asyncio.Event:
-        return self._events.setdefault((namespace, name), asyncio.Event())
-
-    def forget(self, namespace: str, name: str) -> None:
-        self._events.pop((namespace, name), None)
-
-    def wake(self, namespace: str, name: str) -> None:
-        event = self._events.get((namespace, name))
-        if event is not None:
-            event.set()
-
-    def wake_all(self) -> None:
-        for event in self._events.values():
-            event.set()
 
 
 class SourcesMemo:
@@ -121,10 +102,14 @@ class OperatorState:
     config: OperatorConfig
     kube: Kube
     publisher: BundlePublisher
-    wakers: Wakers = field(default_factory=Wakers)
+    scheduler: Scheduler
+    # The kopf indexes (jwtmesh_operator.indexes.INDEX_NAMES), filled before any handler runs.
+    indexes: dict[str, Any] = field(default_factory=dict)
+    # Set while this replica holds the Lease (always, without leader election): only then
+    # does it reconcile, publish and report status.
+    acting: asyncio.Event = field(default_factory=asyncio.Event)
     counters: Counters = field(default_factory=Counters)
     clock: Callable[[], float] = time.time
-    reconcile_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(20))
     sources_memo: SourcesMemo = field(default_factory=SourcesMemo)
     readiness: Readiness = field(default_factory=Readiness)
     identities: dict[tuple[str, str], IdentityHealth] = field(default_factory=dict)
