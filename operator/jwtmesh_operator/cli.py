@@ -16,6 +16,7 @@ import click
 
 from jwtmesh.addresses import AddressError, split_host_port
 from jwtmesh.boundary import RootCommand, debug_option
+from jwtmesh.shards import SHARD_LIMIT
 from jwtmesh_operator.errors import OperatorError
 from jwtmesh_operator.state import LOG_LEVELS, OperatorConfig
 
@@ -28,6 +29,7 @@ else:
 # The one home of the operator's defaults is OperatorConfig; flags show them.
 _DEFAULTS = OperatorConfig()
 _DEFAULT_PUBLIC_URL = _DEFAULTS.public_url
+MIN_SHARD_BYTES = 4096  # room for a few identities per shard
 # RFC 1123: a DNS name (the trust domain) and a DNS label (namespaces, object names).
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_KEY = re.compile(
@@ -168,6 +170,13 @@ def check_kubeconfig(path: str) -> None:
     help="Namespaces carrying this label get the bundle too.",
 )
 @click.option(
+    "--bundle-shard-bytes",
+    type=click.IntRange(MIN_SHARD_BYTES, SHARD_LIMIT),
+    default=_DEFAULTS.bundle_shard_bytes,
+    show_default=True,
+    help="The largest shard of the trust bundle; smaller only to test sharding.",
+)
+@click.option(
     "--http",
     "http_listen",
     type=HOST_PORT,
@@ -253,6 +262,7 @@ def main(
     trust_domain: str,
     bundle_name: str,
     bundle_label: str,
+    bundle_shard_bytes: int,
     http_listen: str,
     public_url: str,
     leader_election: bool,
@@ -287,6 +297,7 @@ def main(
         trust_domain=trust_domain,
         bundle_name=bundle_name,
         bundle_label=bundle_label,
+        bundle_shard_bytes=bundle_shard_bytes,
         http_address=host,
         http_port=port,
         public_url=public_url,

@@ -64,7 +64,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     state = OperatorState(
         config=_config,
         kube=kube,
-        publisher=BundlePublisher(kube, _config.bundle_name, time.time),
+        publisher=BundlePublisher(
+            kube, _config.bundle_name, time.time, shard_limit=_config.bundle_shard_bytes
+        ),
         # Twice the API threads keeps them busy; more reconciles at once would only wait for
         # a thread while holding their keys and bodies in memory.
         scheduler=Scheduler(

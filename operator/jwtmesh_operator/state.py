@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jwtmesh.cluster import BUNDLE_CONFIGMAP, POLICY_SUFFIX
+from jwtmesh.shards import SHARD_LIMIT
 from jwtmesh_operator.readiness import Readiness
 from jwtmesh_operator.spec import DEFAULT_TRUST_DOMAIN
 
@@ -28,6 +29,7 @@ class OperatorConfig:
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     bundle_name: str = BUNDLE_CONFIGMAP
     bundle_label: str = "jwtmesh.io/trust-bundle"  # namespaces carrying it get the bundle too
+    bundle_shard_bytes: int = SHARD_LIMIT  # the largest shard (smaller only to test sharding)
     policy_suffix: str = POLICY_SUFFIX
     http_address: str = "0.0.0.0"  # noqa: S104 - JWKS/discovery/metrics serve the cluster
     http_port: int = 8080
