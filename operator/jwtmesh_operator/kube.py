@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from jwtmesh_operator.errors import OperatorError
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "jwtmesh-operator"}
-_METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
 class Conflict(OperatorError):
@@ -117,7 +117,7 @@ class Kube:
                     namespace,
                     label_selector=label_selector,
                     _preload_content=False,
-                    _headers={"Accept": _METADATA_ONLY},
+                    _headers={"Accept": METADATA_ONLY},
                 )
             except TypeError:  # ApiTypeError: this client has no _headers
                 return self.core.list_namespaced_config_map(
