@@ -24,7 +24,7 @@ from jwtmesh.tokens.trust import (
 )
 from jwtmesh_operator import conditions as cond
 from jwtmesh_operator.bundles import CONFIGMAP_LIMIT
-from jwtmesh_operator.shard_plan import choose_count, issuer_hash
+from jwtmesh_operator.shard_plan import choose_count, issuer_hash, jump_hash
 
 NEAR_FRACTION = 0.75  # BundleNearLimit from this share of the capacity on
 
@@ -82,6 +82,7 @@ class BundleRenderer:
         self.single_limit = single_limit
         self._members: dict[str, _Member] = {}
         self._shards: list[_Shard] = []
+        self._assigned: dict[tuple[int, int], int] = {}  # (issuer hash, count) -> its shard
         self.members_rendered = 0  # issuer members rendered (not reused) by the last render
 
     def render(self, bundle: TrustBundle, previous_count: int) -> Rendered:
@@ -90,12 +91,23 @@ class BundleRenderer:
         sizes = [len(members[issuer].data) for issuer in issuers]
         total = assembled_size(sizes)
         capacity = self.shard_limit * self.max_shards
+        assigned: dict[tuple[int, int], int] = {}
+
+        def assign(key: int, count: int) -> int:
+            shard = self._assigned.get((key, count))
+            if shard is None:
+                shard = jump_hash(key, count)
+            assigned[(key, count)] = shard
+            return shard
+
         plan = choose_count(
             [(members[issuer].key, size) for issuer, size in zip(issuers, sizes, strict=True)],
             previous_count,
             self.shard_limit,
             self.max_shards,
+            assign,
         )
+        self._assigned = assigned  # what this render used, no more
         if plan.count is None:
             return Rendered((), (), None, total, plan.largest, capacity, True, True)
         grouped: list[list[bytes]] = [[] for _ in range(plan.count)]

@@ -11,7 +11,7 @@ its own (no issuer moves back and forth when a trust domain hovers at a boundary
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from jwtmesh.tokens.trust import assembled_size
@@ -48,13 +48,18 @@ class ShardCount:
 
 
 def choose_count(
-    members: Sequence[tuple[int, int]], previous: int, limit: int, max_shards: int
+    members: Sequence[tuple[int, int]],
+    previous: int,
+    limit: int,
+    max_shards: int,
+    assign: Callable[[int, int], int] = jump_hash,
 ) -> ShardCount:
     """The smallest count, not below `previous`, at which every shard fits `limit`.
-    `members`: (issuer hash, member size in bytes) per issuer."""
+    `members`: (issuer hash, member size in bytes) per issuer; `assign`: `jump_hash`, or
+    a memo of it."""
     count = max(1, min(previous, max_shards))
     while True:
-        shards = tuple(jump_hash(key, count) for key, _ in members)
+        shards = tuple(assign(key, count) for key, _ in members)
         grouped: list[list[int]] = [[] for _ in range(count)]
         for shard, (_, size) in zip(shards, members, strict=True):
             grouped[shard].append(size)

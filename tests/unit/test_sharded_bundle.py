@@ -166,6 +166,22 @@ def test_the_key_cache_never_accepts_what_a_fresh_parse_refuses() -> None:
         parse_bundle(json.dumps(tampered).encode(), cache)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [{"note": "a\0b"}, {"ext": True}],
+    ids=["a NUL inside a member", "a member that is not a string"],
+)
+def test_a_jwk_the_cache_cannot_name_exactly_is_loaded_uncached(extra: dict[str, object]) -> None:
+    """The cache names a JWK by its members joined with NULs: one it could confuse with
+    another is simply loaded every time."""
+    document = json.loads(doc({A: trust("a1")}))
+    document["issuers"][A]["jwks"]["keys"][0].update(extra)
+    cache = KeyCache()
+    parsed = parse_bundle(json.dumps(document).encode(), cache)
+    assert kids(parsed, A) == {KEY["a1"].kid}
+    assert len(cache) == 0
+
+
 # --- the merge rules --------------------------------------------------------------------
 
 
