@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -108,7 +110,10 @@ def allowed(port: int, token: str) -> int:
 
 
 def test_a_trust_domain_bigger_than_one_shard_reaches_a_sidecar_whole(
-    small_shards: OperatorProcess, cluster_objects: Any, tmp_path: Path
+    small_shards: OperatorProcess,
+    cluster_objects: Any,
+    tmp_path: Path,
+    local_cluster: LocalCluster,
 ) -> None:
     ns = cluster_objects.namespace("shards")
     core = cluster_objects.core
@@ -147,6 +152,13 @@ def test_a_trust_domain_bigger_than_one_shard_reaches_a_sidecar_whole(
         f"{BUNDLE}-manifest",
         *(f"{BUNDLE}-{i}" for i in range(manifest.count)),
     }
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "jwtmesh_sidecar.cli", "bundle", "show", "--namespace", ns,
+         "-o", "json", "--kubeconfig", str(local_cluster.kubeconfig)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert set(json.loads(shown.stdout)["issuers"]) == set(wanted), "the CLI reads the shards"
 
     # The real sidecar, reading the volume as the kubelet writes it.
     volume = KubeletVolume(tmp_path / "bundle")
