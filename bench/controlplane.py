@@ -20,7 +20,8 @@ from typing import Any
 from kubernetes import client
 
 from jwtmesh.tokens.keys import generate_signing_key
-from jwtmesh_operator.bundles import build_bundle, render_for_configmap
+from jwtmesh.tokens.trust import render_bundle
+from jwtmesh_operator.bundles import build_bundle
 from jwtmesh_testing.kubeapply import api_client, create_namespace, install_crds, service_identity
 from jwtmesh_testing.localcluster import LocalCluster
 from jwtmesh_testing.operator_process import OperatorProcess
@@ -96,8 +97,8 @@ def bundle_bytes_per_identity() -> dict[str, float]:
             published[
                 f"https://jwtmesh.cluster.local/ns/scale-{index % NAMESPACES}/svc-{index:04d}"
             ] = {k.kid: k for k in keys}
-        rendered = render_for_configmap(build_bundle(published, [], time.time()))
-        result[alg] = round(len(rendered.data) / count, 1)
+        rendered = render_bundle(build_bundle(published, [], time.time()))
+        result[alg] = round(len(rendered) / count, 1)
     return result
 
 

@@ -6,10 +6,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from jwtmesh.tokens.keys import PublicKey
-from jwtmesh.tokens.trust import IssuerTrust, MeshIdentity, TrustBundle, render_bundle
+from jwtmesh.tokens.trust import IssuerTrust, MeshIdentity, TrustBundle
 
 CONFIGMAP_LIMIT = 1024 * 1024  # etcd's object limit for a ConfigMap's data
-NEAR_LIMIT = int(CONFIGMAP_LIMIT * 0.75)  # warn well before it fails
 LEEWAY = 30.0
 
 
@@ -53,18 +52,6 @@ def build_bundle(
             mesh=(meshes or {}).get(issuer),
         )
     return TrustBundle(issuers)
-
-
-@dataclass(frozen=True)
-class RenderedBundle:
-    data: bytes
-    near_limit: bool
-    over_limit: bool
-
-
-def render_for_configmap(bundle: TrustBundle) -> RenderedBundle:
-    data = render_bundle(bundle)
-    return RenderedBundle(data, len(data) >= NEAR_LIMIT, len(data) >= CONFIGMAP_LIMIT)
 
 
 def compromised_kids(revocations: Iterable[Revocation], issuer: str) -> frozenset[str]:

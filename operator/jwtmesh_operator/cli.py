@@ -16,6 +16,7 @@ import click
 
 from jwtmesh.addresses import AddressError, split_host_port
 from jwtmesh.boundary import RootCommand, debug_option
+from jwtmesh.shards import SHARD_LIMIT
 from jwtmesh_operator.errors import OperatorError
 from jwtmesh_operator.state import LOG_LEVELS, OperatorConfig
 
@@ -28,6 +29,7 @@ else:
 # The one home of the operator's defaults is OperatorConfig; flags show them.
 _DEFAULTS = OperatorConfig()
 _DEFAULT_PUBLIC_URL = _DEFAULTS.public_url
+MIN_SHARD_BYTES = 4096  # room for a few identities per shard
 # RFC 1123: a DNS name (the trust domain) and a DNS label (namespaces, object names).
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_KEY = re.compile(
@@ -168,6 +170,13 @@ def check_kubeconfig(path: str) -> None:
     help="Namespaces carrying this label get the bundle too.",
 )
 @click.option(
+    "--bundle-shard-bytes",
+    type=click.IntRange(MIN_SHARD_BYTES, SHARD_LIMIT),
+    default=_DEFAULTS.bundle_shard_bytes,
+    show_default=True,
+    help="The largest shard of the trust bundle; smaller only to test sharding.",
+)
+@click.option(
     "--http",
     "http_listen",
     type=HOST_PORT,
@@ -183,10 +192,17 @@ def check_kubeconfig(path: str) -> None:
     help="Origin of the issuers the JWKS and discovery endpoints serve (never the Host header).",
 )
 @click.option(
-    "--peering/--standalone",
+    "--leader-election/--standalone",
     default=True,
     show_default=True,
-    help="Peer with other replicas (only one acts) or run alone.",
+    help="Elect one acting replica through a Lease (several replicas), or always act alone.",
+)
+@click.option(
+    "--lease-namespace",
+    type=DNS_NAME,
+    default=lambda: os.environ.get("POD_NAMESPACE") or _DEFAULTS.lease_namespace,
+    show_default="$POD_NAMESPACE, else default",
+    help="Namespace of the jwtmesh-operator Lease that elects the acting replica.",
 )
 @click.option(
     "--webhook",
@@ -246,9 +262,11 @@ def main(
     trust_domain: str,
     bundle_name: str,
     bundle_label: str,
+    bundle_shard_bytes: int,
     http_listen: str,
     public_url: str,
-    peering: bool,
+    leader_election: bool,
+    lease_namespace: str,
     webhook_address: str | None,
     webhook_cert_dir: str | None,
     webhook_url_host: str | None,
@@ -279,6 +297,7 @@ def main(
         trust_domain=trust_domain,
         bundle_name=bundle_name,
         bundle_label=bundle_label,
+        bundle_shard_bytes=bundle_shard_bytes,
         http_address=host,
         http_port=port,
         public_url=public_url,
@@ -293,8 +312,9 @@ def main(
         sidecar_resources=sidecar_resources,
         envoy_resources=envoy_resources,
         network_policies=network_policies,
+        lease_namespace=lease_namespace,
     )
-    run(config, list(namespaces), peering)
+    run(config, list(namespaces), leader_election)
 
 
 if __name__ == "__main__":  # pragma: no cover

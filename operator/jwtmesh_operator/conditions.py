@@ -14,8 +14,11 @@ BUNDLE_SIZE = "BundleSizeOK"
 KEYS_PUBLISHED = "KeysPublished"  # Ready: a key signs and every bundle has it
 INVALID_SPEC = "InvalidSpec"  # the spec cannot be acted on
 API_ERROR = "APIError"  # the API server refused or failed a write
-BUNDLE_NEAR_LIMIT = "BundleNearLimit"  # the trust bundle is over 75% of the ConfigMap limit
-BUNDLE_OVER_LIMIT = "BundleOverLimit"  # the trust bundle no longer fits a ConfigMap
+BUNDLE_NEAR_LIMIT = "BundleNearLimit"  # the trust bundle is over 75% of its capacity
+BUNDLE_OVER_LIMIT = "BundleOverLimit"  # the trust bundle no longer fits its shards: not written
+# The bundle no longer fits one ConfigMap: its single-object form (read by Pods injected
+# before sharded bundles) is no longer updated; the shards are.
+SINGLE_BUNDLE_FROZEN = "SingleBundleFrozen"
 HEALTHY = "Healthy"
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from jwtmesh.shards import MAX_SHARDS, SHARD_LIMIT
 from jwtmesh.tokens.keys import jwks
-from jwtmesh_operator.bundles import CONFIGMAP_LIMIT
 from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.state import OperatorState
 
@@ -49,11 +49,15 @@ METRICS: dict[str, tuple[str, str]] = {
         "counter",
         "Trust bundle publishes (one render written to every namespace that needs it)",
     ),
-    "jwtmesh_operator_bundle_bytes": ("gauge", "Size of the last rendered trust bundle"),
+    "jwtmesh_operator_bundle_bytes": (
+        "gauge",
+        "Size of the last rendered trust bundle (as one document)",
+    ),
     "jwtmesh_operator_bundle_limit_bytes": (
         "gauge",
-        "The ConfigMap limit the trust bundle must stay under (not written beyond it)",
+        "The trust bundle's capacity, shards times the shard limit (not written beyond it)",
     ),
+    "jwtmesh_operator_bundle_shards": ("gauge", "Shards the trust bundle is published in"),
     "jwtmesh_operator_synced": (
         "gauge",
         "1 once every index is filled from the API server (0 while starting or standing by)",
@@ -80,8 +84,11 @@ def metrics_text(state: OperatorState) -> str:
         "jwtmesh_operator_reconcile_errors_total": [("", counters.reconcile_errors)],
         "jwtmesh_operator_keys_generated_total": [("", counters.keys_generated)],
         "jwtmesh_operator_bundle_publishes_total": [("", state.publisher.publishes)],
-        "jwtmesh_operator_bundle_bytes": [("", len(bundle.data) if bundle else 0)],
-        "jwtmesh_operator_bundle_limit_bytes": [("", CONFIGMAP_LIMIT)],
+        "jwtmesh_operator_bundle_bytes": [("", bundle.total_bytes if bundle else 0)],
+        "jwtmesh_operator_bundle_limit_bytes": [
+            ("", bundle.capacity if bundle else MAX_SHARDS * SHARD_LIMIT)
+        ],
+        "jwtmesh_operator_bundle_shards": [("", bundle.count if bundle else 0)],
         "jwtmesh_operator_synced": [("", 1 if state.readiness.synced else 0)],
         "jwtmesh_operator_identity_ready": [],
         "jwtmesh_operator_identity_next_rotation_seconds": [],

@@ -4,6 +4,10 @@ A Pod labeled `jwtmesh.io/identity: <ServiceIdentity name>` gets Envoy (inbound 
 ext_authz → the app's port, and optionally an egress listener that attaches tokens), the
 jwtmesh sidecar, and three volumes: the trust bundle, the identity's policy, and its
 signing keys. Ports come from annotations. A Pod already injected is left alone.
+
+The trust bundle is one projected volume of every object it may be published in
+(`bundle_sources`): the manifest, MAX_SHARDS optional shards (so the bundle can grow after
+the Pod started: the Pod spec cannot change) and the optional single-object form.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from jwtmesh.cluster import BUNDLE_KEY, manifest_configmap, shard_configmap
 from jwtmesh.envoy_config import (
     MIB,
     AuthzEndpoint,
@@ -22,6 +27,7 @@ from jwtmesh.envoy_config import (
     PodEnvoy,
     render_bootstrap,
 )
+from jwtmesh.shards import MANIFEST_FILE, MAX_SHARDS, shard_file
 from jwtmesh_operator.errors import OperatorError
 from jwtmesh_operator.netpol import INBOUND_PORT_NAME, METRICS_PORT_NAME  # what it admits
 
@@ -216,8 +222,8 @@ def _sidecar_container(
         identity.audience,
         f"--{envoy.authz.mode}",
         f"127.0.0.1:{AUTHZ_PORT}",
-        "--bundle",
-        f"{MOUNTS['jwtmesh-bundle']}/bundle.json",
+        "--bundle-dir",
+        MOUNTS["jwtmesh-bundle"],
         "--policy",
         f"{MOUNTS['jwtmesh-policy']}/policy.yaml",
         "--identity-keys",
@@ -281,7 +287,10 @@ def _volumes(
 ) -> list[dict[str, Any]]:
     return [
         *(spec.get("volumes") or []),
-        {"name": "jwtmesh-bundle", "configMap": {"name": settings.bundle_configmap}},
+        {
+            "name": "jwtmesh-bundle",
+            "projected": {"sources": bundle_sources(settings.bundle_configmap)},
+        },
         {
             "name": "jwtmesh-policy",
             "configMap": {"name": f"{identity.name}{settings.policy_suffix}", "optional": True},
@@ -292,6 +301,24 @@ def _volumes(
             # for the Pod's fsGroup, and mounted into the sidecar only.
             "secret": {"secretName": identity.secret_name, "defaultMode": KEY_FILE_MODE},
         },
+    ]
+
+
+def bundle_sources(bundle_name: str) -> list[dict[str, Any]]:
+    """The projected volume's sources, each key mapped to its own file so no two collide.
+    All optional: a missing non-optional source would stop the kubelet from updating the
+    whole volume. Shards appear as the bundle grows (up to MAX_SHARDS); the single-object
+    form is there while the bundle fits one ConfigMap, and the sidecar reads it only when
+    there is no manifest (an operator rolled back to one without shards, docs/scaling.md).
+    Before the first publish the volume is empty and the sidecar waits, unready."""
+
+    def source(name: str, key: str) -> dict[str, Any]:
+        return {"configMap": {"name": name, "items": [{"key": key, "path": key}], "optional": True}}
+
+    return [
+        source(manifest_configmap(bundle_name), MANIFEST_FILE),
+        *(source(shard_configmap(bundle_name, i), shard_file(i)) for i in range(MAX_SHARDS)),
+        source(bundle_name, BUNDLE_KEY),
     ]
 
 

@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from jwtmesh_operator.errors import OperatorError
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "jwtmesh-operator"}
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
 class Conflict(OperatorError):
@@ -119,6 +120,34 @@ class Kube:
             raise
         data = {k: v.encode() for k, v in (cm.data or {}).items()}
         return _stored(data, cm.metadata)
+
+    async def configmap_versions(self, namespace: str, label_selector: str) -> dict[str, str]:
+        """name → resourceVersion of the namespace's ConfigMaps matching the selector.
+
+        Asks for metadata only (a PartialObjectMetadataList: a few hundred bytes per object
+        instead of up to 1 MiB of data); a client too old to send that Accept header (the
+        `_headers` argument came with kubernetes 31) lists whole objects instead.
+        """
+
+        def call() -> Any:
+            try:
+                return self.core.list_namespaced_config_map(
+                    namespace,
+                    label_selector=label_selector,
+                    _preload_content=False,
+                    _headers={"Accept": METADATA_ONLY},
+                )
+            except TypeError:  # ApiTypeError: this client has no _headers
+                return self.core.list_namespaced_config_map(
+                    namespace, label_selector=label_selector, _preload_content=False
+                )
+
+        response = await asyncio.to_thread(call)
+        items = json.loads(response.data).get("items") or []
+        return {
+            str(item["metadata"]["name"]): str(item["metadata"]["resourceVersion"])
+            for item in items
+        }
 
     async def write_secret(
         self,
@@ -226,7 +255,7 @@ class Kube:
     ) -> str:
         """Create or replace; returns the new resourceVersion.
 
-        The response is not turned into client models: for a bundle near 1 MiB that
+        The response is not turned into client models: for a bundle shard of 768 KiB that
         deserialisation costs more than the request, and only the resourceVersion is needed.
         """
         try:

@@ -1,12 +1,20 @@
-"""`jwtmesh-operator`: kopf with our handlers, peering, and the HTTP endpoint."""
+"""`jwtmesh-operator`: kopf with our handlers, the scheduler, leader election, and the HTTP
+endpoint.
+
+Every replica runs kopf on its own (standalone), so each one's indexes follow the cluster
+and any of them answers the injection webhook and the JWKS endpoints from current data.
+With leader election, the replica holding the `jwtmesh-operator` Lease acts: its scheduler
+reconciles, its publisher writes bundles; the others wait, ready to take over.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import random
+import socket
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,25 +22,25 @@ import kopf
 from aiohttp import web
 
 from jwtmesh.logs import configure_logging
-from jwtmesh_operator import handlers, indexes  # noqa: F401 - handlers registers with kopf
+from jwtmesh_operator import handlers, indexes
+from jwtmesh_operator.handlers import reconcile_one
 from jwtmesh_operator.http import make_app
 from jwtmesh_operator.kube import Kube, load_kube_config
+from jwtmesh_operator.lease import LeaseKeeper
 from jwtmesh_operator.memory import tune_malloc
 from jwtmesh_operator.publisher import BundlePublisher
-from jwtmesh_operator.readiness import watch_peers
+from jwtmesh_operator.scheduler import Scheduler
 from jwtmesh_operator.session import SessionPerCredentials
 from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.state import OperatorConfig, OperatorState
 from jwtmesh_operator.webhook_server import ListeningWebhookServer
 
 log = logging.getLogger("jwtmesh.operator")
-PEERING_NAME = "jwtmesh"
+LEASE_NAME = "jwtmesh-operator"
 IDENTITY_CRD = "serviceidentities.jwtmesh.io"  # owns the trust bundles
 _config = OperatorConfig()
 _sessions = SessionPerCredentials()
-_priority = 0
-_peering = False
-_namespaces: list[str] = []
+_elect = False
 
 
 @kopf.on.startup()
@@ -58,26 +66,28 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     state = OperatorState(
         config=_config,
         kube=kube,
-        publisher=BundlePublisher(kube, _config.bundle_name, time.time),
+        publisher=BundlePublisher(
+            kube, _config.bundle_name, time.time, shard_limit=_config.bundle_shard_bytes
+        ),
         # Twice the API threads keeps them busy; more reconciles at once would only wait for
         # a thread while holding their keys and bodies in memory.
-        reconcile_slots=asyncio.Semaphore(2 * kube.pool_size),
+        scheduler=Scheduler(
+            lambda key: reconcile_one(memo["state"], key), concurrency=2 * kube.pool_size
+        ),
+        indexes=indexes.pick(kwargs),
     )
     if webhook is not None:
         state.readiness.webhook_listening = lambda: webhook.listening
-    state.publisher.owner = await kube.crd_owner(IDENTITY_CRD)
-    if state.publisher.owner is None:
+    owner = await kube.crd_owner(IDENTITY_CRD)
+    state.publisher.set_owner(owner)
+    if owner is None:
         log.warning("cannot read CRD %s: trust bundles are written without an owner", IDENTITY_CRD)
     memo["state"] = state
-    found = indexes.pick(kwargs)
+    memo["tasks"], memo["lease"] = _start_acting(state, owner)
 
     def sources() -> BundleSources | None:
-        return state.sources_memo.get(lambda: indexes.sources(found, state))
+        return state.sources_memo.get(lambda: indexes.sources(state.indexes, state))
 
-    if _peering:
-        memo["peers_task"] = asyncio.create_task(
-            watch_peers(state.readiness, _priority, lambda: read_peers(kube, _namespaces))
-        )
     runner = web.AppRunner(make_app(state, sources), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, _config.http_address, _config.http_port).start()
@@ -86,6 +96,40 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         "jwtmesh operator started (trust domain %s)",
         _config.trust_domain,
         extra={"event": "started"},
+    )
+
+
+def _start_acting(
+    state: OperatorState, owner: dict[str, Any] | None
+) -> tuple[list[asyncio.Task[None]], LeaseKeeper | None]:
+    """The scheduler, and the Lease keeper that tells it (and the publisher) when to act."""
+    loop = asyncio.get_running_loop()
+    keeper = _lease_keeper(state, owner) if _elect else None
+    if keeper is None:
+        state.acting.set()  # alone: always acting
+    else:
+        state.acting = keeper.acting
+        state.readiness.standby = True
+    state.publisher.acting = state.acting
+    tasks = [loop.create_task(state.scheduler.run(state.acting), name="scheduler")]
+    if keeper is not None:
+        tasks.append(loop.create_task(keeper.run(), name="lease"))
+    return tasks, keeper
+
+
+def _lease_keeper(state: OperatorState, owner: dict[str, Any] | None) -> LeaseKeeper:
+    def on_change(acting: bool) -> None:
+        state.readiness.standby = not acting
+        if acting:  # taking over: every identity is looked at, the bundle rewritten
+            for key in state.sources_memo.get(
+                lambda: indexes.sources(state.indexes, state)
+            ).identities:
+                state.scheduler.now(key)
+            handlers.publish(state)
+
+    me = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    return LeaseKeeper(
+        state.kube.api, _config.lease_namespace, LEASE_NAME, me, on_change=on_change, owner=owner
     )
 
 
@@ -122,47 +166,30 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
     return _sessions.session_for(info) if info is not None else None
 
 
-def read_peers(kube: Kube, namespaces: list[str]) -> Any:
-    """kopf's peers (the peering object's status): cluster-wide, or the first namespace's."""
-    found: Any
-    if namespaces:
-        found = kube.custom.get_namespaced_custom_object(
-            "kopf.dev", "v1", namespaces[0], "kopfpeerings", PEERING_NAME
-        )
-    else:
-        found = kube.custom.get_cluster_custom_object(
-            "kopf.dev", "v1", "clusterkopfpeerings", PEERING_NAME
-        )
-    return found.get("status") or {}
-
-
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     state: OperatorState = memo["state"]
-    task = memo.get("peers_task")
-    if task is not None:
+    for task in memo.get("tasks", []):
         task.cancel()
+    keeper: LeaseKeeper | None = memo.get("lease")
+    if keeper is not None:
+        try:
+            await keeper.release()
+        except Exception:  # shutting down: the Lease then simply expires
+            log.warning("could not release the Lease", exc_info=True)
     await state.publisher.stop()
     runner: web.AppRunner = memo["http_runner"]
     await runner.cleanup()
 
 
-def run(config: OperatorConfig, namespaces: list[str], peering: bool) -> None:
-    """Blocks until SIGTERM/SIGINT."""
-    global _config, _priority, _peering, _namespaces
-    _config = config
-    # Replicas of one Deployment share a spec; distinct random priorities let exactly
-    # one act (kopf pauses every operator that sees a peer with the same priority).
-    _priority, _peering, _namespaces = random.randint(1, 1_000_000), peering, namespaces  # noqa: S311
+def run(config: OperatorConfig, namespaces: list[str], elect: bool) -> None:
+    """Blocks until SIGTERM/SIGINT. `elect`: compete for the Lease (several replicas)."""
+    global _config, _elect
+    _config, _elect = config, elect
     tune_malloc()  # before any thread starts
     if config.webhook_address:
         from jwtmesh_operator import admission  # noqa: F401 - registers the mutate handler
     configure_logging(config.log_level)
-    kopf.run(
-        # Given here, not in a startup handler: peering starts before those run.
-        priority=_priority,
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        peering_name=PEERING_NAME if peering else None,
-        standalone=not peering,
-    )
+    # Standalone: kopf's own peering would pause every replica but one, and a paused
+    # replica's indexes stop following the cluster. The Lease decides who acts instead.
+    kopf.run(clusterwide=not namespaces, namespaces=namespaces, standalone=True)

@@ -1,16 +1,16 @@
-"""Writes the trust bundle ConfigMap into every namespace that needs it.
+"""Publishes the trust bundle into every namespace that needs it.
 
 Requests are coalesced: any number of changes within the debounce window cause one
 render and one write per namespace, and under a burst (a rotation sweep) the window
 stretches to the time the last publish took (at most MAX_STRETCH), so publishing does
-not crowd out reconciling. Each write is a replace carrying a resourceVersion
-(optimistic concurrency): the one our own last write returned, or one read just before;
-on a conflict the namespace is re-read and retried, so no update is lost however many
-identities change at once, and a hand-edited bundle is put back.
+not crowd out reconciling. The bundle is rendered once per publish (rendering.py: only
+what changed is rendered again) and written as shards, a manifest and, while it fits one
+ConfigMap, the single-object form (bundle_writer.py). Over its capacity nothing is
+written: the bundle in force stays, and every identity says so (BundleOverLimit).
 
-Each bundle is owned by the ServiceIdentity CRD (`owner`): no one identity owns it, and
-it must outlive `helm uninstall` (which keeps CRDs and identities, whose Pods still mount
-it), but removing the CRDs removes every bundle with them (garbage collection).
+Every bundle object is owned by the ServiceIdentity CRD (`set_owner`): no one identity owns
+it, and it must outlive `helm uninstall` (which keeps CRDs and identities, whose Pods still
+mount it), but removing the CRDs removes every bundle with them (garbage collection).
 """
 
 from __future__ import annotations
@@ -19,24 +19,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from jwtmesh.cluster import BUNDLE_KEY
-from jwtmesh_operator.bundles import RenderedBundle, build_bundle, render_for_configmap
-from jwtmesh_operator.kube import Conflict, Kube
+from jwtmesh.shards import SHARD_LIMIT
+from jwtmesh_operator.bundle_writer import BundleWriter
+from jwtmesh_operator.bundles import build_bundle
+from jwtmesh_operator.kube import Kube
+from jwtmesh_operator.rendering import BundleRenderer, Rendered
 from jwtmesh_operator.sources import BundleSources
 
 log = logging.getLogger("jwtmesh.operator.publisher")
 MAX_STRETCH = 1.0  # seconds: the longest a burst may delay the next publish
-
-
-@dataclass(frozen=True)
-class _Written:
-    """What our last write to a namespace stored, and the resourceVersion it got."""
-
-    resource_version: str
-    data: bytes
 
 
 class BundlePublisher:
@@ -46,20 +39,25 @@ class BundlePublisher:
         name: str,
         clock: Callable[[], float],
         debounce: float = 0.2,
+        shard_limit: int = SHARD_LIMIT,
     ) -> None:
-        self._kube = kube
-        self._name = name
         self._clock = clock
         self._debounce = debounce
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sources: Callable[[], BundleSources] | None = None
-        self.last: RenderedBundle | None = None
+        self._renderer = BundleRenderer(shard_limit=shard_limit)
+        self._writer = BundleWriter(kube, name)
+        self._count = 0  # shards in use (0: not known yet); grows, never shrinks
+        self.last: Rendered | None = None
         self.publishes = 0
-        self.on_size: Callable[[RenderedBundle], None] = lambda _: None
-        self._written: dict[str, _Written] = {}
-        # The bundles' ownerReference (the ServiceIdentity CRD); None: written without one.
-        self.owner: dict[str, Any] | None = None
+        self.on_size: Callable[[Rendered], None] = lambda _: None
+        # Set while this replica acts (holds the Lease); a standing-by replica never writes.
+        self.acting: asyncio.Event | None = None
+
+    def set_owner(self, owner: dict[str, Any] | None) -> None:
+        """The bundles' ownerReference (the ServiceIdentity CRD); None: written without one."""
+        self._writer.owner = owner
 
     def request(self, sources: Callable[[], BundleSources]) -> None:
         """Ask for a publish soon. Only an acting (not standing-by) operator calls this."""
@@ -78,6 +76,11 @@ class BundlePublisher:
         took = 0.0
         while True:
             await self._dirty.wait()
+            if self.acting is not None:
+                # A standing-by replica never writes. When it takes over, objects written
+                # by the former holder have versions it did not write: it reads the
+                # manifests it does not know and rewrites what differs (bundle_writer.py).
+                await self.acting.wait()
             # Stretched by the last publish's duration, capped well below any sensible
             # pre-publication time: a new key must still reach the bundles promptly.
             await asyncio.sleep(max(self._debounce, min(took, MAX_STRETCH)))
@@ -94,50 +97,42 @@ class BundlePublisher:
     async def publish_once(self) -> None:
         assert self._sources is not None
         sources = self._sources()
+        namespaces = sorted(sources.namespaces)
+        await self._writer.learn(namespaces)
         bundle = build_bundle(sources.published, sources.revocations, self._clock(), sources.meshes)
-        rendered = render_for_configmap(bundle)
-        self.last = rendered
+        previous = max(self._count, self._writer.largest_count())
+        rendered = self._renderer.render(bundle, previous)
+        self._report(rendered)
+        if rendered.over_limit:
+            return
+        self._count = rendered.count
+        await asyncio.gather(*(self._writer.write(ns, rendered) for ns in namespaces))
+        self.publishes += 1
+
+    def _report(self, rendered: Rendered) -> None:
+        last, self.last = self.last, rendered
         self.on_size(rendered)
         if rendered.over_limit:
             log.error(
-                "trust bundle is %d bytes, over the ConfigMap limit: not written",
-                len(rendered.data),
+                "trust bundle is %d bytes, over its capacity (%d shards of at most %d bytes): "
+                "not written",
+                rendered.total_bytes,
+                self._renderer.max_shards,
+                self._renderer.shard_limit,
+                extra={"event": "bundle_over_limit"},
             )
-            return
-        await asyncio.gather(*(self._write(ns, rendered.data) for ns in sorted(sources.namespaces)))
-        self.publishes += 1
-
-    async def _write(self, namespace: str, data: bytes) -> None:
-        text = data.decode()
-        ours = self._written.get(namespace)
-        for _attempt in range(10):
-            if ours is not None and ours.data != data:
-                # A change to write: no need to read first. If anyone else wrote since our
-                # last write, the resourceVersion no longer matches and we re-read below.
-                version: str | None = ours.resource_version
-            else:
-                # Nothing new from us (or nothing known): read, to put back a hand edit.
-                current = await self._kube.read_configmap(namespace, self._name)
-                if (
-                    current is not None
-                    and current.data.get(BUNDLE_KEY) == data
-                    and (self.owner is None or self.owner["uid"] in current.owner_uids)
-                ):
-                    self._written[namespace] = _Written(current.resource_version, data)
-                    return
-                version = None if current is None else current.resource_version
-            try:
-                written = await self._kube.write_configmap(
-                    namespace,
-                    self._name,
-                    {BUNDLE_KEY: text},
-                    labels={"jwtmesh.io/trust-bundle": "true"},
-                    owner=self.owner,
-                    resource_version=version,
-                )
-            except Conflict:
-                ours = None
-                continue
-            self._written[namespace] = _Written(written, data)
-            return
-        raise Conflict(f"{namespace}/{self._name}: too many concurrent writers")
+        elif rendered.single_frozen and (last is None or not last.single_frozen):
+            log.warning(
+                "trust bundle is %d bytes, too big for one ConfigMap: the single-object form "
+                "(read by Pods injected before sharded bundles) is no longer updated; restart "
+                "those Pods (docs/scaling.md)",
+                rendered.total_bytes,
+                extra={"event": "single_bundle_frozen"},
+            )
+        if last is None or last.count != rendered.count:
+            log.info(
+                "trust bundle: %d bytes in %d shards",
+                rendered.total_bytes,
+                rendered.count,
+                extra={"event": "bundle_shards"},
+            )

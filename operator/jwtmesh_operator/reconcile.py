@@ -31,6 +31,7 @@ from jwtmesh_operator.desired import (
 from jwtmesh_operator.keystore import SECRET_TYPE, StoredKeys, read_secret_data, render_secret_data
 from jwtmesh_operator.kube import Conflict, Stored, owner_reference
 from jwtmesh_operator.planning import UP_TO_DATE, KeySchedule, Plan
+from jwtmesh_operator.rendering import size_condition
 from jwtmesh_operator.spec import (
     API_GROUP,
     API_VERSION,
@@ -296,19 +297,11 @@ async def _patch_status(
         generation,
         stamp,
     )
-    size = state.publisher.last
-    if size is not None:
-        near = size.near_limit or size.over_limit
+    rendered = state.publisher.last
+    if rendered is not None:
+        ok, size_reason, size_message = size_condition(rendered)
         conditions = cond.set_condition(
-            conditions,
-            cond.BUNDLE_SIZE,
-            not near,
-            cond.BUNDLE_OVER_LIMIT
-            if size.over_limit
-            else (cond.BUNDLE_NEAR_LIMIT if near else cond.HEALTHY),
-            f"the trust bundle is {len(size.data)} bytes",
-            generation,
-            stamp,
+            conditions, cond.BUNDLE_SIZE, ok, size_reason, size_message, generation, stamp
         )
     await state.kube.patch_status(
         API_GROUP,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jwtmesh.cluster import BUNDLE_CONFIGMAP, POLICY_SUFFIX
+from jwtmesh.shards import SHARD_LIMIT
 from jwtmesh_operator.readiness import Readiness
 from jwtmesh_operator.spec import DEFAULT_TRUST_DOMAIN
 
@@ -17,6 +18,7 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from jwtmesh_operator.kube import Kube
     from jwtmesh_operator.publisher import BundlePublisher
+    from jwtmesh_operator.scheduler import Scheduler
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -27,13 +29,14 @@ class OperatorConfig:
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     bundle_name: str = BUNDLE_CONFIGMAP
     bundle_label: str = "jwtmesh.io/trust-bundle"  # namespaces carrying it get the bundle too
+    bundle_shard_bytes: int = SHARD_LIMIT  # the largest shard (smaller only to test sharding)
     policy_suffix: str = POLICY_SUFFIX
     http_address: str = "0.0.0.0"  # noqa: S104 - JWKS/discovery/metrics serve the cluster
     http_port: int = 8080
     public_url: str = ""  # where verifiers outside reach the JWKS; "": https://<trust domain>
     kubeconfig: str | None = None
     # Sidecar injection (a mutating admission webhook served by kopf).
-    envoy_image: str = "envoyproxy/envoy:v1.36.3"  # = the chart's envoyImage
+    envoy_image: str = "envoyproxy/envoy:v1.40.0"
     sidecar_image: str = "ghcr.io/jwtmesh/jwtmesh:0.1.0"
     webhook_address: str | None = None  # HOST:PORT to serve admission on; None: no injection
     webhook_cert_dir: str | None = None  # tls.crt/tls.key (chart-managed); None: self-signed
@@ -45,38 +48,13 @@ class OperatorConfig:
     envoy_resources: dict[str, Any] | None = None
     # One NetworkPolicy per identity: its Pods admit ingress to Envoy's port only (netpol.py).
     network_policies: bool = True
+    # Leader election: replicas compete for a Lease here; the holder acts (leadership.py).
+    lease_namespace: str = "default"
 
     @property
     def public_base_url(self) -> str:
         """The origin the JWKS/discovery endpoints answer for (issuers under it only)."""
         return (self.public_url or f"https://{self.trust_domain}").rstrip("/")
-
-
-class Wakers:
-    """One event per identity, so other handlers can wake its daemon early."""
-
-    def __init__(self) -> None:
-        self._events: dict[tuple[str, str], asyncio.Event] = {}
-
-    def register(self, namespace: str, name: str) -> asyncio.Event:
-        """A new event for the identity's daemon (the latest daemon of a name gets woken)."""
-        event = self._events[(namespace, name)] = asyncio.Event()
-        return event
-
-    def forget(self, namespace: str, name: str, event: asyncio.Event | None = None) -> None:
-        """Drop the identity's event (only if it is still `event`, when given: a daemon of
-        a deleted identity must not take the event of a new one of the same name)."""
-        if event is None or self._events.get((namespace, name)) is event:
-            self._events.pop((namespace, name), None)
-
-    def wake(self, namespace: str, name: str) -> None:
-        event = self._events.get((namespace, name))
-        if event is not None:
-            event.set()
-
-    def wake_all(self) -> None:
-        for event in self._events.values():
-            event.set()
 
 
 class SourcesMemo:
@@ -126,10 +104,14 @@ class OperatorState:
     config: OperatorConfig
     kube: Kube
     publisher: BundlePublisher
-    wakers: Wakers = field(default_factory=Wakers)
+    scheduler: Scheduler
+    # The kopf indexes (jwtmesh_operator.indexes.INDEX_NAMES), filled before any handler runs.
+    indexes: dict[str, Any] = field(default_factory=dict)
+    # Set while this replica holds the Lease (always, without leader election): only then
+    # does it reconcile, publish and report status.
+    acting: asyncio.Event = field(default_factory=asyncio.Event)
     counters: Counters = field(default_factory=Counters)
     clock: Callable[[], float] = time.time
-    reconcile_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(20))
     sources_memo: SourcesMemo = field(default_factory=SourcesMemo)
     readiness: Readiness = field(default_factory=Readiness)
     identities: dict[tuple[str, str], IdentityHealth] = field(default_factory=dict)

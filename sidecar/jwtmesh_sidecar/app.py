@@ -92,6 +92,7 @@ class Sidecar:
             list(config.jwks_urls),
             config.verifier_settings(),
             on_outcome=metrics.loader("trust"),
+            directories=list(config.bundle_dirs),
         )
         try:
             trust.load_initial()

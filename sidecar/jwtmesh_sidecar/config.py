@@ -79,6 +79,8 @@ class JwksUrlModel(StrictModel):
 
 class TrustModel(StrictModel):
     bundle_files: list[NonEmpty] = Field(default_factory=list)
+    # Mounted bundle directories: the sharded bundle (manifest + shards), or bundle.json.
+    bundle_dirs: list[NonEmpty] = Field(default_factory=list)
     jwks_urls: list[JwksUrlModel] = Field(default_factory=list)
     # /readyz fails once a JWKS URL has not been fetched successfully for this long.
     max_stale_seconds: float = Field(default=900.0, ge=10, le=604_800)
@@ -140,6 +142,7 @@ class SidecarConfig:
     identity: str | None  # this service's own audience; None for an egress-only sidecar
     listen: Listen
     bundle_files: tuple[Path, ...]
+    bundle_dirs: tuple[Path, ...]
     jwks_urls: tuple[JwksUrl, ...]
     max_stale: float
     policy_file: Path | None
@@ -192,8 +195,12 @@ def _check(config: SidecarConfig) -> SidecarConfig:
         )
     if verifies and config.identity is None and not config.egress_audiences:
         raise ConfigError("identity: required to verify tokens (this service's audience)")
-    if config.identity is not None and not (config.bundle_files or config.jwks_urls):
-        raise ConfigError("trust: no trust source: set trust.bundleFiles or trust.jwksUrls")
+    if config.identity is not None and not (
+        config.bundle_files or config.bundle_dirs or config.jwks_urls
+    ):
+        raise ConfigError(
+            "trust: no trust source: set trust.bundleDirs, trust.bundleFiles or trust.jwksUrls"
+        )
     if config.identity is not None and config.policy_file is None and not config.no_policy:
         raise ConfigError(
             "policyFile: required to verify inbound requests; to let every authenticated "
@@ -229,6 +236,7 @@ def _runtime(model: SidecarModel, base: Path | None) -> SidecarConfig:
         identity=model.identity,
         listen=Listen(listen.grpc, listen.unix_socket, listen.http, listen.metrics, listen.token),
         bundle_files=tuple(path(p) for p in model.trust.bundle_files),
+        bundle_dirs=tuple(path(p) for p in model.trust.bundle_dirs),
         jwks_urls=tuple(
             JwksUrl(e.issuer, e.url, e.refresh_seconds, e.min_refetch_seconds, e.timeout_seconds)
             for e in model.trust.jwks_urls

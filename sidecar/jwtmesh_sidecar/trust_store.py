@@ -1,4 +1,5 @@
-"""Where the sidecar's trust comes from: bundle files and JWKS URLs, merged into one Verifier.
+"""Where the sidecar's trust comes from: bundle files, bundle directories (the sharded
+bundle, bundle_dir.py) and JWKS URLs, merged into one Verifier.
 
 Each source keeps its last good content. A new merged bundle builds a new Verifier
 (and so drops the verified-token cache). The poller thread reads the files; each JWKS URL
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from jwtmesh.tokens.trust import EMPTY_BUNDLE, BundleError, parse_bundle
 from jwtmesh.tokens.verify import Verifier, VerifierSettings
+from jwtmesh_sidecar.bundle_dir import BundleDirectory
 from jwtmesh_sidecar.jwks_source import JwksUrl, UrlSource
 from jwtmesh_sidecar.watch import LoadOutcome, WatchedFile
 
@@ -34,9 +36,11 @@ class TrustStore:
         urls: list[JwksUrl],
         settings: VerifierSettings,
         on_outcome: Callable[[LoadOutcome], None] = lambda _: None,
+        directories: list[Path] | None = None,
     ) -> None:
         self.settings = settings
         self._files = [WatchedFile(path, parse_bundle, on_outcome) for path in files]
+        self._dirs = [BundleDirectory(path, on_outcome) for path in directories or []]
         self._urls = [UrlSource(spec, on_outcome, self._rebuild) for spec in urls]
         self._wake_poller: Callable[[], None] = lambda: None
         self._rebuild_lock = threading.Lock()
@@ -56,14 +60,20 @@ class TrustStore:
         return self.verifier.cache.bytes
 
     def load_initial(self) -> None:
-        """Read every file once, refusing to start if a bundle file has no good version;
-        start every URL's fetcher and give their first fetches (in parallel) up to
-        INITIAL_FETCH_WAIT. A URL that fails or hangs never stops start-up: until fetched,
-        its issuer's tokens are refused, and its fetcher keeps trying with backoff."""
+        """Read every file once, refusing to start if a bundle file has no good version or a
+        bundle directory does not exist (one that holds nothing usable yet is waited for,
+        unready: bundle_dir.py); start every URL's fetcher and give their first fetches (in
+        parallel) up to INITIAL_FETCH_WAIT. A URL that fails or hangs never stops start-up:
+        until fetched, its issuer's tokens are refused, and its fetcher keeps trying with
+        backoff."""
         for watched in self._files:
             watched.poll(force=True)
             if watched.value is None:
                 raise BundleError(f"no usable trust bundle at {watched.path}: {watched.last_error}")
+        for directory in self._dirs:
+            if not directory.path.is_dir():
+                raise BundleError(f"no trust bundle directory at {directory.path}")
+            directory.poll(force=True)
         self._rebuild()
         for source in self._urls:
             source.start()
@@ -92,14 +102,15 @@ class TrustStore:
         """Called by the background poller: re-read changed files. URLs are not read here
         (their fetchers rebuild when they change). True when the bundle in force changed."""
         changed = any([watched.poll() for watched in self._files])
+        changed = any([directory.poll() for directory in self._dirs]) or changed
         return self._rebuild() if changed else False
 
     def _rebuild(self) -> bool:
         with self._rebuild_lock:
             bundle = EMPTY_BUNDLE
-            for watched in self._files:
-                if watched.value is not None:
-                    bundle = bundle.merged_with(watched.value)
+            for local in [*(w.value for w in self._files), *(d.value for d in self._dirs)]:
+                if local is not None:
+                    bundle = bundle.merged_with(local)
             for source in self._urls:
                 bundle = bundle.merged_with(source.bundle)
             if bundle != self.verifier.bundle:
@@ -122,6 +133,11 @@ class TrustStore:
             f"trust.bundleFiles: no good version of {watched.path}"
             for watched in self._files
             if watched.value is None
+        ]
+        found += [
+            f"trust.bundleDirs: no good version of {directory.path} yet"
+            for directory in self._dirs
+            if directory.value is None
         ]
         for source in self._urls:
             if source.fetched_at is None:

@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from jwtmesh_testing.chart import operator_kubeconfig
+from jwtmesh_testing.chart import NAMESPACE, operator_kubeconfig
 from jwtmesh_testing.localcluster import LocalCluster
 from jwtmesh_testing.processes import ManagedProcess, free_port
 
@@ -19,7 +19,8 @@ class OperatorProcess:
     @classmethod
     def for_cluster(cls, cluster: LocalCluster, workdir: Path, **options: Any) -> OperatorProcess:
         """The operator with the chart's ServiceAccount token: the permissions (and only
-        those) an installed operator has."""
+        those) an installed operator has, its Lease in the release's namespace."""
+        options.setdefault("lease_namespace", NAMESPACE)
         return cls(operator_kubeconfig(cluster), workdir, **options)
 
     def __init__(
@@ -27,7 +28,8 @@ class OperatorProcess:
         kubeconfig: Path,
         workdir: Path,
         *,
-        peering: bool = False,
+        leader_election: bool = False,
+        lease_namespace: str = "default",
         name: str = "operator",
         extra: list[str] | None = None,
         wait_for: str = "/readyz",
@@ -42,7 +44,8 @@ class OperatorProcess:
             str(kubeconfig),
             "--http",
             f"127.0.0.1:{self.port}",
-            "--peering" if peering else "--standalone",
+            "--leader-election" if leader_election else "--standalone",
+            f"--lease-namespace={lease_namespace}",
             *(extra or []),
         ]
         workdir.mkdir(parents=True, exist_ok=True)

@@ -162,7 +162,7 @@ def test_each_new_key_is_in_force_in_every_sidecar_before_it_signs(scenario: Sce
 def test_the_standby_operator_takes_over(scenario: Scenario) -> None:
     failover = scenario.failover
     assert failover.successor != failover.deleted
-    assert failover.left_after < 20  # preStop 5 s, then it leaves the peering as it stops
+    assert failover.left_after < 20  # preStop 5 s, then it gives the Lease up as it stops
     assert failover.revocation_after < 15
     assert scenario.status_after < 30
 

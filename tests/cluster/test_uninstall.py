@@ -6,9 +6,10 @@ times each) until the kubelet killed them 30 s later; now they give up at once.
 
 Kept on purpose by `helm uninstall` (Helm never deletes CRDs, and Pods with sidecars still
 mount these): the ServiceIdentities, their key Secrets and policy ConfigMaps, and the trust
-bundles. Removing the CRDs removes the identities, and with them (garbage collection,
-ownerReferences) their Secrets and policy ConfigMaps, and the trust bundles, which the
-ServiceIdentity CRD owns. The namespaces and the example's own objects (Deployments,
+bundles; and the operators' leader-election Lease (no one renews it). Removing the CRDs
+removes the identities, and with them (garbage collection, ownerReferences) their Secrets
+and policy ConfigMaps, and the trust bundles and the Lease, which the ServiceIdentity CRD
+owns. The namespaces and the example's own objects (Deployments,
 Services, ServiceAccounts) are the user's and stay.
 """
 
@@ -72,7 +73,7 @@ def test_uninstall_and_crd_removal_leave_nothing(
     say(f"kept by helm uninstall (on purpose): {kept}")
     assert stopped < 20
     assert all(count <= 2 for count in logins.values()), logins
-    assert set(kept) == {"Secret", "ConfigMap", "CustomResourceDefinition"}, kept
+    assert set(kept) == {"Secret", "ConfigMap", "CustomResourceDefinition", "Lease"}, kept
 
     started = time.monotonic()
     herald_census.kubectl("delete", "-f", str(CRD_DIR), "--wait=true")

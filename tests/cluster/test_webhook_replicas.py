@@ -77,7 +77,7 @@ def test_every_replica_admits_pods_of_an_identity_created_after_it_started(
     context.check_hostname = False  # the certificate names the Service; we call Pod IPs
     pod = labeled_pod("late", "late", images.demo)
     unknown = labeled_pod("not-there", "not-there", images.demo)
-    acting = api.acting_operator()
+    acting = api.acting_operator(RELEASE_NAMESPACE)
     try:
         herald_census.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
         answers = {}

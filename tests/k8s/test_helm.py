@@ -55,9 +55,8 @@ def test_the_chart_renders_every_object(local_cluster: LocalCluster) -> None:
         "ValidatingAdmissionPolicyBinding",
     ):
         assert kind in kinds
-    # ServiceIdentity, TokenRevocation, ClusterIdentityGrant, ClusterTokenRevocation, and
-    # kopf's two peering kinds.
-    assert kinds.count("CustomResourceDefinition") == 6
+    # ServiceIdentity, TokenRevocation, ClusterIdentityGrant, ClusterTokenRevocation.
+    assert kinds.count("CustomResourceDefinition") == 4
     deployment = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]

@@ -59,7 +59,12 @@ def test_a_labeled_pod_gets_envoy_the_sidecar_and_the_volumes(
     assert names == ["app", "jwtmesh-envoy", "jwtmesh-sidecar"]
     assert created.metadata.annotations["jwtmesh.io/injected"] == "true"
     volumes = {v.name: v for v in stored.spec.volumes}
-    assert volumes["jwtmesh-bundle"].config_map.name == "jwtmesh-trust-bundle"
+    sources = [source.config_map for source in volumes["jwtmesh-bundle"].projected.sources]
+    assert [(s.name, s.optional) for s in sources] == [
+        ("jwtmesh-trust-bundle-manifest", True),
+        *((f"jwtmesh-trust-bundle-{i}", True) for i in range(16)),
+        ("jwtmesh-trust-bundle", True),
+    ], "the API server admits the projected volume as injected"
     assert volumes["jwtmesh-identity"].secret.secret_name == "census-jwtmesh-key"
     assert volumes["jwtmesh-policy"].config_map.name == "census-jwtmesh-policy"
     sidecar = stored.spec.containers[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -13,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from jwtmesh.identity import parse_identity
+from jwtmesh_testing.chart import NAMESPACE
 from jwtmesh_testing.kubeapply import create_object, service_identity, wait_for
 from jwtmesh_testing.localcluster import LocalCluster
 from jwtmesh_testing.operator_process import OperatorProcess
@@ -29,47 +31,36 @@ def reconciles(operator: OperatorProcess) -> int:
     return int(found.group(1))
 
 
-def ensure_peering_object(api: client.ApiClient) -> None:
-    body = {
-        "apiVersion": "kopf.dev/v1",
-        "kind": "ClusterKopfPeering",
-        "metadata": {"name": "jwtmesh"},
-    }
+def lease_holder(api: client.ApiClient) -> str | None:
     try:
-        client.CustomObjectsApi(api).create_cluster_custom_object(
-            "kopf.dev", "v1", "clusterkopfpeerings", body
-        )
+        lease = client.CoordinationV1Api(api).read_namespaced_lease("jwtmesh-operator", NAMESPACE)
     except ApiException as exc:
-        if exc.status != 409:
-            raise
+        if exc.status == 404:
+            return None
+        raise
+    holder: str | None = lease.spec.holder_identity
+    return holder
 
 
-def test_two_replicas_with_peering_only_one_acts(
+def test_two_replicas_one_acts_through_the_lease_and_the_other_takes_over(
     local_cluster: LocalCluster, cluster_objects: Any, tmp_path: Path
 ) -> None:
-    ensure_peering_object(cluster_objects.api)
-    first = OperatorProcess.for_cluster(local_cluster, tmp_path, peering=True, name="replica-a")
-    second = OperatorProcess.for_cluster(local_cluster, tmp_path, peering=True, name="replica-b")
+    api = cluster_objects.api
+    first = OperatorProcess.for_cluster(local_cluster, tmp_path, leader_election=True, name="ha-a")
+    second = OperatorProcess.for_cluster(local_cluster, tmp_path, leader_election=True, name="ha-b")
+    replicas = [first, second]
     try:
-        replicas = [first, second]
-        peering = client.CustomObjectsApi(cluster_objects.api)
-        wait_for(
-            lambda: (
-                len(
-                    peering.get_cluster_custom_object(
-                        "kopf.dev", "v1", "clusterkopfpeerings", "jwtmesh"
-                    ).get("status")
-                    or {}
-                )
-                >= 2
-            ),
-            30,
-            "both replicas registered as peers",
-        )
-        time.sleep(3)  # let the lower-priority replica notice and pause
+        wait_for(lambda: lease_holder(api) is not None, 30, "a replica holds the Lease")
+        holder = lease_holder(api)
+        lease = client.CoordinationV1Api(api).read_namespaced_lease("jwtmesh-operator", NAMESPACE)
+        owners = [(o.kind, o.name) for o in lease.metadata.owner_references or []]
+        # Owned by the CRD, like the trust bundles: removing the CRDs removes it.
+        assert owners == [("CustomResourceDefinition", "serviceidentities.jwtmesh.io")]
+        answers = sorted(r.get("/readyz").decode().strip() for r in replicas)
+        assert answers == ["ready", "standby"], "both are ready; one says it stands by"
         before = {id(r): reconciles(r) for r in replicas}
         ns = cluster_objects.namespace("ha")
-        create_object(cluster_objects.api, ns, "serviceidentities", service_identity("census"))
+        create_object(api, ns, "serviceidentities", service_identity("census"))
         cluster_objects.ready_identity(ns, "census", timeout=30)
         time.sleep(2)
         worked = [r for r in replicas if reconciles(r) > before[id(r)]]
@@ -77,17 +68,23 @@ def test_two_replicas_with_peering_only_one_acts(
         acting = worked[0]
         standby = second if acting is first else first
 
-        acting.kill()  # the standby takes over once the dead peer's lease expires
-        create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald"))
-        cluster_objects.ready_identity(ns, "herald", timeout=120)
+        # The standing-by replica indexes everything too: its JWKS has the new key.
+        def same_keys() -> bool:
+            keys = json.loads(standby.get("/.well-known/jwks.json"))["keys"]
+            return bool(keys) and keys == json.loads(acting.get("/.well-known/jwks.json"))["keys"]
+
+        wait_for(same_keys, 10, "the standby serves the acting replica's keys")
+
+        acting.kill()  # no release: the standby takes over once the Lease expires (15 s)
+        create_object(api, ns, "serviceidentities", service_identity("herald"))
+        cluster_objects.ready_identity(ns, "herald", timeout=60)
         assert reconciles(standby) > 0
+        assert lease_holder(api) not in (None, holder)
+        assert standby.get("/readyz").decode().strip() == "ready"
     finally:
         first.stop()
         second.stop()
-        # The Helm chart owns this object in real installs; leave the cluster as found.
-        client.CustomObjectsApi(cluster_objects.api).delete_cluster_custom_object(
-            "kopf.dev", "v1", "clusterkopfpeerings", "jwtmesh"
-        )
+    assert lease_holder(api) is None, "a replica stopped cleanly gives the Lease up"
 
 
 def test_an_operator_killed_mid_rotation_again_and_again_loses_no_key(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from jwtmesh.shards import MAX_SHARDS
 from jwtmesh_operator.injection import (
     ENVOY,
     SIDECAR,
@@ -55,7 +56,7 @@ def test_a_labeled_pod_gets_envoy_the_sidecar_and_three_read_only_volumes() -> N
     assert all(mount["readOnly"] for mount in sidecar["volumeMounts"])
     volumes = {volume["name"]: volume for volume in result.volumes}
     assert volumes["jwtmesh-identity"]["secret"]["secretName"] == "census-jwtmesh-key"
-    assert volumes["jwtmesh-bundle"]["configMap"]["name"] == "tb"
+    assert "projected" in volumes["jwtmesh-bundle"], "the sharded bundle: its own test below"
     assert volumes["jwtmesh-policy"]["configMap"]["name"] == "census-jwtmesh-policy"
     assert "data" in volumes, "the Pod's own volumes stay"
     for name in (ENVOY, SIDECAR):
@@ -122,3 +123,26 @@ def test_destinations_parse_into_host_port_and_audience() -> None:
         "b:8080": "b.ns",
     }
     assert parse_destinations(None) == {}
+
+
+def test_the_bundle_volume_projects_the_manifest_every_shard_and_the_single_object_form() -> None:
+    """One projected volume, so the kubelet swaps it as a whole: the manifest, MAX_SHARDS
+    optional shards (the bundle may grow after the Pod started) and the single-object
+    form, each key mapped to its own file; the sidecar reads the directory."""
+    result = inject(pod(ports=[8080]), CENSUS, SETTINGS)
+    assert result is not None
+    volume = {v["name"]: v for v in result.volumes}["jwtmesh-bundle"]
+    sources = [source["configMap"] for source in volume["projected"]["sources"]]
+    expected = [
+        ("tb-manifest", "manifest.json"),
+        *((f"tb-{i}", f"shard-{i}.json") for i in range(MAX_SHARDS)),
+        ("tb", "bundle.json"),
+    ]
+    assert [(s["name"], s["items"][0]["key"]) for s in sources] == expected
+    assert all(
+        s["items"] == [{"key": s["items"][0]["key"], "path": s["items"][0]["key"]}] for s in sources
+    )
+    assert all(s["optional"] for s in sources), "a missing object never blocks the volume"
+    args = containers_by_name(result)[SIDECAR]["args"]
+    assert args[args.index("--bundle-dir") + 1] == "/etc/jwtmesh/bundle"
+    assert "--bundle" not in args

@@ -15,7 +15,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,7 +28,7 @@ from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.mint import mint_token
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
 from jwtmesh_operator.http import make_app
-from jwtmesh_operator.readiness import Readiness, outranked
+from jwtmesh_operator.readiness import Readiness
 from jwtmesh_sidecar.app import Sidecar
 from jwtmesh_sidecar.config import config_from_dict
 
@@ -179,25 +178,15 @@ def test_the_operator_answers_503_until_it_has_something_trustworthy() -> None:
     ]
 
 
-def test_a_standby_replica_is_ready_and_serves_no_keys() -> None:
-    now = datetime.now(UTC)
-    seen = now.isoformat()
-    peers = {
-        "a@1": {"priority": 10, "lifetime": 60, "lastseen": seen},
-        "b@2": {
-            "priority": 99,
-            "lifetime": 60,
-            "lastseen": (now - timedelta(minutes=5)).isoformat(),
-        },
-    }
-    assert not outranked(peers, 50, now), "the higher one is dead"
-    assert outranked({**peers, "c@3": {"priority": 70, "lifetime": 60, "lastseen": seen}}, 50, now)
+def test_a_standby_replica_is_ready_and_serves_keys_once_synced() -> None:
+    # A replica standing by (another holds the Lease) still indexes the whole cluster, so
+    # its JWKS is as current as the acting one's: it must not be taken out of the Service.
     readiness = Readiness(standby=True)
+    assert readiness.problems() != [], "not synced yet"
+    assert readiness.serving() is not None
+    readiness.synced = True
     assert readiness.problems() == []
-    assert readiness.serving() is not None
-    readiness = Readiness(synced=True, standby=True)  # acted, then a peer outranked it
-    assert readiness.serving() is not None
-    assert Readiness().problems() != []
+    assert readiness.serving() is None
 
 
 def check_schema(line: str) -> dict[str, Any]:

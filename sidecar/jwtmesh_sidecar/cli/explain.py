@@ -39,7 +39,10 @@ def _trust(config: SidecarConfig | None, source: dict[str, Any]) -> TrustBundle 
     if config is None or config.identity is None:
         return None
     store = TrustStore(
-        list(config.bundle_files), list(config.jwks_urls), config.verifier_settings()
+        list(config.bundle_files),
+        list(config.jwks_urls),
+        config.verifier_settings(),
+        directories=list(config.bundle_dirs),
     )
     try:
         store.load_initial()

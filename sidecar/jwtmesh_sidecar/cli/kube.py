@@ -65,6 +65,23 @@ class Cluster:
                 what, f"cannot reach the API server: {reason}", EXIT_ENVIRONMENT
             ) from None
 
+    def configmap_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """A ConfigMap's data, or None when there is no such ConfigMap."""
+        from kubernetes.client.exceptions import ApiException
+
+        def read() -> Any:
+            try:
+                return self.core.read_namespaced_config_map(name, namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+        found: Any = self.call(f"configmap {namespace}/{name}", read)
+        if found is None:
+            return None
+        return {key: str(value).encode("utf-8") for key, value in (found.data or {}).items()}
+
     def configmap_value(self, namespace: str, name: str, key: str) -> bytes:
         where = f"configmap {namespace}/{name}"
         found: Any = self.call(

@@ -21,6 +21,7 @@ FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "metrics": ("listen", "metrics"),
     "token_endpoint": ("listen", "token"),
     "bundle_files": ("trust", "bundleFiles"),
+    "bundle_dirs": ("trust", "bundleDirs"),
     "jwks_urls": ("trust", "jwksUrls"),
     "policy_file": ("policyFile",),
     "no_policy": ("noPolicy",),
@@ -49,6 +50,12 @@ FLAG_KEYS: dict[str, tuple[str, ...]] = {
 @click.option("--metrics", type=HOST_PORT, help="Metrics, /healthz and /readyz address.")
 @click.option("--token-endpoint", type=HOST_PORT, help="Loopback address for POST /token.")
 @click.option("--bundle", "bundle_files", multiple=True, help="Trust bundle file; repeatable.")
+@click.option(
+    "--bundle-dir",
+    "bundle_dirs",
+    multiple=True,
+    help="Mounted trust bundle directory (shards and manifest, or bundle.json); repeatable.",
+)
 @click.option(
     "--jwks-url",
     "jwks_urls",
@@ -121,7 +128,7 @@ def flag_overrides(flags: dict[str, Any]) -> dict[str, Any]:
             value = [{"issuer": issuer, "url": url} for issuer, url in value]
         elif name == "egress_audiences":
             value = dict(value)
-        elif name == "bundle_files":
+        elif name in ("bundle_files", "bundle_dirs"):
             value = list(value)
         target = out
         for key in path[:-1]:

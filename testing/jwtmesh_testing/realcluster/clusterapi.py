@@ -22,6 +22,7 @@ from jwtmesh_testing.kubeapply import GROUP, VERSION, api_client
 from jwtmesh_testing.realcluster.layout import Layout
 
 BUNDLE = "jwtmesh-trust-bundle"
+OPERATOR_LEASE = "jwtmesh-operator"  # the chart's replicas elect their leader with it
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class ClusterApi:
         self.api = api_client(layout.admin_kubeconfig)
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
+        self.coordination = client.CoordinationV1Api(self.api)
 
     def identity(self, namespace: str, name: str) -> dict[str, Any]:
         found: Any = self.custom.get_namespaced_custom_object(
@@ -146,17 +148,14 @@ class ClusterApi:
         listed: Any = self.core.list_namespaced_pod(namespace, label_selector=selector)
         return [pod for pod in listed.items if pod.metadata.deletion_timestamp is None]
 
-    def peers(self) -> dict[str, int]:
-        """The operator replicas in kopf's peering: pod name → priority (the highest acts)."""
-        peering: Any = self.custom.get_cluster_custom_object(
-            "kopf.dev", "v1", "clusterkopfpeerings", "jwtmesh"
-        )
-        # Peer ids are "<user>@<pod name>/<start time>/<random>".
-        return {
-            peer.partition("@")[2].partition("/")[0]: int(info["priority"])
-            for peer, info in (peering.get("status") or {}).items()
-        }
-
-    def acting_operator(self) -> str | None:
-        peers = self.peers()
-        return max(peers, key=lambda pod: peers[pod]) if peers else None
+    def acting_operator(self, namespace: str) -> str | None:
+        """The operator replica holding the leader-election Lease (a Pod name), if any.
+        Holders are "<hostname>-<8 hex>", and a Pod's hostname is its name."""
+        try:
+            lease: Any = self.coordination.read_namespaced_lease(OPERATOR_LEASE, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        holder = lease.spec.holder_identity
+        return str(holder).rpartition("-")[0] if holder else None

@@ -1,10 +1,10 @@
 """Deleting the acting operator replica and timing the standby's take-over.
 
-The replicas peer through kopf (ClusterKopfPeering `jwtmesh`): the one with the highest
-priority acts. A deleted replica keeps acting through its preStop pause (5 s), then
-removes itself from the peering as it stops; the standby resumes when it sees that.
+The replicas elect a leader through the Lease `jwtmesh-operator` in the release's
+namespace: its holder acts. A deleted replica keeps acting through its preStop pause (5 s),
+then gives the Lease up as it stops; the standby takes it at its next renewal round (5 s).
 "Took over" is measured by work only an acting operator does: a TokenRevocation created
-after the deleted replica left must reach the trust bundle.
+after the deleted replica let go must reach the trust bundle.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ OPERATOR_SELECTOR = "app.kubernetes.io/name=jwtmesh,app.kubernetes.io/component=
 class FailoverRecord:
     deleted: str
     successor: str
-    left_after: float  # deletion → the deleted replica gone from the peering
+    left_after: float  # deletion → the deleted replica no longer holds the Lease
     revocation_after: float  # it left → a new TokenRevocation published by the successor
     replacement_after: float  # deletion → two Ready replicas again
 
     def summary(self) -> str:
         return (
-            f"deleted the acting replica {self.deleted}: it left the peering after "
+            f"deleted the acting replica {self.deleted}: it let the Lease go after "
             f"{self.left_after:.1f} s, {self.successor} published a revocation "
             f"{self.revocation_after:.1f} s later; two replicas Ready again after "
             f"{self.replacement_after:.0f} s"
@@ -48,11 +48,16 @@ def ready_replicas(api: ClusterApi, namespace: str) -> list[str]:
 def fail_over(
     api: ClusterApi, system: str, namespace: str, identity: str, issuer: str
 ) -> FailoverRecord:
-    acting = api.acting_operator()
-    assert acting is not None, "no operator replica in the peering"
+    acting = api.acting_operator(system)
+    assert acting is not None, "no operator replica holds the Lease"
     deleted_at = time.time()
     api.core.delete_namespaced_pod(acting, system)  # graceful, as a drain or rollout does
-    poll("the deleted replica leaving the peering", lambda: acting not in api.peers(), 60, 0.2)
+    poll(
+        "the deleted replica letting the Lease go",
+        lambda: api.acting_operator(system) != acting,
+        60,
+        0.2,
+    )
     left_at = time.time()
     jti = secrets.token_urlsafe(16)
     api.revoke(namespace, f"failover-{int(left_at)}", identity, jti)
@@ -63,7 +68,7 @@ def fail_over(
         0.2,
     )
     revoked_at = time.time()
-    successor = api.acting_operator()
+    successor = api.acting_operator(system)
     poll(
         "two Ready operator replicas again",
         lambda: len([p for p in ready_replicas(api, system) if p != acting]) >= 2,

@@ -35,6 +35,7 @@ def _named_jwtmesh(listed: Any) -> list[str]:
 def jwtmesh_objects(api: ClusterApi) -> dict[str, list[str]]:
     """kind → the objects of that kind left (kinds with none are left out)."""
     core, rbac = api.core, client.RbacAuthorizationV1Api(api.api)
+    leases: Any = api.coordination.list_lease_for_all_namespaces()
     admission = client.AdmissionregistrationV1Api(api.api)
     apps, policy = client.AppsV1Api(api.api), client.PolicyV1Api(api.api)
     extensions = client.ApiextensionsV1Api(api.api)
@@ -66,6 +67,7 @@ def jwtmesh_objects(api: ClusterApi) -> dict[str, list[str]]:
                 policy.list_pod_disruption_budget_for_all_namespaces(label_selector=CHART_LABEL)
             ),
         ],
+        "Lease": _named_jwtmesh(leases),
         "MutatingWebhookConfiguration": _named_jwtmesh(
             admission.list_mutating_webhook_configuration()
         ),

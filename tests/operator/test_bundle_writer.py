@@ -1,0 +1,177 @@
+"""The bundle writer against an in-memory API server: what is written, in which order,
+and what is left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from jwtmesh.shards import parse_manifest
+from jwtmesh.tokens.keys import generate_signing_key
+from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, parse_bundle
+from jwtmesh_operator.bundle_writer import BundleWriter
+from jwtmesh_operator.kube import Conflict, Stored
+from jwtmesh_operator.rendering import BundleRenderer, Rendered
+
+NS = "shop"
+KEYS = [generate_signing_key().public for _ in range(2 * 160)]
+
+
+class FakeApi:
+    """ConfigMaps of one namespace with resourceVersions, as the API server keeps them:
+    a replace must carry the current version, a create must not find the object, and an
+    update that changes nothing keeps the version."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[int, dict[str, str]]] = {}
+        self.version = 0
+        self.writes: list[str] = []
+        self.reads: list[str] = []
+        self.before_write: Any = None
+
+    async def configmap_versions(self, namespace: str, label_selector: str) -> dict[str, str]:
+        assert (namespace, label_selector) == (NS, "jwtmesh.io/trust-bundle=true")
+        return {name: str(rv) for name, (rv, _) in self.objects.items()}
+
+    async def read_configmap(self, namespace: str, name: str) -> Stored | None:
+        self.reads.append(name)
+        if name not in self.objects:
+            return None
+        rv, data = self.objects[name]
+        return Stored({k: v.encode() for k, v in data.items()}, str(rv), {}, name)
+
+    async def write_configmap(
+        self, namespace: str, name: str, data: dict[str, str], **kwargs: Any
+    ) -> str:
+        if self.before_write is not None:
+            hook, self.before_write = self.before_write, None
+            hook()
+        version = kwargs["resource_version"]
+        current = self.objects.get(name)
+        if (version is None) != (current is None) or (
+            current is not None and str(current[0]) != version
+        ):
+            raise Conflict(name)
+        if current is not None and current[1] == data:
+            return str(current[0])
+        self.version += 1
+        self.objects[name] = (self.version, dict(data))
+        self.writes.append(name)
+        return str(self.version)
+
+    def edit(self, name: str, data: dict[str, str]) -> None:
+        self.version += 1
+        self.objects[name] = (self.version, data)
+
+
+def bundle(count: int, rotated: int | None = None) -> TrustBundle:
+    issuers = {}
+    for i in range(count):
+        keys = KEYS[2 * i : 2 * i + 2]
+        if i == rotated:
+            keys = [*keys, KEYS[-1]]
+        issuers[f"https://d/ns/shop/svc-{i}"] = IssuerTrust({k.kid: k for k in keys})
+    return TrustBundle(issuers)
+
+
+def publish(writer: BundleWriter, rendered: Rendered) -> None:
+    asyncio.run(writer.write(NS, rendered))
+
+
+def shard_names(api: FakeApi) -> list[str]:
+    return [name for name in api.writes if name[-1].isdigit()]
+
+
+def test_a_first_publish_writes_every_shard_then_the_manifest_then_the_single_form() -> None:
+    api, renderer = FakeApi(), BundleRenderer(shard_limit=6_000)
+    writer = BundleWriter(api, "tb")  # type: ignore[arg-type]
+    rendered = renderer.render(bundle(40), 0)
+    publish(writer, rendered)
+    assert rendered.count > 1
+    assert sorted(shard_names(api)) == sorted(f"tb-{i}" for i in range(rendered.count))
+    assert api.writes[-2:] == ["tb-manifest", "tb"]
+    manifest = parse_manifest(api.objects["tb-manifest"][1]["manifest.json"].encode())
+    assert (manifest.generation, manifest.digests) == (1, rendered.digests)
+    assert parse_bundle(api.objects["tb"][1]["bundle.json"].encode()) == bundle(40)
+
+
+def test_one_changed_identity_writes_one_shard_and_the_manifest_and_reads_nothing() -> None:
+    api, renderer = FakeApi(), BundleRenderer(shard_limit=6_000)
+    writer = BundleWriter(api, "tb")  # type: ignore[arg-type]
+    first = renderer.render(bundle(40), 0)
+    publish(writer, first)
+    api.writes.clear()
+    api.reads.clear()
+    second = renderer.render(bundle(40, rotated=5), first.count)
+    publish(writer, second)
+    assert len(shard_names(api)) == 1
+    assert api.writes[1:] == ["tb-manifest", "tb"]
+    assert api.reads == [], "objects nobody touched since our write are not read"
+    manifest = parse_manifest(api.objects["tb-manifest"][1]["manifest.json"].encode())
+    assert manifest.generation == 2
+
+
+def test_nothing_changed_nothing_written() -> None:
+    api, renderer = FakeApi(), BundleRenderer(shard_limit=6_000)
+    writer = BundleWriter(api, "tb")  # type: ignore[arg-type]
+    publish(writer, renderer.render(bundle(40), 0))
+    api.writes.clear()
+    publish(writer, renderer.render(bundle(40), 0))
+    assert api.writes == []
+
+
+def test_growth_writes_the_new_shards_before_the_old_ones_lose_their_issuers() -> None:
+    api, renderer = FakeApi(), BundleRenderer(shard_limit=6_000)
+    writer = BundleWriter(api, "tb")  # type: ignore[arg-type]
+    small = renderer.render(bundle(40), 0)
+    publish(writer, small)
+    api.writes.clear()
+    large = renderer.render(bundle(100), small.count)
+    assert large.count > small.count
+    publish(writer, large)
+    indexes = [int(name.rsplit("-", 1)[1]) for name in shard_names(api)]
+    new = [i for i in indexes if i >= small.count]
+    assert sorted(new) == list(range(small.count, large.count))
+    assert indexes[: len(new)] == new, "every new shard before any old one"
+    assert api.writes[len(indexes)] == "tb-manifest"
+
+
+def test_a_hand_edited_or_deleted_shard_is_written_again() -> None:
+    api, renderer = FakeApi(), BundleRenderer(shard_limit=6_000)
+    writer = BundleWriter(api, "tb")  # type: ignore[arg-type]
+    rendered = renderer.render(bundle(40), 0)
+    publish(writer, rendered)
+    api.edit("tb-1", {"shard-1.json": json.dumps({"version": 1, "issuers": {}})})
+    del api.objects["tb-0"]
+    api.writes.clear()
+    publish(writer, renderer.render(bundle(40), 0))
+    assert sorted(api.writes) == ["tb-0", "tb-1"], "put back; the manifest was right already"
+    assert api.objects["tb-1"][1]["shard-1.json"].encode() == rendered.shards[1]
+
+
+def test_a_concurrent_write_is_met_by_reading_again() -> None:
+    api, renderer = FakeApi(), BundleRenderer(shard_limit=6_000)
+    writer = BundleWriter(api, "tb")  # type: ignore[arg-type]
+    first = renderer.render(bundle(40), 0)
+    publish(writer, first)
+    second = renderer.render(bundle(40, rotated=5), first.count)
+    changed = next(i for i in range(second.count) if second.digests[i] != first.digests[i])
+    api.before_write = lambda: api.edit(f"tb-{changed}", {"x": "someone else"})
+    publish(writer, second)
+    assert api.objects[f"tb-{changed}"][1] == {
+        f"shard-{changed}.json": second.shards[changed].decode()
+    }
+
+
+def test_a_restarted_writer_carries_on_the_count_and_the_generation() -> None:
+    api, renderer = FakeApi(), BundleRenderer(shard_limit=6_000)
+    publish(BundleWriter(api, "tb"), renderer.render(bundle(40), 0))  # type: ignore[arg-type]
+    count = parse_manifest(api.objects["tb-manifest"][1]["manifest.json"].encode()).count
+    again = BundleWriter(api, "tb")  # type: ignore[arg-type]
+    asyncio.run(again.learn([NS]))
+    assert again.largest_count() == count
+    api.writes.clear()
+    publish(again, BundleRenderer(shard_limit=6_000).render(bundle(40, rotated=3), count))
+    assert len(shard_names(api)) == 1, "unchanged shards: same bytes, the API keeps them"
+    assert parse_manifest(api.objects["tb-manifest"][1]["manifest.json"].encode()).generation == 2
