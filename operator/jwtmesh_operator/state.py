@@ -36,7 +36,7 @@ class OperatorConfig:
     public_url: str = ""  # where verifiers outside reach the JWKS; "": https://<trust domain>
     kubeconfig: str | None = None
     # Sidecar injection (a mutating admission webhook served by kopf).
-    envoy_image: str = "envoyproxy/envoy:v1.40.0"
+    envoy_image: str = "envoyproxy/envoy:v1.36.3"  # = the chart's envoyImage
     sidecar_image: str = "ghcr.io/jwtmesh/jwtmesh:0.1.0"
     webhook_address: str | None = None  # HOST:PORT to serve admission on; None: no injection
     webhook_cert_dir: str | None = None  # tls.crt/tls.key (chart-managed); None: self-signed
