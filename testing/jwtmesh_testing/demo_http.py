@@ -26,7 +26,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def serve(port: int, text: str) -> None:
+def serve(port: int, text: str, host: str = "127.0.0.1") -> None:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: Envoy reuses its connections to the app
 
@@ -50,7 +50,7 @@ def serve(port: int, text: str) -> None:
         # 503 "upstream connect error ... connection timeout" that were no jwtmesh refusal.
         request_queue_size = 128
 
-    server = Server(("0.0.0.0", port), Handler)  # noqa: S104
+    server = Server((host, port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     idle()
     server.shutdown()
@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serving = commands.add_parser("serve")
     serving.add_argument("--port", type=int, default=8080)
+    # Loopback by default, like the example's apps: only Envoy (same Pod) reaches the app.
+    serving.add_argument("--host", default="127.0.0.1")
     serving.add_argument("--text", default="ok")
     commands.add_parser("idle")
     getting = commands.add_parser("get")
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     getting.add_argument("-X", dest="method", default="GET")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.port, args.text)
+        serve(args.port, args.text, args.host)
     elif args.command == "idle":
         idle()
     else:

@@ -57,7 +57,17 @@ def local_example(images: LocalImages, path: Path | None = None) -> list[dict[st
     text = (path or EXAMPLES / "herald-census" / "manifests.yaml").read_text()
     documents = [d for d in yaml.safe_load_all(text) if d]
     jobs = {
-        "census": ["demo-http", "serve", "--port", "8080", "--text", "census"],
+        # On loopback, as the example's http-echo: Envoy, in the same Pod, is the only way in.
+        "census": [
+            "demo-http",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "8080",
+            "--text",
+            "census",
+        ],
         "herald": ["demo-http", "idle"],
     }
     for document in documents:
