@@ -255,6 +255,12 @@ class Kube:
             raise
         return str(json.loads(response.data)["metadata"]["resourceVersion"])
 
+    async def create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        """Post a core/v1 Event (events.py builds it)."""
+        await asyncio.to_thread(
+            self.core.create_namespaced_event, namespace, cast(Any, body), _preload_content=False
+        )
+
     async def patch_status(
         self,
         group: str,
