@@ -15,6 +15,7 @@ from typing import Any, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from jwtmesh_operator.api_requests import RequestCounter
 from jwtmesh_operator.errors import OperatorError
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "jwtmesh-operator"}
@@ -68,6 +69,8 @@ class Kube:
         self.networking = client.NetworkingV1Api(api)
         # Connections this client keeps to the API server (the client's default: 5 per CPU).
         self.pool_size = max(4, int(api.configuration.connection_pool_maxsize or 4))
+        self.requests = RequestCounter()
+        self.requests.install(api)
 
     async def read_secret(self, namespace: str, name: str) -> Stored | None:
         try:
