@@ -42,6 +42,10 @@ class DueQueue(Generic[K]):
     def forget(self, key: K) -> None:
         self._due.pop(key, None)
 
+    def count_due(self, now: float) -> int:
+        """How many keys are due at `now` (O(keys): for metrics, not the hot path)."""
+        return sum(1 for at in self._due.values() if at <= now)
+
     def next_due(self) -> float | None:
         self._drop_stale()
         return self._heap[0][0] if self._heap else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -78,24 +78,31 @@ async def reconcile_one(state: OperatorState, key: tuple[str, str]) -> float | N
             "reconciling %s/%s failed",
             namespace,
             name,
-            extra={"event": "reconcile_failed", "namespace": namespace, "name": name},
+            # `name` is a LogRecord attribute of its own: the identity goes as one field.
+            extra={"event": "reconcile_failed", "identity": f"{namespace}/{name}"},
         )
-        kopf.warn(
-            cast(Any, body), reason="ReconcileFailed", message=f"{type(exc).__name__}; retrying"
-        )
+        state.events.warn(body, "ReconcileFailed", f"{type(exc).__name__}; retrying")
         wake_at = state.clock() + RETRY_AFTER_ERROR
     publish(state)
     return wake_at
 
 
-def _contenders(state: OperatorState) -> list[tuple[str, str]]:
-    """Identities refused for a name another holds: they may take it over now."""
+def _contenders(state: OperatorState) -> set[tuple[str, str]]:
+    """Identities refused for a name another holds, by the decisions as they are now or
+    as last reported: they may take the name over now. (After the holder is gone the
+    current decisions no longer refuse them; only their last report says they wait.)"""
     found = state.sources_memo.get(lambda: sources(state.indexes, state))
-    return [
+    refused_now = {
         key
         for key, resolved in found.identities.items()
         if resolved.refusal is not None and resolved.refusal.reason in CONFLICTS
-    ]
+    }
+    reported = {
+        key
+        for key, health in state.identities.items()
+        if not health.ready and health.reason in CONFLICTS
+    }
+    return refused_now | reported
 
 
 @kopf.on.event(*IDENTITIES)

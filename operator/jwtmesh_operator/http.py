@@ -58,6 +58,22 @@ METRICS: dict[str, tuple[str, str]] = {
         "The trust bundle's capacity, shards times the shard limit (not written beyond it)",
     ),
     "jwtmesh_operator_bundle_shards": ("gauge", "Shards the trust bundle is published in"),
+    "jwtmesh_operator_bundle_pending": (
+        "gauge",
+        "1 while a trust bundle publish is asked for or being written",
+    ),
+    "jwtmesh_operator_scheduler_backlog": (
+        "gauge",
+        "Identities due for a reconcile now or being reconciled (0 in steady state)",
+    ),
+    "jwtmesh_operator_api_requests_total": (
+        "counter",
+        "Requests the operator made to the API server, by verb and resource",
+    ),
+    "jwtmesh_operator_events_total": (
+        "counter",
+        "Kubernetes Events about identities, by result (posted; dropped: queue full; failed)",
+    ),
     "jwtmesh_operator_synced": (
         "gauge",
         "1 once every index is filled from the API server (0 while starting or standing by)",
@@ -89,6 +105,17 @@ def metrics_text(state: OperatorState) -> str:
             ("", bundle.capacity if bundle else MAX_SHARDS * SHARD_LIMIT)
         ],
         "jwtmesh_operator_bundle_shards": [("", bundle.count if bundle else 0)],
+        "jwtmesh_operator_bundle_pending": [("", 1 if state.publisher.pending else 0)],
+        "jwtmesh_operator_scheduler_backlog": [("", state.scheduler.backlog())],
+        "jwtmesh_operator_api_requests_total": [
+            (f'{{verb="{verb}",resource="{resource}"}}', count)
+            for (verb, resource), count in sorted(state.kube.requests.snapshot().items())
+        ],
+        "jwtmesh_operator_events_total": [
+            ('{result="posted"}', state.events.posted),
+            ('{result="dropped"}', state.events.dropped),
+            ('{result="failed"}', state.events.failed),
+        ],
         "jwtmesh_operator_synced": [("", 1 if state.readiness.synced else 0)],
         "jwtmesh_operator_identity_ready": [],
         "jwtmesh_operator_identity_next_rotation_seconds": [],

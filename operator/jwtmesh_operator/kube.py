@@ -15,6 +15,7 @@ from typing import Any, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from jwtmesh_operator.api_requests import RequestCounter
 from jwtmesh_operator.errors import OperatorError
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "jwtmesh-operator"}
@@ -68,6 +69,8 @@ class Kube:
         self.networking = client.NetworkingV1Api(api)
         # Connections this client keeps to the API server (the client's default: 5 per CPU).
         self.pool_size = max(4, int(api.configuration.connection_pool_maxsize or 4))
+        self.requests = RequestCounter()
+        self.requests.install(api)
 
     async def read_secret(self, namespace: str, name: str) -> Stored | None:
         try:
@@ -272,6 +275,12 @@ class Kube:
                 raise Conflict(f"{namespace}/{name} was deleted concurrently") from None
             raise
         return str(json.loads(response.data)["metadata"]["resourceVersion"])
+
+    async def create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        """Post a core/v1 Event (events.py builds it)."""
+        await asyncio.to_thread(
+            self.core.create_namespaced_event, namespace, cast(Any, body), _preload_content=False
+        )
 
     async def patch_status(
         self,

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from jwtmesh.logs import configure_logging
 from jwtmesh_operator import handlers, indexes
+from jwtmesh_operator.events import EventRecorder
 from jwtmesh_operator.handlers import reconcile_one
 from jwtmesh_operator.http import make_app
 from jwtmesh_operator.kube import Kube, load_kube_config
@@ -74,6 +75,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         scheduler=Scheduler(
             lambda key: reconcile_one(memo["state"], key), concurrency=2 * kube.pool_size
         ),
+        # Reconciles run outside kopf's handlers, where kopf cannot post Events.
+        events=EventRecorder(kube.create_event),
         indexes=indexes.pick(kwargs),
     )
     if webhook is not None:
@@ -178,6 +181,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         except Exception:  # shutting down: the Lease then simply expires
             log.warning("could not release the Lease", exc_info=True)
     await state.publisher.stop()
+    await state.events.stop()
     runner: web.AppRunner = memo["http_runner"]
     await runner.cleanup()
 

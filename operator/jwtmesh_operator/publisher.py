@@ -49,6 +49,7 @@ class BundlePublisher:
         self._renderer = BundleRenderer(shard_limit=shard_limit)
         self._writer = BundleWriter(kube, name)
         self._count = 0  # shards in use (0: not known yet); grows, never shrinks
+        self._publishing = False
         self.last: Rendered | None = None
         self.publishes = 0
         self.on_size: Callable[[Rendered], None] = lambda _: None
@@ -68,6 +69,11 @@ class BundlePublisher:
                 self._run(), name="bundle-publisher"
             )
 
+    @property
+    def pending(self) -> bool:
+        """A publish is asked for and not yet written, or being written."""
+        return self._dirty.is_set() or self._publishing
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -86,12 +92,15 @@ class BundlePublisher:
             await asyncio.sleep(max(self._debounce, min(took, MAX_STRETCH)))
             self._dirty.clear()
             started = time.monotonic()
+            self._publishing = True
             try:
                 await self.publish_once()
             except Exception:
                 log.exception("publishing the trust bundle failed; retrying")
                 await asyncio.sleep(1.0)
                 self._dirty.set()
+            finally:
+                self._publishing = False
             took = time.monotonic() - started
 
     async def publish_once(self) -> None:

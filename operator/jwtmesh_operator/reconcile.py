@@ -13,7 +13,6 @@ import logging
 from dataclasses import astuple, replace
 from typing import Any
 
-import kopf
 import yaml
 from kubernetes.client.exceptions import ApiException
 
@@ -107,7 +106,7 @@ async def reconcile_identity(
     if rotate_requested:
         extra["lastRotationRequest"] = rotate_value
     await _report_ready(state, body, status, now, extra, next_rotation(final, now))
-    _announce(body, decision, final, now)
+    _announce(state, body, decision, final, now)
     state.counters.reconciles += 1
     return final.wake_at
 
@@ -191,21 +190,23 @@ async def _report_ready(
     )
 
 
-def _announce(body: Any, decision: IdentityDecision, final: Plan, now: float) -> None:
+def _announce(
+    state: OperatorState, body: Any, decision: IdentityDecision, final: Plan, now: float
+) -> None:
     """Events for what changed: a repaired Secret (warning), a new or rotated key (info)."""
     if decision.repair is not None:
-        kopf.warn(body, reason=decision.repair, message="; ".join(decision.notes))
+        state.events.warn(body, decision.repair, "; ".join(decision.notes))
     if final.reason != UP_TO_DATE:
         kid = active_kid(final, now) or "-"
         kids = [schedule.kid for schedule in final.keys]
-        kopf.info(body, reason=final.reason, message=f"keys now {kids}, signing {kid}")
+        state.events.info(body, final.reason, f"keys now {kids}, signing {kid}")
 
 
 async def _refuse(
     state: OperatorState, body: Any, status: dict[str, Any], now: float, reason: str, message: str
 ) -> float:
     """The identity cannot be acted on: say why (event + Degraded), look again later."""
-    kopf.warn(body, reason=reason, message=message)
+    state.events.warn(body, reason, message)
     meta = body["metadata"]
     state.identities[(meta["namespace"], meta["name"])] = IdentityHealth(False, reason)
     await _patch_status(
@@ -267,7 +268,7 @@ async def _write_network_policy(state: OperatorState, body: Any, spec: IdentityS
         # No RBAC for NetworkPolicies, or no such API: keys are still published; say so.
         message = f"NetworkPolicy {netpol.policy_name(spec.name)} not applied: {exc.reason}"
         log.warning("%s/%s: %s", spec.namespace, spec.name, message)
-        kopf.warn(body, reason="NetworkPolicyNotApplied", message=message)
+        state.events.warn(body, "NetworkPolicyNotApplied", message)
 
 
 async def _patch_status(

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import kopf
-
 from jwtmesh_operator import conditions as cond
 from jwtmesh_operator.bundles import Revocation
 from jwtmesh_operator.desired import iso
@@ -38,7 +36,7 @@ async def report_revocation(
     if previous.get("reason") == reason and previous.get("message") == message:
         return  # already said; a status patch would only cause another event
     if not accepted:
-        kopf.warn(body, reason=reason, message=message)
+        state.events.warn(body, reason, message)
     generation = body["metadata"].get("generation")
     conditions = cond.set_condition(
         list(status.get("conditions") or []),

@@ -47,6 +47,10 @@ class Scheduler:
     def __len__(self) -> int:
         return len(self._queue)
 
+    def backlog(self) -> int:
+        """Identities due now or being reconciled: 0 once every one is done until later."""
+        return len(self._running) + self._queue.count_due(self._clock())
+
     def now(self, key: Key) -> None:
         """Reconcile this identity as soon as a slot is free."""
         if key in self._running:

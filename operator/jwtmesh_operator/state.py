@@ -16,6 +16,7 @@ from jwtmesh_operator.spec import DEFAULT_TRUST_DOMAIN
 T = TypeVar("T")
 
 if TYPE_CHECKING:
+    from jwtmesh_operator.events import EventRecorder
     from jwtmesh_operator.kube import Kube
     from jwtmesh_operator.publisher import BundlePublisher
     from jwtmesh_operator.scheduler import Scheduler
@@ -105,6 +106,7 @@ class OperatorState:
     kube: Kube
     publisher: BundlePublisher
     scheduler: Scheduler
+    events: EventRecorder
     # The kopf indexes (jwtmesh_operator.indexes.INDEX_NAMES), filled before any handler runs.
     indexes: dict[str, Any] = field(default_factory=dict)
     # Set while this replica holds the Lease (always, without leader election): only then

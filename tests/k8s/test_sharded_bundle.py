@@ -42,14 +42,20 @@ IDENTITIES = 30
 
 @pytest.fixture(scope="module")
 def small_shards(
-    local_cluster: LocalCluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
+    local_cluster: LocalCluster,
+    cluster_objects: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """The namespace of an operator with 4 KiB shards that watches only it: the trust
+    domain is this test's identities alone, not those earlier tests of the session left
+    (which would be in every bundle, and some of them rotating every few seconds)."""
+    ns = cluster_objects.namespace("shards")
     process = OperatorProcess.for_cluster(
         local_cluster,
         tmp_path_factory.mktemp("shards"),
-        extra=[f"--bundle-shard-bytes={SHARD_BYTES}"],
+        extra=[f"--bundle-shard-bytes={SHARD_BYTES}", f"--namespace={ns}"],
     )
-    yield process
+    yield ns
     process.stop()
 
 
@@ -110,12 +116,12 @@ def allowed(port: int, token: str) -> int:
 
 
 def test_a_trust_domain_bigger_than_one_shard_reaches_a_sidecar_whole(
-    small_shards: OperatorProcess,
+    small_shards: str,
     cluster_objects: Any,
     tmp_path: Path,
     local_cluster: LocalCluster,
 ) -> None:
-    ns = cluster_objects.namespace("shards")
+    ns = small_shards
     core = cluster_objects.core
     names = [f"svc-{i:02d}" for i in range(IDENTITIES)]
     for name in names:

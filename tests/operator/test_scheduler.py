@@ -44,11 +44,15 @@ def test_due_identities_run_at_most_n_at_once_and_come_back_when_they_say() -> N
             scheduler.now(("ns", f"id{n}"))
         await settle()
         assert len(running) == 3, "three slots"
+        assert scheduler.backlog() == 10, "three running, seven due"
         release.set()
         await settle(200)
         assert peak == 3
         assert scheduler.reconciles == 10
         assert len(scheduler) == 10, "each is due again in 60 s"
+        assert scheduler.backlog() == 0, "steady: nothing due, nothing running"
+        clock.now += 61
+        assert scheduler.backlog() == 10, "all due again (the metric, before they run)"
         task.cancel()
 
     asyncio.run(scenario())

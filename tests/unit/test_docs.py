@@ -20,6 +20,7 @@ from jwtmesh.reasons import REFUSALS
 from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
 from jwtmesh_operator import conditions, desired, planning, revocations, tenancy
+from jwtmesh_operator.api_requests import RequestCounter
 from jwtmesh_operator.http import METRICS, metrics_text
 from jwtmesh_operator.readiness import Readiness
 from jwtmesh_sidecar.app import Sidecar
@@ -110,7 +111,10 @@ def test_the_documented_sidecar_metrics_are_what_it_serves(
 def test_the_documented_operator_metrics_are_what_it_serves() -> None:
     state: Any = SimpleNamespace(
         counters=SimpleNamespace(reconciles=0, reconcile_errors=0, keys_generated=0),
-        publisher=SimpleNamespace(last=None, publishes=0),
+        publisher=SimpleNamespace(last=None, publishes=0, pending=False),
+        scheduler=SimpleNamespace(backlog=lambda: 0),
+        kube=SimpleNamespace(requests=RequestCounter()),
+        events=SimpleNamespace(posted=0, dropped=0, failed=0),
         clock=lambda: 0.0,
         readiness=Readiness(),
         identities={},
