@@ -25,6 +25,7 @@ MODULE_ORDER = (
     "test_herald_census",
     "test_webhook_replicas",
     "test_key_file",
+    "test_no_path_around_envoy",
     "test_upgrade",
     "test_rotation_and_failover",
     "test_uninstall",
@@ -32,11 +33,14 @@ MODULE_ORDER = (
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules in MODULE_ORDER's order (the uninstall last), tests in file order."""
+    """Modules in MODULE_ORDER's order, any other before the uninstall (always last: nothing
+    runs after it), tests in file order."""
 
     def rank(item: pytest.Item) -> int:
         name = Path(str(item.fspath)).stem
-        return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
+        if name in MODULE_ORDER:
+            return MODULE_ORDER.index(name) * 2
+        return MODULE_ORDER.index("test_uninstall") * 2 - 1
 
     items.sort(key=rank)  # stable: each module's tests keep their order
 

@@ -77,3 +77,28 @@ def test_identities_carry_no_finalizer_so_they_never_need_an_operator_to_go(
         10,
         "herald deleted",
     )
+
+
+def test_each_identity_gets_its_network_policy_owned_by_it(
+    operator: OperatorProcess, cluster_objects: Any
+) -> None:
+    """The NetworkPolicy that admits the identity's Pods' ingress through Envoy only is
+    written by the operator, owned by the identity (removed with it)."""
+    ns = cluster_objects.namespace("netpol")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("census"))
+    cluster_objects.ready_identity(ns, "census")
+    networking = client.NetworkingV1Api(cluster_objects.api)
+
+    def policy() -> Any:
+        try:
+            return networking.read_namespaced_network_policy("census-jwtmesh-inbound", ns)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    found = wait_for(policy, 10, "census's NetworkPolicy")
+    assert found.spec.pod_selector.match_labels == {"jwtmesh.io/identity": "census"}
+    ports = sorted(str(port.port) for rule in found.spec.ingress for port in rule.ports)
+    assert ports == ["jwtmesh-inbound", "jwtmesh-metrics"]
+    assert [o.kind for o in found.metadata.owner_references] == ["ServiceIdentity"]
