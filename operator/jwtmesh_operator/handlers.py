@@ -20,20 +20,26 @@ from jwtmesh_operator.indexes import (
     GRANTS,
     IDENTITIES,
     REVOCATIONS,
+    identity_record,
     operator_state,
     sources,
 )
-from jwtmesh_operator.reconcile import RETRY_AFTER_ERROR, reconcile_identity
+from jwtmesh_operator.reconcile import (
+    CONFLICTS,
+    RETRY_AFTER_ERROR,
+    nothing_new,
+    reconcile_identity,
+)
 from jwtmesh_operator.revocation_status import report_revocation
 from jwtmesh_operator.revocations import RevocationRecord, judge
 from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL
 from jwtmesh_operator.state import OperatorState
-from jwtmesh_operator.tenancy import AUDIENCE_CONFLICT, ISSUER_CONFLICT
 
 log = logging.getLogger("jwtmesh.operator")
 # A reconcile stuck on the API gives its slot back and retries (each step is safe to redo).
 RECONCILE_TIMEOUT = 60.0
-CONFLICTS = frozenset({ISSUER_CONFLICT, AUDIENCE_CONFLICT})
+# How far behind the last change a reconcile's decisions may be (SourcesMemo).
+STALE_OK = 0.5
 
 
 def current_sources(state: OperatorState) -> Any:
@@ -57,16 +63,24 @@ def changed(memo: Any) -> OperatorState:
 
 async def reconcile_one(state: OperatorState, key: tuple[str, str]) -> float | None:
     """The scheduler's work for one identity: read it as the API server has it now,
-    reconcile, publish. Returns when it is due again (None: it is gone)."""
+    reconcile, publish. Returns when it is due again (None: it is gone).
+
+    The decisions may be up to STALE_OK behind the last change (SourcesMemo), but only
+    if they hold this identity as just read; otherwise it looks again once they are new."""
     namespace, name = key
+    found = state.sources_memo.get(lambda: sources(state.indexes, state), max_stale=STALE_OK)
+    resolved = found.identities.get(key)
     body = await state.kube.read_custom(API_GROUP, API_VERSION, "serviceidentities", *key)
     if body is None:
-        state.identities.pop(key, None)
+        state.forget(key)
         return None
-    found = state.sources_memo.get(lambda: sources(state.indexes, state))
-    resolved = found.identities.get(key)
-    if resolved is None:  # read before the index has it: look again shortly
-        return state.clock() + 0.5
+    current = identity_record(namespace, name, body["metadata"], body.get("spec") or {})
+    if resolved is not None and resolved.refusal is not None and state.sources_memo.stale:
+        # Never refuse on old decisions: the holder of the name may have just left.
+        found = current_sources(state)
+        resolved = found.identities.get(key)
+    if resolved is None or resolved.record != current:
+        return state.clock() + STALE_OK  # the index or the decisions are behind: soon
     compromised = compromised_kids(found.revocations, resolved.issuer)
     try:
         wake_at = await asyncio.wait_for(
@@ -87,33 +101,33 @@ async def reconcile_one(state: OperatorState, key: tuple[str, str]) -> float | N
     return wake_at
 
 
-def _contenders(state: OperatorState) -> set[tuple[str, str]]:
-    """Identities refused for a name another holds, by the decisions as they are now or
-    as last reported: they may take the name over now. (After the holder is gone the
-    current decisions no longer refuse them; only their last report says they wait.)"""
-    found = state.sources_memo.get(lambda: sources(state.indexes, state))
-    refused_now = {
+def _refused_now(state: OperatorState) -> set[tuple[str, str]]:
+    """Identities the decisions as of now refuse for a name another holds."""
+    found = current_sources(state)
+    return {
         key
         for key, resolved in found.identities.items()
         if resolved.refusal is not None and resolved.refusal.reason in CONFLICTS
     }
-    reported = {
-        key
-        for key, health in state.identities.items()
-        if not health.ready and health.reason in CONFLICTS
-    }
-    return refused_now | reported
 
 
 @kopf.on.event(*IDENTITIES)
-async def identity_event(namespace: Any, name: str, memo: Any, event: Any, **kwargs: Any) -> None:
+async def identity_event(
+    namespace: Any, name: str, body: Any, memo: Any, event: Any, **_: Any
+) -> None:
     """A new or changed identity is reconciled at once; a deleted one leaves the bundle,
-    and the identities refused for its names look again (one may now hold them)."""
-    state = changed(memo)
+    and the identities last refused for a name another holds look again (one may now
+    hold it: the decisions as of now no longer refuse it, so only that report says so).
+    An update with nothing the last reconcile did not see (our own status write) is
+    ignored: the identity is already due when it next needs attention."""
+    state = operator_state(memo)
+    if event.get("type") == "MODIFIED" and nothing_new(body):
+        return
+    changed(memo)
     if event.get("type") == "DELETED":
         state.scheduler.forget((namespace, name))
-        state.identities.pop((namespace, name), None)
-        for key in _contenders(state):
+        state.forget((namespace, name))
+        for key in set(state.conflicted):
             state.scheduler.now(key)
     else:
         state.scheduler.now((namespace, name))
@@ -126,16 +140,24 @@ async def grant_event(spec: Any, memo: Any, **_: Any) -> None:
     state = changed(memo)
     identity = spec.get("identity") or {}
     state.scheduler.now((str(identity.get("namespace")), str(identity.get("name"))))
-    for key in _contenders(state):
+    for key in _refused_now(state) | state.conflicted:
         state.scheduler.now(key)
     publish(state)
 
 
 @kopf.on.event("", "v1", "secrets", labels={IDENTITY_LABEL: kopf.PRESENT})
-async def identity_secret_changed(namespace: Any, labels: Any, memo: Any, **_: Any) -> None:
-    """A Secret edited or deleted by hand: its identity repairs it; bundles follow."""
+async def identity_secret_changed(
+    namespace: Any, name: str, labels: Any, meta: Any, event: Any, memo: Any, **_: Any
+) -> None:
+    """A Secret edited or deleted by hand: its identity repairs it. The bundles follow
+    every change, our own writes included (their new keys are published from here)."""
     state = changed(memo)
-    state.scheduler.now((namespace, labels[IDENTITY_LABEL]))
+    key = (namespace, name)
+    own = state.own_secret_versions.get(key)
+    if event.get("type") == "DELETED":
+        state.own_secret_versions.pop(key, None)
+    if own is None or own != meta.get("resourceVersion") or event.get("type") == "DELETED":
+        state.scheduler.now((namespace, labels[IDENTITY_LABEL]))
     publish(state)
 
 

@@ -41,12 +41,13 @@ from jwtmesh_operator.spec import (
     parse_spec,
 )
 from jwtmesh_operator.state import IdentityHealth, OperatorState
-from jwtmesh_operator.tenancy import Resolved
+from jwtmesh_operator.tenancy import AUDIENCE_CONFLICT, ISSUER_CONFLICT, Resolved
 
 log = logging.getLogger("jwtmesh.operator")
 PLURAL = "serviceidentities"
 RETRY_AFTER_ERROR = 5.0
 RECHECK_INVALID = 300.0
+CONFLICTS = frozenset({ISSUER_CONFLICT, AUDIENCE_CONFLICT})
 
 
 async def reconcile_identity(
@@ -72,7 +73,7 @@ async def reconcile_identity(
         return await _refuse(state, body, status, now, "SecretNameTaken", taken)
     stored: StoredKeys | None = read_secret_data(secret.data) if secret is not None else None
 
-    rotate_value = _new_rotation_request(meta, status)
+    rotate_value = new_rotation_request(meta, status)
     rotate_requested = rotate_value is not None
     decision = decide_identity(
         spec, stored, status, now, rotate_requested=rotate_requested, compromised=compromised
@@ -111,10 +112,22 @@ async def reconcile_identity(
     return final.wake_at
 
 
-def _new_rotation_request(meta: Any, status: dict[str, Any]) -> str | None:
+def new_rotation_request(meta: Any, status: dict[str, Any]) -> str | None:
     """The `jwtmesh.io/rotate` annotation's value when it asks for a rotation not done yet."""
     value = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
     return None if value is None or value == status.get("lastRotationRequest") else str(value)
+
+
+def nothing_new(body: Any) -> bool:
+    """Whether the last reconcile saw everything this version of the identity asks for:
+    the spec generation its status reports and no rotation request it has not done (so
+    a watch event of our own status write asks for no reconcile)."""
+    meta, status = body["metadata"], body.get("status") or {}
+    return (
+        meta.get("generation") == status.get("observedGeneration")
+        and new_rotation_request(meta, status) is None
+        and not meta.get("deletionTimestamp")
+    )
 
 
 async def _write_secret(
@@ -122,7 +135,7 @@ async def _write_secret(
 ) -> bool:
     """Create or replace the identity's Secret; False when someone else wrote it first."""
     try:
-        await state.kube.write_secret(
+        version = await state.kube.write_secret(
             spec.namespace,
             spec.secret_name,
             data,
@@ -133,6 +146,7 @@ async def _write_secret(
         )
     except Conflict:
         return False
+    state.own_secret_versions[(spec.namespace, spec.secret_name)] = version
     return True
 
 
@@ -173,9 +187,8 @@ async def _report_ready(
     next_at: float | None,
 ) -> None:
     meta = body["metadata"]
-    state.identities[(meta["namespace"], meta["name"])] = IdentityHealth(
-        True, cond.KEYS_PUBLISHED, next_at
-    )
+    key = (meta["namespace"], meta["name"])
+    state.report(key, IdentityHealth(True, cond.KEYS_PUBLISHED, next_at), conflict=False)
     await _patch_status(
         state,
         meta["namespace"],
@@ -208,7 +221,8 @@ async def _refuse(
     """The identity cannot be acted on: say why (event + Degraded), look again later."""
     state.events.warn(body, reason, message)
     meta = body["metadata"]
-    state.identities[(meta["namespace"], meta["name"])] = IdentityHealth(False, reason)
+    key = (meta["namespace"], meta["name"])
+    state.report(key, IdentityHealth(False, reason), conflict=reason in CONFLICTS)
     await _patch_status(
         state,
         meta["namespace"],
