@@ -260,9 +260,10 @@ class Kube:
 
     async def create_event(self, namespace: str, body: dict[str, Any]) -> None:
         """Post a core/v1 Event (events.py builds it)."""
-        await asyncio.to_thread(
+        response: Any = await asyncio.to_thread(
             self.core.create_namespaced_event, namespace, cast(Any, body), _preload_content=False
         )
+        response.data  # noqa: B018 - read to the end: the connection goes back to the pool
 
     async def patch_status(
         self,

@@ -66,7 +66,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         config=_config,
         kube=kube,
         publisher=BundlePublisher(
-            kube, _config.bundle_name, time.time, shard_limit=_config.bundle_shard_bytes
+            kube,
+            _config.bundle_name,
+            time.time,
+            shard_limit=_config.bundle_shard_bytes,
+            write_rate=_config.bundle_write_rate,
         ),
         # Twice the API threads keeps them busy; more reconciles at once would only wait for
         # a thread while holding their keys and bodies in memory.

@@ -31,6 +31,8 @@ class OperatorConfig:
     bundle_name: str = BUNDLE_CONFIGMAP
     bundle_label: str = "jwtmesh.io/trust-bundle"  # namespaces carrying it get the bundle too
     bundle_shard_bytes: int = SHARD_LIMIT  # the largest shard (smaller only to test sharding)
+    # Bytes a second the bundle publishes write on average (publisher.py: the etcd budget).
+    bundle_write_rate: int = 2 * 1024 * 1024
     policy_suffix: str = POLICY_SUFFIX
     http_address: str = "0.0.0.0"  # noqa: S104 - JWKS/discovery/metrics serve the cluster
     http_port: int = 8080
