@@ -96,15 +96,25 @@ class RawWatch(threading.Thread):
             return dict(self.items)
 
 
-def identity_view(obj: dict[str, Any]) -> tuple[bool, str, str, frozenset[str]]:
-    """(Ready, issuer, active kid, every kid in status.keys) of a ServiceIdentity."""
+def identity_view(obj: dict[str, Any]) -> tuple[bool, str, str, frozenset[str], tuple[Any, ...]]:
+    """(Ready, issuer, active kid, every kid in status.keys, ((activatesAt, kid), ...))
+    of a ServiceIdentity."""
     status = obj.get("status") or {}
     ready = any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in status.get("conditions") or []
     )
-    kids = frozenset(str(k.get("kid")) for k in status.get("keys") or [])
-    return ready, str(status.get("issuer", "")), str(status.get("activeKid", "")), kids
+    keys = status.get("keys") or []
+    kids = frozenset(str(k.get("kid")) for k in keys)
+    schedule = tuple(sorted((int(k.get("activatesAtUnix") or 0), str(k.get("kid"))) for k in keys))
+    return ready, str(status.get("issuer", "")), str(status.get("activeKid", "")), kids, schedule
+
+
+def signing_kid(view: tuple[Any, ...], now: float) -> str:
+    """The kid the identity signs with at `now` by its published schedule (what its Pods
+    use: the Secret holds the same schedule), whether or not the status says so yet."""
+    started = [kid for at, kid in view[4] if at <= now]
+    return started[-1] if started else ""
 
 
 def watch_identities(api: client.ApiClient) -> RawWatch:

@@ -22,6 +22,8 @@ from jwtmesh_operator.indexes import (
     REVOCATIONS,
     identity_record,
     operator_state,
+    resolved_identities,
+    revocation_records,
     sources,
 )
 from jwtmesh_operator.reconcile import (
@@ -31,9 +33,10 @@ from jwtmesh_operator.reconcile import (
     reconcile_identity,
 )
 from jwtmesh_operator.revocation_status import report_revocation
-from jwtmesh_operator.revocations import RevocationRecord, judge
+from jwtmesh_operator.revocations import RevocationRecord, effective, judge
 from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL
 from jwtmesh_operator.state import OperatorState
+from jwtmesh_operator.tenancy import Resolved
 
 log = logging.getLogger("jwtmesh.operator")
 # A reconcile stuck on the API gives its slot back and retries (each step is safe to redo).
@@ -51,10 +54,13 @@ def publish(state: OperatorState) -> None:
     state.publisher.request(lambda: current_sources(state))
 
 
-def changed(memo: Any) -> OperatorState:
-    """Something the decisions read changed: recompute them on the next read."""
+def changed(memo: Any, *, names: bool = True) -> OperatorState:
+    """Something the decisions read changed: recompute them on the next read. `names`:
+    an identity or grant changed, so who holds which name may have too."""
     state = operator_state(memo)
     state.sources_memo.invalidate()
+    if names:
+        state.names_memo.invalidate()
     return state
 
 
@@ -65,23 +71,29 @@ async def reconcile_one(state: OperatorState, key: tuple[str, str]) -> float | N
     """The scheduler's work for one identity: read it as the API server has it now,
     reconcile, publish. Returns when it is due again (None: it is gone).
 
-    The decisions may be up to STALE_OK behind the last change (SourcesMemo), but only
-    if they hold this identity as just read; otherwise it looks again once they are new."""
+    Who holds which name (`names_memo`, identities and grants only: our own Secret
+    writes do not change it) may be up to STALE_OK behind the last change, but only if it
+    holds this identity as just read; otherwise it looks again once that is new."""
     namespace, name = key
-    found = state.sources_memo.get(lambda: sources(state.indexes, state), max_stale=STALE_OK)
-    resolved = found.identities.get(key)
+
+    def names() -> dict[tuple[str, str], Resolved]:
+        return resolved_identities(state.indexes, state)
+
+    identities = state.names_memo.get(names, max_stale=STALE_OK)
+    resolved = identities.get(key)
     body = await state.kube.read_custom(API_GROUP, API_VERSION, "serviceidentities", *key)
     if body is None:
         state.forget(key)
         return None
     current = identity_record(namespace, name, body["metadata"], body.get("spec") or {})
-    if resolved is not None and resolved.refusal is not None and state.sources_memo.stale:
+    if resolved is not None and resolved.refusal is not None and state.names_memo.stale:
         # Never refuse on old decisions: the holder of the name may have just left.
-        found = current_sources(state)
-        resolved = found.identities.get(key)
+        identities = state.names_memo.get(names)
+        resolved = identities.get(key)
     if resolved is None or resolved.record != current:
         return state.clock() + STALE_OK  # the index or the decisions are behind: soon
-    compromised = compromised_kids(found.revocations, resolved.issuer)
+    revocations = effective(revocation_records(state.indexes), identities, state.clock())
+    compromised = compromised_kids(revocations, resolved.issuer)
     try:
         wake_at = await asyncio.wait_for(
             reconcile_identity(state, body, resolved, compromised), RECONCILE_TIMEOUT
@@ -151,7 +163,7 @@ async def identity_secret_changed(
 ) -> None:
     """A Secret edited or deleted by hand: its identity repairs it. The bundles follow
     every change, our own writes included (their new keys are published from here)."""
-    state = changed(memo)
+    state = changed(memo, names=False)
     key = (namespace, name)
     own = state.own_secret_versions.get(key)
     if event.get("type") == "DELETED":
@@ -165,7 +177,7 @@ async def identity_secret_changed(
 
 
 async def _revocation_event(record: RevocationRecord, body: Any, memo: Any) -> None:
-    state = changed(memo)
+    state = changed(memo, names=False)
     found = current_sources(state)
     verdict = judge(record, found.identities, state.clock())
     if record.spec.get("kid") and isinstance(verdict, Revocation):
@@ -184,7 +196,7 @@ async def revocation_event(
 ) -> None:
     record = RevocationRecord(name=name, namespace=namespace, spec=dict(spec))
     if event.get("type") == "DELETED":
-        publish(changed(memo))
+        publish(changed(memo, names=False))
         return
     await _revocation_event(record, body, memo)
 
@@ -195,7 +207,7 @@ async def cluster_revocation_event(
 ) -> None:
     record = RevocationRecord(name=name, namespace=None, spec=dict(spec))
     if event.get("type") == "DELETED":
-        publish(changed(memo))
+        publish(changed(memo, names=False))
         return
     await _revocation_event(record, body, memo)
 
@@ -209,4 +221,4 @@ async def namespace_changed(labels: Any, memo: Any, **_: Any) -> None:
         state.readiness.synced = True
         log.info("synced: every index is filled", extra={"event": "synced"})
     if state.config.bundle_label in labels:
-        publish(changed(memo))
+        publish(changed(memo, names=False))

@@ -133,6 +133,9 @@ class OperatorState:
     counters: Counters = field(default_factory=Counters)
     clock: Callable[[], float] = time.time
     sources_memo: SourcesMemo = field(default_factory=SourcesMemo)
+    # resolve_all alone (identities and grants): what reconciles decide from; Secret
+    # events (new keys) do not change it.
+    names_memo: SourcesMemo = field(default_factory=lambda: SourcesMemo(max_age=60.0))
     readiness: Readiness = field(default_factory=Readiness)
     identities: dict[tuple[str, str], IdentityHealth] = field(default_factory=dict)
     # Identities last reported refused for a name another holds (IssuerConflict,
@@ -141,6 +144,9 @@ class OperatorState:
     # (namespace, Secret name) → the resourceVersion this operator last wrote: the watch
     # event of our own write asks for no reconcile (a change by anyone else does).
     own_secret_versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (namespace, name) → (uid, generation) whose policy ConfigMap and NetworkPolicy this
+    # process wrote or found right (reconcile._write_policy).
+    policies_written: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
 
     def report(self, key: tuple[str, str], health: IdentityHealth, conflict: bool) -> None:
         self.identities[key] = health
@@ -151,4 +157,5 @@ class OperatorState:
 
     def forget(self, key: tuple[str, str]) -> None:
         self.identities.pop(key, None)
+        self.policies_written.pop(key, None)
         self.conflicted.discard(key)
