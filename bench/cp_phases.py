@@ -39,7 +39,7 @@ class Bench:
 
     def published(self, view: dict[Key, Any], key: Key) -> bool:
         """The identity is Ready and its active kid is in the Pod's mounted bundle."""
-        ready, issuer, kid, _ = view.get(key, (False, "", "", frozenset()))
+        ready, issuer, kid = view.get(key, (False, "", ""))[:3]
         return bool(ready and kid and kid in self.mount.kids.get(issuer, ()))
 
 
