@@ -58,6 +58,7 @@ class BundleWriter:
         self.owner: dict[str, Any] | None = None
         # What each namespace's manifest says (None: it has none), as last read or written.
         self._manifests: dict[str, Manifest | None] = {}
+        self.bytes_written = 0  # the data of every object written, for the write budget
 
     def largest_count(self) -> int:
         """The most shards any namespace's manifest names (0: none known)."""
@@ -154,5 +155,6 @@ class BundleWriter:
                     version = None if current is None else current.resource_version
                     continue
             self._written[(namespace, name)] = _Written(written, wanted)
+            self.bytes_written += len(data)
             return
         raise Conflict(f"{namespace}/{name}: too many concurrent writers")

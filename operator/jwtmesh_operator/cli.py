@@ -177,6 +177,14 @@ def check_kubeconfig(path: str) -> None:
     help="The largest shard of the trust bundle; smaller only to test sharding.",
 )
 @click.option(
+    "--bundle-write-rate",
+    type=click.IntRange(64 * 1024, None),
+    default=_DEFAULTS.bundle_write_rate,
+    show_default=True,
+    help="Bytes a second the trust bundle's publishes write, on average (every namespace's "
+    "copy counts): keeps etcd under its quota between compactions (docs/scaling.md).",
+)
+@click.option(
     "--http",
     "http_listen",
     type=HOST_PORT,
@@ -263,6 +271,7 @@ def main(
     bundle_name: str,
     bundle_label: str,
     bundle_shard_bytes: int,
+    bundle_write_rate: int,
     http_listen: str,
     public_url: str,
     leader_election: bool,
@@ -298,6 +307,7 @@ def main(
         bundle_name=bundle_name,
         bundle_label=bundle_label,
         bundle_shard_bytes=bundle_shard_bytes,
+        bundle_write_rate=bundle_write_rate,
         http_address=host,
         http_port=port,
         public_url=public_url,

@@ -20,20 +20,29 @@ from jwtmesh_operator.indexes import (
     GRANTS,
     IDENTITIES,
     REVOCATIONS,
+    identity_record,
     operator_state,
+    resolved_identities,
+    revocation_records,
     sources,
 )
-from jwtmesh_operator.reconcile import RETRY_AFTER_ERROR, reconcile_identity
+from jwtmesh_operator.reconcile import (
+    CONFLICTS,
+    RETRY_AFTER_ERROR,
+    nothing_new,
+    reconcile_identity,
+)
 from jwtmesh_operator.revocation_status import report_revocation
-from jwtmesh_operator.revocations import RevocationRecord, judge
+from jwtmesh_operator.revocations import RevocationRecord, effective, judge
 from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL
 from jwtmesh_operator.state import OperatorState
-from jwtmesh_operator.tenancy import AUDIENCE_CONFLICT, ISSUER_CONFLICT
+from jwtmesh_operator.tenancy import Resolved
 
 log = logging.getLogger("jwtmesh.operator")
 # A reconcile stuck on the API gives its slot back and retries (each step is safe to redo).
 RECONCILE_TIMEOUT = 60.0
-CONFLICTS = frozenset({ISSUER_CONFLICT, AUDIENCE_CONFLICT})
+# How far behind the last change a reconcile's decisions may be (SourcesMemo).
+STALE_OK = 0.5
 
 
 def current_sources(state: OperatorState) -> Any:
@@ -45,10 +54,13 @@ def publish(state: OperatorState) -> None:
     state.publisher.request(lambda: current_sources(state))
 
 
-def changed(memo: Any) -> OperatorState:
-    """Something the decisions read changed: recompute them on the next read."""
+def changed(memo: Any, *, names: bool = True) -> OperatorState:
+    """Something the decisions read changed: recompute them on the next read. `names`:
+    an identity or grant changed, so who holds which name may have too."""
     state = operator_state(memo)
     state.sources_memo.invalidate()
+    if names:
+        state.names_memo.invalidate()
     return state
 
 
@@ -57,17 +69,31 @@ def changed(memo: Any) -> OperatorState:
 
 async def reconcile_one(state: OperatorState, key: tuple[str, str]) -> float | None:
     """The scheduler's work for one identity: read it as the API server has it now,
-    reconcile, publish. Returns when it is due again (None: it is gone)."""
+    reconcile, publish. Returns when it is due again (None: it is gone).
+
+    Who holds which name (`names_memo`, identities and grants only: our own Secret
+    writes do not change it) may be up to STALE_OK behind the last change, but only if it
+    holds this identity as just read; otherwise it looks again once that is new."""
     namespace, name = key
+
+    def names() -> dict[tuple[str, str], Resolved]:
+        return resolved_identities(state.indexes, state)
+
+    identities = state.names_memo.get(names, max_stale=STALE_OK)
+    resolved = identities.get(key)
     body = await state.kube.read_custom(API_GROUP, API_VERSION, "serviceidentities", *key)
     if body is None:
-        state.identities.pop(key, None)
+        state.forget(key)
         return None
-    found = state.sources_memo.get(lambda: sources(state.indexes, state))
-    resolved = found.identities.get(key)
-    if resolved is None:  # read before the index has it: look again shortly
-        return state.clock() + 0.5
-    compromised = compromised_kids(found.revocations, resolved.issuer)
+    current = identity_record(namespace, name, body["metadata"], body.get("spec") or {})
+    if resolved is not None and resolved.refusal is not None and state.names_memo.stale:
+        # Never refuse on old decisions: the holder of the name may have just left.
+        identities = state.names_memo.get(names)
+        resolved = identities.get(key)
+    if resolved is None or resolved.record != current:
+        return state.clock() + STALE_OK  # the index or the decisions are behind: soon
+    revocations = effective(revocation_records(state.indexes), identities, state.clock())
+    compromised = compromised_kids(revocations, resolved.issuer)
     try:
         wake_at = await asyncio.wait_for(
             reconcile_identity(state, body, resolved, compromised), RECONCILE_TIMEOUT
@@ -87,33 +113,33 @@ async def reconcile_one(state: OperatorState, key: tuple[str, str]) -> float | N
     return wake_at
 
 
-def _contenders(state: OperatorState) -> set[tuple[str, str]]:
-    """Identities refused for a name another holds, by the decisions as they are now or
-    as last reported: they may take the name over now. (After the holder is gone the
-    current decisions no longer refuse them; only their last report says they wait.)"""
-    found = state.sources_memo.get(lambda: sources(state.indexes, state))
-    refused_now = {
+def _refused_now(state: OperatorState) -> set[tuple[str, str]]:
+    """Identities the decisions as of now refuse for a name another holds."""
+    found = current_sources(state)
+    return {
         key
         for key, resolved in found.identities.items()
         if resolved.refusal is not None and resolved.refusal.reason in CONFLICTS
     }
-    reported = {
-        key
-        for key, health in state.identities.items()
-        if not health.ready and health.reason in CONFLICTS
-    }
-    return refused_now | reported
 
 
 @kopf.on.event(*IDENTITIES)
-async def identity_event(namespace: Any, name: str, memo: Any, event: Any, **kwargs: Any) -> None:
+async def identity_event(
+    namespace: Any, name: str, body: Any, memo: Any, event: Any, **_: Any
+) -> None:
     """A new or changed identity is reconciled at once; a deleted one leaves the bundle,
-    and the identities refused for its names look again (one may now hold them)."""
-    state = changed(memo)
+    and the identities last refused for a name another holds look again (one may now
+    hold it: the decisions as of now no longer refuse it, so only that report says so).
+    An update with nothing the last reconcile did not see (our own status write) is
+    ignored: the identity is already due when it next needs attention."""
+    state = operator_state(memo)
+    if event.get("type") == "MODIFIED" and nothing_new(body):
+        return
+    changed(memo)
     if event.get("type") == "DELETED":
         state.scheduler.forget((namespace, name))
-        state.identities.pop((namespace, name), None)
-        for key in _contenders(state):
+        state.forget((namespace, name))
+        for key in set(state.conflicted):
             state.scheduler.now(key)
     else:
         state.scheduler.now((namespace, name))
@@ -126,16 +152,24 @@ async def grant_event(spec: Any, memo: Any, **_: Any) -> None:
     state = changed(memo)
     identity = spec.get("identity") or {}
     state.scheduler.now((str(identity.get("namespace")), str(identity.get("name"))))
-    for key in _contenders(state):
+    for key in _refused_now(state) | state.conflicted:
         state.scheduler.now(key)
     publish(state)
 
 
 @kopf.on.event("", "v1", "secrets", labels={IDENTITY_LABEL: kopf.PRESENT})
-async def identity_secret_changed(namespace: Any, labels: Any, memo: Any, **_: Any) -> None:
-    """A Secret edited or deleted by hand: its identity repairs it; bundles follow."""
-    state = changed(memo)
-    state.scheduler.now((namespace, labels[IDENTITY_LABEL]))
+async def identity_secret_changed(
+    namespace: Any, name: str, labels: Any, meta: Any, event: Any, memo: Any, **_: Any
+) -> None:
+    """A Secret edited or deleted by hand: its identity repairs it. The bundles follow
+    every change, our own writes included (their new keys are published from here)."""
+    state = changed(memo, names=False)
+    key = (namespace, name)
+    own = state.own_secret_versions.get(key)
+    if event.get("type") == "DELETED":
+        state.own_secret_versions.pop(key, None)
+    if own is None or own != meta.get("resourceVersion") or event.get("type") == "DELETED":
+        state.scheduler.now((namespace, labels[IDENTITY_LABEL]))
     publish(state)
 
 
@@ -143,7 +177,7 @@ async def identity_secret_changed(namespace: Any, labels: Any, memo: Any, **_: A
 
 
 async def _revocation_event(record: RevocationRecord, body: Any, memo: Any) -> None:
-    state = changed(memo)
+    state = changed(memo, names=False)
     found = current_sources(state)
     verdict = judge(record, found.identities, state.clock())
     if record.spec.get("kid") and isinstance(verdict, Revocation):
@@ -162,7 +196,7 @@ async def revocation_event(
 ) -> None:
     record = RevocationRecord(name=name, namespace=namespace, spec=dict(spec))
     if event.get("type") == "DELETED":
-        publish(changed(memo))
+        publish(changed(memo, names=False))
         return
     await _revocation_event(record, body, memo)
 
@@ -173,7 +207,7 @@ async def cluster_revocation_event(
 ) -> None:
     record = RevocationRecord(name=name, namespace=None, spec=dict(spec))
     if event.get("type") == "DELETED":
-        publish(changed(memo))
+        publish(changed(memo, names=False))
         return
     await _revocation_event(record, body, memo)
 
@@ -187,4 +221,4 @@ async def namespace_changed(labels: Any, memo: Any, **_: Any) -> None:
         state.readiness.synced = True
         log.info("synced: every index is filled", extra={"event": "synced"})
     if state.config.bundle_label in labels:
-        publish(changed(memo))
+        publish(changed(memo, names=False))

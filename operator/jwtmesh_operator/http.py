@@ -58,6 +58,10 @@ METRICS: dict[str, tuple[str, str]] = {
         "The trust bundle's capacity, shards times the shard limit (not written beyond it)",
     ),
     "jwtmesh_operator_bundle_shards": ("gauge", "Shards the trust bundle is published in"),
+    "jwtmesh_operator_bundle_written_bytes_total": (
+        "counter",
+        "Bytes of trust-bundle objects written (every namespace's copy; kept to the write rate)",
+    ),
     "jwtmesh_operator_bundle_pending": (
         "gauge",
         "1 while a trust bundle publish is asked for or being written",
@@ -105,6 +109,7 @@ def metrics_text(state: OperatorState) -> str:
             ("", bundle.capacity if bundle else MAX_SHARDS * SHARD_LIMIT)
         ],
         "jwtmesh_operator_bundle_shards": [("", bundle.count if bundle else 0)],
+        "jwtmesh_operator_bundle_written_bytes_total": [("", state.publisher.bytes_written)],
         "jwtmesh_operator_bundle_pending": [("", 1 if state.publisher.pending else 0)],
         "jwtmesh_operator_scheduler_backlog": [("", state.scheduler.backlog())],
         "jwtmesh_operator_api_requests_total": [

@@ -18,7 +18,7 @@ from jwtmesh_operator.revocations import RevocationRecord
 from jwtmesh_operator.sources import BundleSources, SecretRecord, gather
 from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL, default_secret_name
 from jwtmesh_operator.state import OperatorState
-from jwtmesh_operator.tenancy import Grant, IdentityRecord
+from jwtmesh_operator.tenancy import Grant, IdentityRecord, Resolved, resolve_all
 
 IDENTITIES = (API_GROUP, API_VERSION, "serviceidentities")
 GRANTS = (API_GROUP, API_VERSION, "clusteridentitygrants")
@@ -111,17 +111,33 @@ def pick(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {name: kwargs[name] for name in INDEX_NAMES}
 
 
+def revocation_records(indexes: dict[str, Any]) -> list[RevocationRecord]:
+    return [
+        *indexes["revocations"].get("all", []),
+        *indexes["cluster_revocations"].get("all", []),
+    ]
+
+
+def resolved_identities(
+    indexes: dict[str, Any], state: OperatorState
+) -> dict[tuple[str, str], Resolved]:
+    """Who holds which issuer and audience: the identities and grants indexes only."""
+    return resolve_all(
+        [record for records in indexes["identities"].values() for record in records],
+        indexes["grants"].get("all", []),
+        state.config.trust_domain,
+    )
+
+
 def sources(indexes: dict[str, Any], state: OperatorState) -> BundleSources:
     """Everything decided from the indexes at this moment."""
     return gather(
-        identities=[record for records in indexes["identities"].values() for record in records],
-        grants=indexes["grants"].get("all", []),
+        identities=(),
+        grants=(),
         secrets=[record for records in indexes["signing_secrets"].values() for record in records],
-        revocations=[
-            *indexes["revocations"].get("all", []),
-            *indexes["cluster_revocations"].get("all", []),
-        ],
+        revocations=revocation_records(indexes),
         labeled_namespaces=indexes["bundle_namespaces"].get("labeled", []),
         trust_domain=state.config.trust_domain,
         now=state.clock(),
+        resolved=state.names_memo.get(lambda: resolved_identities(indexes, state)),
     )

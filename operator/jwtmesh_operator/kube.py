@@ -50,15 +50,28 @@ class Stored:
     owner_uids: frozenset[str] = frozenset()
 
 
-def _stored(data: dict[str, bytes], metadata: Any) -> Stored:
-    owners = frozenset(str(ref.uid) for ref in metadata.owner_references or [])
+def _stored(data: dict[str, bytes], metadata: dict[str, Any]) -> Stored:
+    """From an object's metadata as the API serves it (JSON)."""
+    owners = frozenset(str(ref.get("uid")) for ref in metadata.get("ownerReferences") or [])
     return Stored(
         data,
-        str(metadata.resource_version),
-        dict(metadata.labels or {}),
-        str(metadata.name),
+        str(metadata.get("resourceVersion", "")),
+        dict(metadata.get("labels") or {}),
+        str(metadata.get("name", "")),
         owners,
     )
+
+
+def _read_json(call: Any, *args: Any) -> dict[str, Any] | None:
+    """GET one object as the API serves it (None: 404). Plain JSON: the client's models
+    cost more CPU than the request itself, thousands of times per sweep."""
+    try:
+        response = call(*args, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return cast(dict[str, Any], json.loads(response.data))
 
 
 class Kube:
@@ -73,14 +86,13 @@ class Kube:
         self.requests.install(api)
 
     async def read_secret(self, namespace: str, name: str) -> Stored | None:
-        try:
-            secret = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
-        return _stored(data, secret.metadata)
+        secret = await asyncio.to_thread(
+            _read_json, self.core.read_namespaced_secret, name, namespace
+        )
+        if secret is None:
+            return None
+        data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+        return _stored(data, secret["metadata"])
 
     async def read_custom(
         self, group: str, version: str, plural: str, namespace: str, name: str
@@ -115,14 +127,13 @@ class Kube:
         }
 
     async def read_configmap(self, namespace: str, name: str) -> Stored | None:
-        try:
-            cm = await asyncio.to_thread(self.core.read_namespaced_config_map, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        data = {k: v.encode() for k, v in (cm.data or {}).items()}
-        return _stored(data, cm.metadata)
+        cm = await asyncio.to_thread(
+            _read_json, self.core.read_namespaced_config_map, name, namespace
+        )
+        if cm is None:
+            return None
+        data = {k: v.encode() for k, v in (cm.get("data") or {}).items()}
+        return _stored(data, cm["metadata"])
 
     async def configmap_versions(self, namespace: str, label_selector: str) -> dict[str, str]:
         """name → resourceVersion of the namespace's ConfigMaps matching the selector.
@@ -214,17 +225,13 @@ class Kube:
 
     async def read_network_policy(self, namespace: str, name: str) -> Stored | None:
         """A NetworkPolicy's annotations as data (the operator keeps its digest there)."""
-        try:
-            found = await asyncio.to_thread(
-                self.networking.read_namespaced_network_policy, name, namespace
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        metadata: Any = found.metadata
-        annotations = metadata.annotations or {}
-        return _stored({k: v.encode() for k, v in annotations.items()}, metadata)
+        found = await asyncio.to_thread(
+            _read_json, self.networking.read_namespaced_network_policy, name, namespace
+        )
+        if found is None:
+            return None
+        annotations = found["metadata"].get("annotations") or {}
+        return _stored({k: v.encode() for k, v in annotations.items()}, found["metadata"])
 
     async def write_network_policy(
         self,
@@ -278,9 +285,10 @@ class Kube:
 
     async def create_event(self, namespace: str, body: dict[str, Any]) -> None:
         """Post a core/v1 Event (events.py builds it)."""
-        await asyncio.to_thread(
+        response: Any = await asyncio.to_thread(
             self.core.create_namespaced_event, namespace, cast(Any, body), _preload_content=False
         )
+        response.data  # noqa: B018 - read to the end: the connection goes back to the pool
 
     async def patch_status(
         self,

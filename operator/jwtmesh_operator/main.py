@@ -22,7 +22,7 @@ import kopf
 from aiohttp import web
 
 from jwtmesh.logs import configure_logging
-from jwtmesh_operator import handlers, indexes
+from jwtmesh_operator import handlers, indexes, toggles
 from jwtmesh_operator.events import EventRecorder
 from jwtmesh_operator.handlers import reconcile_one
 from jwtmesh_operator.http import make_app
@@ -68,7 +68,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         config=_config,
         kube=kube,
         publisher=BundlePublisher(
-            kube, _config.bundle_name, time.time, shard_limit=_config.bundle_shard_bytes
+            kube,
+            _config.bundle_name,
+            time.time,
+            shard_limit=_config.bundle_shard_bytes,
+            write_rate=_config.bundle_write_rate,
         ),
         # Twice the API threads keeps them busy; more reconciles at once would only wait for
         # a thread while holding their keys and bodies in memory.
@@ -191,6 +195,7 @@ def run(config: OperatorConfig, namespaces: list[str], elect: bool) -> None:
     global _config, _elect
     _config, _elect = config, elect
     tune_malloc()  # before any thread starts
+    toggles.install()  # kopf's index wait, O(1) per change: restarts over thousands of objects
     if config.webhook_address:
         from jwtmesh_operator import admission  # noqa: F401 - registers the mutate handler
     configure_logging(config.log_level)

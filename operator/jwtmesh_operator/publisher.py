@@ -3,10 +3,19 @@
 Requests are coalesced: any number of changes within the debounce window cause one
 render and one write per namespace, and under a burst (a rotation sweep) the window
 stretches to the time the last publish took (at most MAX_STRETCH), so publishing does
-not crowd out reconciling. The bundle is rendered once per publish (rendering.py: only
-what changed is rendered again) and written as shards, a manifest and, while it fits one
-ConfigMap, the single-object form (bundle_writer.py). Over its capacity nothing is
-written: the bundle in force stays, and every identity says so (BundleOverLimit).
+not crowd out reconciling. Publishes also keep to a write budget (`write_rate`, bytes a
+second on average): each copy of a shard is up to 768 KiB in every namespace, so while
+thousands of identities are created or rotated (every shard changing) unbudgeted
+publishes wrote gigabytes within minutes, more than etcd keeps between two compactions
+(the API server compacts every 5 minutes; etcd's default quota is 2 GiB, and past it
+every write in the cluster fails). After a publish that wrote W bytes the next starts
+W / write_rate seconds after it did, so a key's way into every bundle takes at most about
+two full publishes' budget (docs/scaling.md: prePublish must cover it).
+
+The bundle is rendered once per publish (rendering.py: only what changed is rendered
+again) and written as shards, a manifest and, while it fits one ConfigMap, the
+single-object form (bundle_writer.py). Over its capacity nothing is written: the bundle
+in force stays, and every identity says so (BundleOverLimit).
 
 Every bundle object is owned by the ServiceIdentity CRD (`set_owner`): no one identity owns
 it, and it must outlive `helm uninstall` (which keeps CRDs and identities, whose Pods still
@@ -30,6 +39,7 @@ from jwtmesh_operator.sources import BundleSources
 
 log = logging.getLogger("jwtmesh.operator.publisher")
 MAX_STRETCH = 1.0  # seconds: the longest a burst may delay the next publish
+WRITE_RATE = 2 * 1024 * 1024  # bytes a second: ~600 MiB between two etcd compactions
 
 
 class BundlePublisher:
@@ -40,6 +50,7 @@ class BundlePublisher:
         clock: Callable[[], float],
         debounce: float = 0.2,
         shard_limit: int = SHARD_LIMIT,
+        write_rate: float = WRITE_RATE,
     ) -> None:
         self._clock = clock
         self._debounce = debounce
@@ -50,6 +61,7 @@ class BundlePublisher:
         self._writer = BundleWriter(kube, name)
         self._count = 0  # shards in use (0: not known yet); grows, never shrinks
         self._publishing = False
+        self._write_rate = write_rate
         self.last: Rendered | None = None
         self.publishes = 0
         self.on_size: Callable[[Rendered], None] = lambda _: None
@@ -78,8 +90,13 @@ class BundlePublisher:
         if self._task is not None:
             self._task.cancel()
 
+    @property
+    def bytes_written(self) -> int:
+        return self._writer.bytes_written
+
     async def _run(self) -> None:
         took = 0.0
+        budget_at = 0.0  # monotonic time the write budget allows the next publish
         while True:
             await self._dirty.wait()
             if self.acting is not None:
@@ -88,10 +105,13 @@ class BundlePublisher:
                 # manifests it does not know and rewrites what differs (bundle_writer.py).
                 await self.acting.wait()
             # Stretched by the last publish's duration, capped well below any sensible
-            # pre-publication time: a new key must still reach the bundles promptly.
+            # pre-publication time: a new key must still reach the bundles promptly; and
+            # not before the write budget allows.
             await asyncio.sleep(max(self._debounce, min(took, MAX_STRETCH)))
+            await asyncio.sleep(max(0.0, budget_at - time.monotonic()))
             self._dirty.clear()
             started = time.monotonic()
+            written = self._writer.bytes_written
             self._publishing = True
             try:
                 await self.publish_once()
@@ -102,6 +122,7 @@ class BundlePublisher:
             finally:
                 self._publishing = False
             took = time.monotonic() - started
+            budget_at = started + (self._writer.bytes_written - written) / self._write_rate
 
     async def publish_once(self) -> None:
         assert self._sources is not None

@@ -8,7 +8,6 @@ operator dies between two steps, the next run reads the Secret and carries on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import astuple, replace
 from typing import Any
@@ -41,19 +40,32 @@ from jwtmesh_operator.spec import (
     parse_spec,
 )
 from jwtmesh_operator.state import IdentityHealth, OperatorState
-from jwtmesh_operator.tenancy import Resolved
+from jwtmesh_operator.tenancy import AUDIENCE_CONFLICT, ISSUER_CONFLICT, Resolved
 
 log = logging.getLogger("jwtmesh.operator")
 PLURAL = "serviceidentities"
 RETRY_AFTER_ERROR = 5.0
 RECHECK_INVALID = 300.0
+CONFLICTS = frozenset({ISSUER_CONFLICT, AUDIENCE_CONFLICT})
 
 
 async def reconcile_identity(
-    state: OperatorState, body: Any, resolved: Resolved, compromised: frozenset[str]
+    state: OperatorState,
+    body: Any,
+    resolved: Resolved,
+    compromised: frozenset[str],
+    *,
+    fresh: bool | None = None,
 ) -> float:
     """Bring one identity's Secret, policy and status to what they should be now.
-    Returns when it next needs attention (Unix time)."""
+    Returns when it next needs attention (Unix time).
+
+    `fresh` (by default: the identity was never reconciled, its status has no
+    observedGeneration): its Secret, policy ConfigMap and NetworkPolicy are created
+    without being looked up first, as they almost never exist yet; where one does, the
+    create conflicts and that object is read and dealt with as usual."""
+    if fresh is None:
+        fresh = (body.get("status") or {}).get("observedGeneration") is None
     now = state.clock()
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -66,13 +78,13 @@ async def reconcile_identity(
         # Another namespace's (or an older identity's) issuer or audience: never published.
         return await _refuse(state, body, status, now, *astuple(resolved.refusal))
     spec = replace(spec, issuer=resolved.issuer, audience=resolved.audience)
-    secret = await state.kube.read_secret(namespace, spec.secret_name)
+    secret = None if fresh else await state.kube.read_secret(namespace, spec.secret_name)
     taken = _secret_taken(secret, name, meta.get("uid"))
     if taken is not None:
         return await _refuse(state, body, status, now, "SecretNameTaken", taken)
     stored: StoredKeys | None = read_secret_data(secret.data) if secret is not None else None
 
-    rotate_value = _new_rotation_request(meta, status)
+    rotate_value = new_rotation_request(meta, status)
     rotate_requested = rotate_value is not None
     decision = decide_identity(
         spec, stored, status, now, rotate_requested=rotate_requested, compromised=compromised
@@ -91,9 +103,11 @@ async def reconcile_identity(
     if (secret is None or secret.data != data) and not await _write_secret(
         state, body, spec, secret, data
     ):
+        if fresh:  # it existed after all: decide again from what it holds
+            return await reconcile_identity(state, body, resolved, compromised, fresh=False)
         return now + 0.5  # someone wrote meanwhile: start over from what is there now
 
-    await _write_policy(state, body, spec)
+    await _write_policy(state, body, spec, fresh)
     final = replace(decision.plan, keys=planned)
     extra = {
         "issuer": spec.issuer,
@@ -111,10 +125,22 @@ async def reconcile_identity(
     return final.wake_at
 
 
-def _new_rotation_request(meta: Any, status: dict[str, Any]) -> str | None:
+def new_rotation_request(meta: Any, status: dict[str, Any]) -> str | None:
     """The `jwtmesh.io/rotate` annotation's value when it asks for a rotation not done yet."""
     value = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
     return None if value is None or value == status.get("lastRotationRequest") else str(value)
+
+
+def nothing_new(body: Any) -> bool:
+    """Whether the last reconcile saw everything this version of the identity asks for:
+    the spec generation its status reports and no rotation request it has not done (so
+    a watch event of our own status write asks for no reconcile)."""
+    meta, status = body["metadata"], body.get("status") or {}
+    return (
+        meta.get("generation") == status.get("observedGeneration")
+        and new_rotation_request(meta, status) is None
+        and not meta.get("deletionTimestamp")
+    )
 
 
 async def _write_secret(
@@ -122,7 +148,7 @@ async def _write_secret(
 ) -> bool:
     """Create or replace the identity's Secret; False when someone else wrote it first."""
     try:
-        await state.kube.write_secret(
+        version = await state.kube.write_secret(
             spec.namespace,
             spec.secret_name,
             data,
@@ -133,6 +159,7 @@ async def _write_secret(
         )
     except Conflict:
         return False
+    state.own_secret_versions[(spec.namespace, spec.secret_name)] = version
     return True
 
 
@@ -173,9 +200,8 @@ async def _report_ready(
     next_at: float | None,
 ) -> None:
     meta = body["metadata"]
-    state.identities[(meta["namespace"], meta["name"])] = IdentityHealth(
-        True, cond.KEYS_PUBLISHED, next_at
-    )
+    key = (meta["namespace"], meta["name"])
+    state.report(key, IdentityHealth(True, cond.KEYS_PUBLISHED, next_at), conflict=False)
     await _patch_status(
         state,
         meta["namespace"],
@@ -208,7 +234,8 @@ async def _refuse(
     """The identity cannot be acted on: say why (event + Degraded), look again later."""
     state.events.warn(body, reason, message)
     meta = body["metadata"]
-    state.identities[(meta["namespace"], meta["name"])] = IdentityHealth(False, reason)
+    key = (meta["namespace"], meta["name"])
+    state.report(key, IdentityHealth(False, reason), conflict=reason in CONFLICTS)
     await _patch_status(
         state,
         meta["namespace"],
@@ -224,44 +251,70 @@ async def _refuse(
     return now + RECHECK_INVALID
 
 
-async def _write_policy(state: OperatorState, body: Any, spec: IdentitySpec) -> None:
+async def _write_policy(state: OperatorState, body: Any, spec: IdentitySpec, fresh: bool) -> None:
     """Render the identity's inbound policy where its sidecar reads it, and (unless
-    turned off) the NetworkPolicy that admits its Pods' traffic through Envoy only."""
+    turned off) the NetworkPolicy that admits its Pods' traffic through Envoy only.
+    Both follow the spec alone: once written or found right for this generation of the
+    identity, this process does not look at them again until the spec changes (a
+    rotation needs neither), so a hand edit is undone at the next spec change or start."""
+    meta = body["metadata"]
+    key, seen = (spec.namespace, spec.name), (meta.get("uid"), meta.get("generation"))
+    if state.policies_written.get(key) == seen:
+        return
+    done = await _write_policy_configmap(state, body, spec, fresh)
+    if state.config.network_policies:
+        done = await _write_network_policy(state, body, spec, fresh) and done
+    if done:
+        state.policies_written[key] = seen
+
+
+async def _write_policy_configmap(
+    state: OperatorState, body: Any, spec: IdentitySpec, fresh: bool
+) -> bool:
     namespace, name, document = spec.namespace, spec.name, spec.policy_document
     cm_name = f"{name}{state.config.policy_suffix}"
     text = yaml.safe_dump(dict(document) if document else {"rules": []}, sort_keys=True)
-    current = await state.kube.read_configmap(namespace, cm_name)
-    if current is None or current.data.get("policy.yaml") != text.encode():
-        with contextlib.suppress(Conflict):  # on a conflict the next reconcile rewrites it
-            await state.kube.write_configmap(
-                namespace,
-                cm_name,
-                {"policy.yaml": text},
-                labels={IDENTITY_LABEL: name},
-                owner=owner_reference(body),
-                resource_version=None if current is None else current.resource_version,
-            )
-    if state.config.network_policies:
-        await _write_network_policy(state, body, spec)
+    current = None if fresh else await state.kube.read_configmap(namespace, cm_name)
+    if current is not None and current.data.get("policy.yaml") == text.encode():
+        return True
+    try:
+        await state.kube.write_configmap(
+            namespace,
+            cm_name,
+            {"policy.yaml": text},
+            labels={IDENTITY_LABEL: name},
+            owner=owner_reference(body),
+            resource_version=None if current is None else current.resource_version,
+        )
+    except Conflict:  # it existed after all, or changed meanwhile: look (or next time)
+        return await _write_policy_configmap(state, body, spec, False) if fresh else False
+    return True
 
 
-async def _write_network_policy(state: OperatorState, body: Any, spec: IdentitySpec) -> None:
+async def _write_network_policy(
+    state: OperatorState, body: Any, spec: IdentitySpec, fresh: bool
+) -> bool:
     desired = netpol.render_network_policy(
         spec.namespace, spec.name, IDENTITY_LABEL, spec.open_ports, {}
     )
     wanted = desired["metadata"]["annotations"][netpol.DIGEST_ANNOTATION].encode()
     try:
-        current = await state.kube.read_network_policy(
-            spec.namespace, netpol.policy_name(spec.name)
-        )
+        current = None
+        if not fresh:
+            current = await state.kube.read_network_policy(
+                spec.namespace, netpol.policy_name(spec.name)
+            )
         if current is not None and current.data.get(netpol.DIGEST_ANNOTATION) == wanted:
-            return
-        with contextlib.suppress(Conflict):  # on a conflict the next reconcile rewrites it
+            return True
+        try:
             await state.kube.write_network_policy(
                 desired,
                 owner=owner_reference(body),
                 resource_version=None if current is None else current.resource_version,
             )
+        except Conflict:  # it existed after all, or changed meanwhile: look (or next time)
+            return await _write_network_policy(state, body, spec, False) if fresh else False
+        return True
     except ApiException as exc:
         if exc.status not in (403, 404):
             raise
@@ -269,6 +322,7 @@ async def _write_network_policy(state: OperatorState, body: Any, spec: IdentityS
         message = f"NetworkPolicy {netpol.policy_name(spec.name)} not applied: {exc.reason}"
         log.warning("%s/%s: %s", spec.namespace, spec.name, message)
         state.events.warn(body, "NetworkPolicyNotApplied", message)
+        return False
 
 
 async def _patch_status(

@@ -68,8 +68,11 @@ def gather(
     labeled_namespaces: Iterable[str],
     trust_domain: str,
     now: float,
+    resolved: Mapping[tuple[str, str], Resolved] | None = None,
 ) -> BundleSources:
-    resolved = resolve_all(identities, grants, trust_domain)
+    """`resolved`: `resolve_all` of these identities and grants, if already known."""
+    if resolved is None:
+        resolved = resolve_all(identities, grants, trust_domain)
     published, meshes = published_keys(secrets, resolved)
     namespaces = {namespace for namespace, _ in resolved} | set(labeled_namespaces)
     return BundleSources(

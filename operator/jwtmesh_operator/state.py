@@ -31,6 +31,8 @@ class OperatorConfig:
     bundle_name: str = BUNDLE_CONFIGMAP
     bundle_label: str = "jwtmesh.io/trust-bundle"  # namespaces carrying it get the bundle too
     bundle_shard_bytes: int = SHARD_LIMIT  # the largest shard (smaller only to test sharding)
+    # Bytes a second the bundle publishes write on average (publisher.py: the etcd budget).
+    bundle_write_rate: int = 2 * 1024 * 1024
     policy_suffix: str = POLICY_SUFFIX
     http_address: str = "0.0.0.0"  # noqa: S104 - JWKS/discovery/metrics serve the cluster
     http_port: int = 8080
@@ -62,22 +64,38 @@ class SourcesMemo:
     """The latest decision over the indexes (who holds which issuer, which revocations take
     effect): recomputed after any change to the objects it reads, or once it is `max_age`
     old (revocations expire with time). Without it every reconcile would redo the whole
-    cluster's decision: O(identities) each, O(identities²) per rotation sweep."""
+    cluster's decision: O(identities) each, O(identities²) per rotation sweep.
+
+    A caller that can use a decision up to `max_stale` seconds behind the last change (the
+    scheduler's reconciles, which check that the decision has their identity as they read
+    it) gets the memo as it is: while thousands of identities are created or rotated, each
+    Secret and status write is an event, and recomputing on each (~80 ms at 10,000
+    identities) made creating them quadratic. Everyone else gets a decision as of now."""
 
     def __init__(self, max_age: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._max_age = max_age
         self._clock = clock
         self._value: Any = None
         self._computed_at = -float("inf")
+        self._stale = False
+        self.computes = 0
 
     def invalidate(self) -> None:
-        self._value = None
+        self._stale = True
 
-    def get(self, compute: Callable[[], T]) -> T:
+    @property
+    def stale(self) -> bool:
+        """Something changed since the decisions were computed."""
+        return self._stale
+
+    def get(self, compute: Callable[[], T], max_stale: float = 0.0) -> T:
         now = self._clock()
-        if self._value is None or now - self._computed_at > self._max_age:
+        age = now - self._computed_at
+        if self._value is None or age > self._max_age or (self._stale and age >= max_stale):
+            self._stale = False  # changes from here on are not in this computation
             self._value = compute()
             self._computed_at = now
+            self.computes += 1
         value: T = self._value
         return value
 
@@ -115,5 +133,29 @@ class OperatorState:
     counters: Counters = field(default_factory=Counters)
     clock: Callable[[], float] = time.time
     sources_memo: SourcesMemo = field(default_factory=SourcesMemo)
+    # resolve_all alone (identities and grants): what reconciles decide from; Secret
+    # events (new keys) do not change it.
+    names_memo: SourcesMemo = field(default_factory=lambda: SourcesMemo(max_age=60.0))
     readiness: Readiness = field(default_factory=Readiness)
     identities: dict[tuple[str, str], IdentityHealth] = field(default_factory=dict)
+    # Identities last reported refused for a name another holds (IssuerConflict,
+    # AudienceConflict): woken when an identity is deleted, as one may now take its name.
+    conflicted: set[tuple[str, str]] = field(default_factory=set)
+    # (namespace, Secret name) → the resourceVersion this operator last wrote: the watch
+    # event of our own write asks for no reconcile (a change by anyone else does).
+    own_secret_versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (namespace, name) → (uid, generation) whose policy ConfigMap and NetworkPolicy this
+    # process wrote or found right (reconcile._write_policy).
+    policies_written: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
+
+    def report(self, key: tuple[str, str], health: IdentityHealth, conflict: bool) -> None:
+        self.identities[key] = health
+        if conflict:
+            self.conflicted.add(key)
+        else:
+            self.conflicted.discard(key)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self.identities.pop(key, None)
+        self.policies_written.pop(key, None)
+        self.conflicted.discard(key)

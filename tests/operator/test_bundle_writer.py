@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from jwtmesh.shards import parse_manifest
@@ -12,7 +13,9 @@ from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, parse_bundle
 from jwtmesh_operator.bundle_writer import BundleWriter
 from jwtmesh_operator.kube import Conflict, Stored
+from jwtmesh_operator.publisher import BundlePublisher
 from jwtmesh_operator.rendering import BundleRenderer, Rendered
+from jwtmesh_operator.sources import BundleSources
 
 NS = "shop"
 KEYS = [generate_signing_key().public for _ in range(2 * 160)]
@@ -175,3 +178,40 @@ def test_a_restarted_writer_carries_on_the_count_and_the_generation() -> None:
     publish(again, BundleRenderer(shard_limit=6_000).render(bundle(40, rotated=3), count))
     assert len(shard_names(api)) == 1, "unchanged shards: same bytes, the API keeps them"
     assert parse_manifest(api.objects["tb-manifest"][1]["manifest.json"].encode()).generation == 2
+
+
+def test_publishes_keep_to_the_write_budget_and_count_what_they_wrote() -> None:
+    """A burst of changes: after a publish that wrote W bytes, the next one starts no
+    sooner than W / write_rate later (the etcd budget), and nothing is lost meanwhile."""
+    api = FakeApi()
+    publisher = BundlePublisher(
+        api,  # type: ignore[arg-type]
+        "tb",
+        time.time,
+        debounce=0.01,
+        shard_limit=6_000,
+        write_rate=100_000,  # bytes a second: a 40-issuer bundle takes ~0.2 s of budget
+    )
+    starts: list[float] = []
+    rotated = [0]
+
+    def sources() -> BundleSources:
+        starts.append(time.monotonic())
+        published = {iss: dict(trust.keys) for iss, trust in bundle(40, rotated[0]).issuers.items()}
+        return BundleSources(published=published, meshes={}, revocations=[], namespaces={NS})
+
+    async def scenario() -> None:
+        for change in range(1, 4):
+            rotated[0] = change
+            publisher.request(sources)
+            await asyncio.sleep(0.02)
+        while publisher.pending:
+            await asyncio.sleep(0.01)
+        await publisher.stop()
+
+    asyncio.run(scenario())
+    assert publisher.publishes == 2, "the changes during the budget wait share one publish"
+    first_bytes = sum(len(v) for _, data in api.objects.values() for v in data.values())
+    assert publisher.bytes_written >= first_bytes
+    assert starts[1] - starts[0] >= 0.9 * first_bytes / 100_000
+    assert parse_bundle(api.objects["tb"][1]["bundle.json"].encode()) == bundle(40, 3)

@@ -111,7 +111,7 @@ def test_the_documented_sidecar_metrics_are_what_it_serves(
 def test_the_documented_operator_metrics_are_what_it_serves() -> None:
     state: Any = SimpleNamespace(
         counters=SimpleNamespace(reconciles=0, reconcile_errors=0, keys_generated=0),
-        publisher=SimpleNamespace(last=None, publishes=0, pending=False),
+        publisher=SimpleNamespace(last=None, publishes=0, pending=False, bytes_written=0),
         scheduler=SimpleNamespace(backlog=lambda: 0),
         kube=SimpleNamespace(requests=RequestCounter()),
         events=SimpleNamespace(posted=0, dropped=0, failed=0),
