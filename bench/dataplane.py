@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,52 +140,91 @@ def start_baseline(
     return sidecar, endpoints
 
 
-def start_stack(
-    workdir: Path, key: SigningKey, bundle: Path, grpc_threads: int, baseline: str | None
-) -> tuple[list[ManagedProcess], dict[str, int], dict[str, ManagedProcess], int]:
-    """One sidecar (gRPC on TCP and a unix socket, HTTP) and an Envoy per variant."""
+@dataclass
+class Stack:
+    """What one run measures: a sidecar per variant (None: Envoy alone or jwt_authn), the
+    port and Envoy of each variant, the HTTP sidecar's metrics port."""
+
+    sidecars: dict[str, ManagedProcess | None]
+    ports: dict[str, int]
+    envoys: dict[str, ManagedProcess]
+    metrics_port: int
+
+    def stop(self) -> None:
+        for process in {*self.envoys.values(), *filter(None, self.sidecars.values())}:
+            process.stop()
+
+
+def start_sidecars(
+    workdir: Path, bundle: Path, grpc_threads: int
+) -> tuple[ManagedProcess, ManagedProcess, dict[str, AuthzEndpoint], int]:
+    """Two sidecars, as injection runs one per Pod with one listener (`--grpc` or `--http`):
+    gRPC on TCP and a unix socket, and HTTP with the metrics endpoint."""
     grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
     socket = str(workdir / "authz.sock")
-    say("starting the jwtmesh sidecar (gRPC on TCP and a unix socket, HTTP ext_authz)")
-    sidecar = start_sidecar(
+    common = {
+        "identity": AUDIENCE,
+        "trust": {"bundleFiles": [str(bundle)]},
+        "noPolicy": True,
+        "verification": {"cacheSize": 10_000},
+    }
+    say("starting the jwtmesh sidecars (gRPC on TCP and a unix socket; HTTP ext_authz)")
+    grpc_sidecar = start_sidecar(
         {
-            "identity": AUDIENCE,
-            "listen": {
-                "grpc": f"127.0.0.1:{grpc_port}",
-                "unixSocket": socket,
-                "http": f"127.0.0.1:{http_port}",
-                "metrics": f"127.0.0.1:{metrics_port}",
-            },
-            "trust": {"bundleFiles": [str(bundle)]},
-            "noPolicy": True,
-            "verification": {"cacheSize": 10_000},
+            **common,
+            "listen": {"grpc": f"127.0.0.1:{grpc_port}", "unixSocket": socket},
             "grpcThreads": grpc_threads,
         },
         workdir,
+        "grpc-sidecar",
     )
-    grpc = AuthzEndpoint("grpc", port=grpc_port)
-    unix = AuthzEndpoint("grpc", port=None, unix_socket=socket)
-    http = AuthzEndpoint("http", port=http_port)
+    http_sidecar = start_sidecar(
+        {
+            **common,
+            "listen": {
+                "http": f"127.0.0.1:{http_port}",
+                "metrics": f"127.0.0.1:{metrics_port}",
+            },
+        },
+        workdir,
+        "http-sidecar",
+    )
+    endpoints = {
+        "c_jwtmesh_grpc": AuthzEndpoint("grpc", port=grpc_port),
+        "c_jwtmesh_grpc_unix": AuthzEndpoint("grpc", port=None, unix_socket=socket),
+        "d_jwtmesh_http": AuthzEndpoint("http", port=http_port),
+    }
+    return grpc_sidecar, http_sidecar, endpoints, metrics_port
+
+
+def start_stack(
+    workdir: Path, key: SigningKey, bundle: Path, grpc_threads: int, baseline: str | None
+) -> Stack:
+    """The sidecars and an Envoy per variant."""
+    grpc_sidecar, http_sidecar, endpoints, metrics_port = start_sidecars(
+        workdir, bundle, grpc_threads
+    )
     variants: dict[str, tuple[dict[str, Any] | None, AuthzEndpoint | None]] = {
         "a_no_auth": (None, None),
         "b_jwt_authn": (jwt_authn_filter(key, cache=False), None),
         "b_jwt_authn_cached": (jwt_authn_filter(key, cache=True), None),
-        "c_jwtmesh_grpc": (jwtmesh_filter(grpc), grpc),
-        "c_jwtmesh_grpc_unix": (jwtmesh_filter(unix), unix),
-        "d_jwtmesh_http": (jwtmesh_filter(http), http),
+        **{name: (jwtmesh_filter(e), e) for name, e in endpoints.items()},
     }
-    processes = [sidecar]
+    sidecars: dict[str, ManagedProcess | None] = {name: None for name in variants}
+    sidecars.update(
+        {name: grpc_sidecar if name.startswith("c_") else http_sidecar for name in endpoints}
+    )
     if baseline is not None:
         base_sidecar, base_endpoints = start_baseline(workdir, bundle, grpc_threads, baseline)
-        processes.append(base_sidecar)
         variants.update({name: (jwtmesh_filter(e), e) for name, e in base_endpoints.items()})
+        sidecars.update({name: base_sidecar for name in base_endpoints})
     ports: dict[str, int] = {}
     envoys: dict[str, ManagedProcess] = {}
     for name, (auth_filter, authz) in variants.items():
         say(f"starting envoy for {name}")
         ports[name] = free_port()
         envoys[name] = start_envoy(bootstrap(ports[name], auth_filter, authz), workdir, name)
-    return processes, ports, envoys, metrics_port
+    return Stack(sidecars, ports, envoys, metrics_port)
 
 
 def measure(
@@ -207,13 +247,7 @@ def idle_cpu(process: ManagedProcess, seconds: float = 3.0) -> float:
     return (cpu_seconds(process.pid) - before) / (time.monotonic() - started) * 1000
 
 
-def run_workloads(
-    args: argparse.Namespace,
-    sidecars: list[ManagedProcess],
-    ports: dict[str, int],
-    envoys: dict[str, ManagedProcess],
-    scripts: dict[str, Path],
-) -> Runs:
+def run_workloads(args: argparse.Namespace, stack: Stack, scripts: dict[str, Path]) -> Runs:
     runs: Runs = {}
     for workload, (variants, connections, rate) in WORKLOADS.items():
         if args.workloads and workload not in args.workloads:
@@ -225,11 +259,12 @@ def run_workloads(
         for round_index in range(args.rounds):
             for name in names:
                 say(f"{workload} round {round_index + 1}/{args.rounds}: {name}")
-                watched = {"envoy": envoys[name]}
-                if name in JWTMESH or name in BASELINE:
-                    watched["sidecar"] = sidecars[1] if name in BASELINE else sidecars[0]
+                watched = {"envoy": stack.envoys[name]}
+                sidecar = stack.sidecars[name]
+                if sidecar is not None:
+                    watched["sidecar"] = sidecar
                 figures = measure(
-                    ports[name],
+                    stack.ports[name],
                     scripts[workload],
                     args.seconds,
                     connections or args.connections,
@@ -284,18 +319,19 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="jwtmesh-bench-"))
     key, bundle = signing_key_and_bundle(workdir)
     scripts = scripts_for(workdir, key)
-    processes, ports, envoys, metrics_port = start_stack(
-        workdir, key, bundle, args.grpc_threads, args.baseline
-    )
+    stack = start_stack(workdir, key, bundle, args.grpc_threads, args.baseline)
     try:
-        idle = idle_cpu(processes[0])
-        say(f"sidecar idle: {idle:.2f} ms CPU per second")
-        runs = run_workloads(args, processes, ports, envoys, scripts)
+        idle = {
+            name: idle_cpu(sidecar)
+            for name in ("c_jwtmesh_grpc", "d_jwtmesh_http")
+            if (sidecar := stack.sidecars[name]) is not None
+        }
+        say(f"sidecars idle, ms CPU per second: {idle}")
+        runs = run_workloads(args, stack, scripts)
         say("reload latency")
-        reload = reload_latency(ports["d_jwtmesh_http"], bundle, metrics_port, key)
+        reload = reload_latency(stack.ports["d_jwtmesh_http"], bundle, stack.metrics_port, key)
     finally:
-        for process in [*envoys.values(), *processes]:
-            process.stop()
+        stack.stop()
     say("raw cryptography verify cost")
     floor = crypto_floor()
     summary = medians(runs)
@@ -308,7 +344,7 @@ def main() -> int:
     print(f"\nlike for like: {json.dumps(like_for_like, indent=1)}")
     print(f"raw cryptography verify, µs: {floor}")
     print(f"reload: {reload}")
-    print(f"sidecar idle CPU: {idle:.2f} ms/s (in every µs/check: at 100 req/s, 1 ms/s = 10 µs)")
+    print(f"sidecars idle, ms CPU/s: {idle} (in every µs/check: at 100 req/s, 1 ms/s = 10 µs)")
     for name, ok in met.items():
         print(f"  {'met   ' if ok else 'MISSED'} {name}")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
