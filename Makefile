@@ -78,9 +78,11 @@ wrk:
 load: $(STAMP) wrk ## data plane only: Envoy alone, jwt_authn, jwtmesh gRPC and HTTP, interleaved
 	$(PY) bench/dataplane.py --seconds $${SECONDS_PER_RUN:-5} --rounds $${ROUNDS:-3}
 
-bench: $(STAMP) wrk binaries ## everything measured: data plane vs jwt_authn, then control plane at scale
+bench: $(STAMP) wrk binaries ## everything measured: data plane vs jwt_authn (paced rates too), a cache miss split by stage, the wake-up floor, then control plane at scale
 	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-bench.lock
 	$(PY) bench/dataplane.py --seconds $${SECONDS_PER_RUN:-5} --rounds $${ROUNDS:-3}
+	$(PY) bench/miss_split.py
+	$(PY) bench/wakeup_floor.py
 	$(PY) bench/profile_grpc.py --seconds 10
 	$(PY) bench/controlplane.py --identities $${IDENTITIES:-1000}
 

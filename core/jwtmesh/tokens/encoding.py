@@ -11,7 +11,12 @@ from typing import Any
 from jwtmesh.tokens.errors import MalformedToken
 
 # Unpadded base64url only: no '=', no whitespace, no '+' or '/'.
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_SEXTET = {char: index for index, char in enumerate(_ALPHABET)}
+# The low bits of the last character that carry no data, by the text's length mod 4: with
+# 2 characters left the last one holds 2 data bits of its 6, with 3 left it holds 4.
+_UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
 
 
 def b64url_encode(data: bytes) -> str:
@@ -28,20 +33,25 @@ def b64url_decode(text: str) -> bytes:
         raise MalformedToken("not unpadded base64url") from exc
     # The last character may carry unused low bits; a decoder that ignores them accepts
     # several spellings of one signature (a malleable token, a second cache key). Only the
-    # canonical spelling, the one an encoder produces, is accepted.
-    if b64url_encode(data) != text:
+    # canonical spelling, the one an encoder produces, is accepted: those bits are zero.
+    # (Read off the last character instead of encoding the data again to compare.)
+    if text and _SEXTET[text[-1]] & _UNUSED_BITS[len(text) % 4]:
         raise MalformedToken("not canonical base64url (non-zero trailing bits)")
     return data
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            # Two parsers may disagree on which duplicate wins: refuse the ambiguity.
+    result = dict(pairs)
+    if len(result) == len(pairs):
+        return result
+    # Two parsers may disagree on which duplicate wins: refuse the ambiguity (naming the
+    # first member that repeats).
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
             raise MalformedToken(f"duplicate JSON member {key[:40]!r}")
-        result[key] = value
-    return result
+        seen.add(key)
+    raise AssertionError("unreachable: a dict shorter than its pairs has a repeated key")
 
 
 def _refuse_constant(name: str) -> Any:

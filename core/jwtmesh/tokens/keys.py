@@ -11,8 +11,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm, RSAPSSAlgorithm
 from jwt.utils import base64url_decode
 
@@ -45,12 +47,42 @@ def sign(alg: str, key: PrivateKey, message: bytes) -> bytes:
     return signature
 
 
+# Each algorithm's verify as PyJWT's `Algorithm.verify` does it (the same padding, hash and
+# r||s → DER conversion), with the parameter objects built once instead of per call and
+# without its per-call type dispatch: ~1.5 µs of a ~45 µs ES256 verify, on every cache miss.
+# The key's type is checked when it is loaded (`_check_key_matches`).
+# tests/unit/test_signature_verify.py holds these to PyJWT's answers.
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_PKCS1V15 = padding.PKCS1v15()
+_PSS_SHA256 = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+_SHA256 = hashes.SHA256()
+_P256_BYTES = 32
+
+
+def _verify_es256(key: Any, message: bytes, signature: bytes) -> None:
+    """JWS ECDSA: r and s as fixed-width big-endian integers (RFC 7518 §3.4), never DER."""
+    if len(signature) != 2 * _P256_BYTES:
+        raise InvalidSignature
+    r = int.from_bytes(signature[:_P256_BYTES], "big")
+    s = int.from_bytes(signature[_P256_BYTES:], "big")
+    key.verify(encode_dss_signature(r, s), message, _ECDSA_SHA256)
+
+
+_VERIFIERS: dict[str, Any] = {
+    "ES256": _verify_es256,
+    "RS256": lambda key, message, signature: key.verify(signature, message, _PKCS1V15, _SHA256),
+    "PS256": lambda key, message, signature: key.verify(signature, message, _PSS_SHA256, _SHA256),
+    "EdDSA": lambda key, message, signature: key.verify(signature, message),
+}
+
+
 def verify_signature(alg: str, key: PublicKeyObject, message: bytes, signature: bytes) -> bool:
     """True only for a valid signature; malformed signatures are simply invalid."""
     try:
-        return bool(_SIGNERS[alg].verify(message, key, signature))
-    except (ValueError, TypeError):
+        _VERIFIERS[alg](key, message, signature)
+    except (InvalidSignature, ValueError, TypeError):
         return False
+    return True
 
 
 def _check_key_matches(alg: str, key: PrivateKey | PublicKeyObject) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from jwtmesh.tokens import claims as rules
@@ -83,6 +83,26 @@ def token_facts(parsed: ParsedToken) -> dict[str, str]:
     return facts
 
 
+# A JOSE header is the same for every token of one key ({"alg","kid","typ"}), so the decoded
+# headers of the last few keys are kept: a cache miss then decodes only the payload and the
+# signature. Exactly the same checks run the first time a header is seen (a header that
+# fails raises and is not kept); only short headers are kept, so the memo stays a few KiB.
+HEADER_MEMO_SIZE = 64
+HEADER_MEMO_CHARS = 256
+
+
+@lru_cache(maxsize=HEADER_MEMO_SIZE)
+def _remembered_header(segment: str) -> dict[str, Any]:
+    return decode_json_object(b64url_decode(segment), "header")
+
+
+def decode_header(segment: str) -> dict[str, Any]:
+    """The JOSE header of a compact JWS, strictly decoded; a copy the caller may keep."""
+    if len(segment) > HEADER_MEMO_CHARS:
+        return decode_json_object(b64url_decode(segment), "header")
+    return dict(_remembered_header(segment))
+
+
 def parse_token(token: str, max_bytes: int) -> ParsedToken:
     """Split and decode a compact JWS without trusting any of it."""
     if len(token) > max_bytes:
@@ -92,7 +112,7 @@ def parse_token(token: str, max_bytes: int) -> ParsedToken:
     parts = token.split(".")
     if len(parts) != 3:
         raise MalformedToken(f"a JWS has 3 parts, this token has {len(parts)}")
-    header = decode_json_object(b64url_decode(parts[0]), "header")
+    header = decode_header(parts[0])
     claims = decode_json_object(b64url_decode(parts[1]), "payload")
     signature = b64url_decode(parts[2])
     signing_input = token[: len(parts[0]) + 1 + len(parts[1])].encode("ascii")
