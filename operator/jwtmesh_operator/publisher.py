@@ -3,14 +3,15 @@
 Requests are coalesced: any number of changes within the debounce window cause one
 render and one write per namespace, and under a burst (a rotation sweep) the window
 stretches to the time the last publish took (at most MAX_STRETCH), so publishing does
-not crowd out reconciling. Publishes also keep to a write budget (`write_rate`, bytes a
-second on average): each copy of a shard is up to 768 KiB in every namespace, so while
-thousands of identities are created or rotated (every shard changing) unbudgeted
-publishes wrote gigabytes within minutes, more than etcd keeps between two compactions
-(the API server compacts every 5 minutes; etcd's default quota is 2 GiB, and past it
-every write in the cluster fails). After a publish that wrote W bytes the next starts
-W / write_rate seconds after it did, so a key's way into every bundle takes at most about
-two full publishes' budget (docs/scaling.md: prePublish must cover it).
+not crowd out reconciling. Publishes also keep to a write budget (write_budget.py:
+`write_rate` bytes a second on average, `write_burst` at once): each copy of a shard is up
+to 768 KiB in every namespace, so while thousands of identities are created or rotated
+(every shard changing) unbudgeted publishes wrote gigabytes within minutes, more than etcd
+keeps between two compactions (the API server compacts every 5 minutes; etcd's default
+quota is 2 GiB, and past it every write in the cluster fails). Once the burst is spent, a
+publish that wrote W bytes delays the next by W / write_rate, so under sustained writing a
+key's way into every bundle takes up to about two full publishes' budget (docs/scaling.md:
+prePublish must cover it).
 
 The bundle is rendered once per publish (rendering.py: only what changed is rendered
 again) and written as shards, a manifest and, while it fits one ConfigMap, the
@@ -36,10 +37,12 @@ from jwtmesh_operator.bundles import build_bundle
 from jwtmesh_operator.kube import Kube
 from jwtmesh_operator.rendering import BundleRenderer, Rendered
 from jwtmesh_operator.sources import BundleSources
+from jwtmesh_operator.write_budget import WriteBudget
 
 log = logging.getLogger("jwtmesh.operator.publisher")
 MAX_STRETCH = 1.0  # seconds: the longest a burst may delay the next publish
 WRITE_RATE = 2 * 1024 * 1024  # bytes a second: ~600 MiB between two etcd compactions
+WRITE_BURST = 64 * 1024 * 1024  # bytes at once: a mesh's everyday publishes never wait
 
 
 class BundlePublisher:
@@ -51,6 +54,7 @@ class BundlePublisher:
         debounce: float = 0.2,
         shard_limit: int = SHARD_LIMIT,
         write_rate: float = WRITE_RATE,
+        write_burst: float = WRITE_BURST,
     ) -> None:
         self._clock = clock
         self._debounce = debounce
@@ -61,7 +65,7 @@ class BundlePublisher:
         self._writer = BundleWriter(kube, name)
         self._count = 0  # shards in use (0: not known yet); grows, never shrinks
         self._publishing = False
-        self._write_rate = write_rate
+        self._budget = WriteBudget(write_rate, write_burst)
         self.last: Rendered | None = None
         self.publishes = 0
         self.on_size: Callable[[Rendered], None] = lambda _: None
@@ -96,7 +100,6 @@ class BundlePublisher:
 
     async def _run(self) -> None:
         took = 0.0
-        budget_at = 0.0  # monotonic time the write budget allows the next publish
         while True:
             await self._dirty.wait()
             if self.acting is not None:
@@ -108,7 +111,7 @@ class BundlePublisher:
             # pre-publication time: a new key must still reach the bundles promptly; and
             # not before the write budget allows.
             await asyncio.sleep(max(self._debounce, min(took, MAX_STRETCH)))
-            await asyncio.sleep(max(0.0, budget_at - time.monotonic()))
+            await asyncio.sleep(self._budget.wait(time.monotonic()))
             self._dirty.clear()
             started = time.monotonic()
             written = self._writer.bytes_written
@@ -122,7 +125,7 @@ class BundlePublisher:
             finally:
                 self._publishing = False
             took = time.monotonic() - started
-            budget_at = started + (self._writer.bytes_written - written) / self._write_rate
+            self._budget.spend(self._writer.bytes_written - written, time.monotonic())
 
     async def publish_once(self) -> None:
         assert self._sources is not None

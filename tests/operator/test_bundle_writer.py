@@ -181,8 +181,9 @@ def test_a_restarted_writer_carries_on_the_count_and_the_generation() -> None:
 
 
 def test_publishes_keep_to_the_write_budget_and_count_what_they_wrote() -> None:
-    """A burst of changes: after a publish that wrote W bytes, the next one starts no
-    sooner than W / write_rate later (the etcd budget), and nothing is lost meanwhile."""
+    """A burst of changes with no burst allowance left: after a publish that wrote W bytes,
+    the next one starts no sooner than W / write_rate later (the etcd budget), and nothing
+    is lost meanwhile."""
     api = FakeApi()
     publisher = BundlePublisher(
         api,  # type: ignore[arg-type]
@@ -191,6 +192,7 @@ def test_publishes_keep_to_the_write_budget_and_count_what_they_wrote() -> None:
         debounce=0.01,
         shard_limit=6_000,
         write_rate=100_000,  # bytes a second: a 40-issuer bundle takes ~0.2 s of budget
+        write_burst=0,
     )
     starts: list[float] = []
     rotated = [0]
