@@ -93,14 +93,17 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument(
         "--pre-publish",
-        default="10s",
         help="rotation.prePublish of every identity: how long a new key is published "
-        "before it signs (the sweep takes at least this long)",
+        "before it signs (the sweep takes at least this long). It must cover a publish's "
+        "write budget (docs/scaling.md): by default 10s up to 2,000 identities, else 60s",
     )
     parser.add_argument("--no-sweep", action="store_true", help="skip step 3")
     parser.add_argument("--no-restart", action="store_true", help="skip step 4")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.pre_publish is None:
+        args.pre_publish = "10s" if args.identities <= 2000 else "60s"
+    return args
 
 
 def run(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) -> None:
