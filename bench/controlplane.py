@@ -93,13 +93,17 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument(
         "--pre-publish",
-        default="10s",
         help="rotation.prePublish of every identity: how long a new key is published "
-        "before it signs (the sweep takes at least this long)",
+        "before it signs (the sweep takes at least this long). It must cover a publish's "
+        "write budget (docs/scaling.md): by default 10s up to 2,000 identities, else 60s",
     )
+    parser.add_argument("--no-sweep", action="store_true", help="skip step 3")
     parser.add_argument("--no-restart", action="store_true", help="skip step 4")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.pre_publish is None:
+        args.pre_publish = "10s" if args.identities <= 2000 else "60s"
+    return args
 
 
 def run(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) -> None:
@@ -139,8 +143,9 @@ def run(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) -> Non
             metrics = operator_metrics(operator.port)
             results["bundle_bytes"] = int(metrics["jwtmesh_operator_bundle_bytes"])
             results["bundle_shards"] = int(metrics["jwtmesh_operator_bundle_shards"])
-            say(f"step 3: rotation sweep of all {args.identities}")
-            results.update(sweep(bench, lambda: operator_metrics(operator.port)))
+            if not args.no_sweep:
+                say(f"step 3: rotation sweep of all {args.identities}")
+                results.update(sweep(bench, lambda: operator_metrics(operator.port)))
             results["operator_peak_rss_mib"] = round(rss_mib(operator.process.pid)[1], 1)
             say(f"operator RSS peak so far {results['operator_peak_rss_mib']} MiB")
             if not args.no_restart:
