@@ -132,6 +132,20 @@ def check_kubeconfig(path: str) -> None:
         raise KubeconfigError(f"not a usable kubeconfig: {detail}") from None
 
 
+def _check_inputs(kubeconfig: str | None, envoy_image: str, sidecar_image: str) -> None:
+    for flag, image in (("--envoy-image", envoy_image), ("--sidecar-image", sidecar_image)):
+        if not image or any(c.isspace() for c in image):
+            raise click.BadParameter(f"{image!r} is not an image reference", param_hint=flag)
+    if kubeconfig:
+        # Before anything imports `kubernetes`: its default kubeconfig path (which kopf's
+        # login uses) is read from the environment once, at import time.
+        os.environ["KUBECONFIG"] = kubeconfig
+        try:
+            check_kubeconfig(kubeconfig)
+        except KubeconfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--kubeconfig") from None
+
+
 @click.command(
     "jwtmesh-operator", cls=RootCommand, context_settings={"help_option_names": ["-h", "--help"]}
 )
@@ -288,17 +302,7 @@ def main(
     log_level: str,
 ) -> None:
     """Run the ServiceIdentity operator (kopf) until SIGTERM."""
-    for flag, image in (("--envoy-image", envoy_image), ("--sidecar-image", sidecar_image)):
-        if not image or any(c.isspace() for c in image):
-            raise click.BadParameter(f"{image!r} is not an image reference", param_hint=flag)
-    if kubeconfig:
-        # Before anything imports `kubernetes`: its default kubeconfig path (which kopf's
-        # login uses) is read from the environment once, at import time.
-        os.environ["KUBECONFIG"] = kubeconfig
-        try:
-            check_kubeconfig(kubeconfig)
-        except KubeconfigError as exc:
-            raise click.BadParameter(str(exc), param_hint="--kubeconfig") from None
+    _check_inputs(kubeconfig, envoy_image, sidecar_image)
     from jwtmesh_operator.main import run
 
     host, port = split_host_port(http_listen)

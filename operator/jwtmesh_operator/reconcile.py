@@ -57,19 +57,14 @@ async def reconcile_identity(
     *,
     fresh: bool | None = None,
 ) -> float:
-    """Bring one identity's Secret, policy and status to what they should be now.
-    Returns when it next needs attention (Unix time).
-
-    `fresh` (by default: the identity was never reconciled, its status has no
-    observedGeneration): its Secret, policy ConfigMap and NetworkPolicy are created
-    without being looked up first, as they almost never exist yet; where one does, the
-    create conflicts and that object is read and dealt with as usual."""
-    if fresh is None:
-        fresh = (body.get("status") or {}).get("observedGeneration") is None
-    now = state.clock()
-    meta = body["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
+    """Bring one identity's Secret, policy and status to what they should be now; returns
+    when it next needs attention (Unix time). `fresh` (default: never reconciled, no
+    observedGeneration): its objects are created without a lookup first (a conflict reads
+    the one that exists and carries on as usual)."""
     status: dict[str, Any] = dict(body.get("status") or {})
+    fresh = status.get("observedGeneration") is None if fresh is None else fresh
+    now, meta = state.clock(), body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
     try:
         spec = parse_spec(namespace, name, body.get("spec") or {}, state.config.trust_domain)
     except SpecError as exc:
@@ -85,10 +80,40 @@ async def reconcile_identity(
     stored: StoredKeys | None = read_secret_data(secret.data) if secret is not None else None
 
     rotate_value = new_rotation_request(meta, status)
-    rotate_requested = rotate_value is not None
     decision = decide_identity(
-        spec, stored, status, now, rotate_requested=rotate_requested, compromised=compromised
+        spec,
+        stored,
+        status,
+        now,
+        rotate_requested=rotate_value is not None,
+        compromised=compromised,
     )
+    planned, public, data = await _desired_secret(state, spec, decision, stored, resolved, now)
+    if (secret is None or secret.data != data) and not await _write_secret(
+        state, body, spec, secret, data
+    ):
+        if fresh:  # it existed after all: decide again from what it holds
+            return await reconcile_identity(state, body, resolved, compromised, fresh=False)
+        return now + 0.5  # someone wrote meanwhile: start over from what is there now
+
+    await _write_policy(state, body, spec, fresh)
+    final = replace(decision.plan, keys=planned)
+    extra = _ready_status(spec, final, public, now, rotate_value)
+    await _report_ready(state, body, status, now, extra, next_rotation(final, now))
+    _announce(state, body, decision, final, now)
+    state.counters.reconciles += 1
+    return final.wake_at
+
+
+async def _desired_secret(
+    state: OperatorState,
+    spec: IdentitySpec,
+    decision: IdentityDecision,
+    stored: StoredKeys | None,
+    resolved: Resolved,
+    now: float,
+) -> tuple[tuple[KeySchedule, ...], dict[str, PublicKey], dict[str, bytes]]:
+    """The keys the identity should have now (new ones generated) and its Secret's data."""
     planned, public, private = await _generate_new_keys(state, spec, decision, stored)
     data = render_secret_data(
         issuer=spec.issuer,
@@ -100,16 +125,18 @@ async def reconcile_identity(
         now=now,
         claims=resolved.claims,
     )
-    if (secret is None or secret.data != data) and not await _write_secret(
-        state, body, spec, secret, data
-    ):
-        if fresh:  # it existed after all: decide again from what it holds
-            return await reconcile_identity(state, body, resolved, compromised, fresh=False)
-        return now + 0.5  # someone wrote meanwhile: start over from what is there now
+    return planned, public, data
 
-    await _write_policy(state, body, spec, fresh)
-    final = replace(decision.plan, keys=planned)
-    extra = {
+
+def _ready_status(
+    spec: IdentitySpec,
+    final: Plan,
+    public: dict[str, PublicKey],
+    now: float,
+    rotate_value: str | None,
+) -> dict[str, Any]:
+    """What a Ready identity's status says beyond its condition."""
+    extra: dict[str, Any] = {
         "issuer": spec.issuer,
         "audience": spec.audience,
         "secretName": spec.secret_name,
@@ -117,12 +144,9 @@ async def reconcile_identity(
         "nextRotation": iso(next_rotation(final, now)),
         "keys": status_keys(final, public, now),
     }
-    if rotate_requested:
+    if rotate_value is not None:
         extra["lastRotationRequest"] = rotate_value
-    await _report_ready(state, body, status, now, extra, next_rotation(final, now))
-    _announce(state, body, decision, final, now)
-    state.counters.reconciles += 1
-    return final.wake_at
+    return extra
 
 
 def new_rotation_request(meta: Any, status: dict[str, Any]) -> str | None:
