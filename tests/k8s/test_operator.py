@@ -29,7 +29,9 @@ from jwtmesh_testing.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.k8s
 FAST = {
-    "rotation": {"period": "6s", "prePublish": "2s", "retain": "31s"},
+    # prePublish leaves a publish 3 s to reach the bundle before the key signs (the test
+    # checks 1 s ahead): on a loaded CI machine a publish to every namespace took over 1 s.
+    "rotation": {"period": "8s", "prePublish": "4s", "retain": "31s"},
     "maxTokenLifetime": "1s",
 }
 
