@@ -195,10 +195,10 @@ def run(config: OperatorConfig, namespaces: list[str], elect: bool) -> None:
     global _config, _elect
     _config, _elect = config, elect
     tune_malloc()  # before any thread starts
+    configure_logging(config.log_level)
     toggles.install()  # kopf's index wait, O(1) per change: restarts over thousands of objects
     if config.webhook_address:
         from jwtmesh_operator import admission  # noqa: F401 - registers the mutate handler
-    configure_logging(config.log_level)
     # Standalone: kopf's own peering would pause every replica but one, and a paused
     # replica's indexes stop following the cluster. The Lease decides who acts instead.
     kopf.run(clusterwide=not namespaces, namespaces=namespaces, standalone=True)

@@ -89,10 +89,33 @@ class FastToggleSet(aiotoggles.ToggleSet):
         self._reached[not state].clear()
 
 
-def install() -> bool:
-    """Use FastToggleSet wherever kopf makes a ToggleSet from now on."""
-    if not isinstance(getattr(aiotoggles, "ToggleSet", None), type):
-        log.warning("kopf's ToggleSet not found: starting over many objects stays slow")
+TESTED_KOPF = ((1, 43), (1, 46))  # [from, to): the versions the private contract was tested on
+
+
+def install(version: str | None = None) -> bool:
+    """Use FastToggleSet wherever kopf makes a ToggleSet from now on, where kopf is a
+    version it was tested with and still has the set; otherwise kopf's own set runs
+    (correct, only slow to start over thousands of objects). Logs which one runs."""
+    found = version if version is not None else _kopf_version()
+    parsed = _parse(found)
+    tested = parsed is not None and TESTED_KOPF[0] <= parsed < TESTED_KOPF[1]
+    if not tested or not isinstance(getattr(aiotoggles, "ToggleSet", None), type):
+        log.warning("kopf %s: its own ToggleSet runs (starting over many objects is slower)", found)
         return False
     aiotoggles.ToggleSet = FastToggleSet  # type: ignore[misc]
+    log.info("kopf %s: FastToggleSet runs kopf's index wait", found)
     return True
+
+
+def _kopf_version() -> str:
+    from importlib.metadata import version
+
+    return version("kopf")
+
+
+def _parse(found: str) -> tuple[int, int] | None:
+    parts = found.split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return None

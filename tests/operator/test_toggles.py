@@ -83,3 +83,17 @@ def test_install_puts_it_where_kopf_makes_its_sets(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(aiotoggles, "ToggleSet", aiotoggles.ToggleSet)  # restored after
     assert install()
     assert aiotoggles.ToggleSet is FastToggleSet
+
+
+def test_outside_the_tested_kopf_versions_kopfs_own_set_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fence's fallback: an untested kopf (or one without the set) keeps its own set."""
+    original = aiotoggles.ToggleSet
+    monkeypatch.setattr(aiotoggles, "ToggleSet", original)  # restored after
+    assert not install("1.46.0")
+    assert not install("2.0")
+    assert not install("not-a-version")
+    assert aiotoggles.ToggleSet is original
+    monkeypatch.setattr(aiotoggles, "ToggleSet", None)
+    assert not install("1.45.2")
