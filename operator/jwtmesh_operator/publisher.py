@@ -37,12 +37,10 @@ from jwtmesh_operator.bundles import build_bundle
 from jwtmesh_operator.kube import Kube
 from jwtmesh_operator.rendering import BundleRenderer, Rendered
 from jwtmesh_operator.sources import BundleSources
-from jwtmesh_operator.write_budget import WriteBudget
+from jwtmesh_operator.write_budget import WRITE_BURST, WRITE_RATE, WriteBudget
 
 log = logging.getLogger("jwtmesh.operator.publisher")
 MAX_STRETCH = 1.0  # seconds: the longest a burst may delay the next publish
-WRITE_RATE = 2 * 1024 * 1024  # bytes a second: ~600 MiB between two etcd compactions
-WRITE_BURST = 64 * 1024 * 1024  # bytes at once: a mesh's everyday publishes never wait
 
 
 class BundlePublisher:

@@ -12,6 +12,7 @@ from jwtmesh.cluster import BUNDLE_CONFIGMAP, POLICY_SUFFIX
 from jwtmesh.shards import SHARD_LIMIT
 from jwtmesh_operator.readiness import Readiness
 from jwtmesh_operator.spec import DEFAULT_TRUST_DOMAIN
+from jwtmesh_operator.write_budget import WRITE_RATE
 
 T = TypeVar("T")
 
@@ -32,7 +33,7 @@ class OperatorConfig:
     bundle_label: str = "jwtmesh.io/trust-bundle"  # namespaces carrying it get the bundle too
     bundle_shard_bytes: int = SHARD_LIMIT  # the largest shard (smaller only to test sharding)
     # Bytes a second the bundle publishes write on average (publisher.py: the etcd budget).
-    bundle_write_rate: int = 2 * 1024 * 1024
+    bundle_write_rate: int = WRITE_RATE
     policy_suffix: str = POLICY_SUFFIX
     http_address: str = "0.0.0.0"  # noqa: S104 - JWKS/discovery/metrics serve the cluster
     http_port: int = 8080

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+WRITE_RATE = 2 * 1024 * 1024  # bytes a second: ~600 MiB between two etcd compactions
+WRITE_BURST = 64 * 1024 * 1024  # bytes at once: a mesh's everyday publishes never wait
+
 
 @dataclass
 class WriteBudget:

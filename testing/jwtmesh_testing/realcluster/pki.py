@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from jwtmesh_testing.localpki import CA_KEY_USAGE
 from jwtmesh_testing.realcluster.layout import (
     CLUSTER_DOMAIN,
     GATEWAY,
@@ -73,17 +74,7 @@ def _builder(subject: x509.Name, public: ec.EllipticCurvePublicKey) -> x509.Cert
 def _ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name("jwtmesh-cluster-ca", None)
-    usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    usage = CA_KEY_USAGE
     certificate = (
         _builder(name, key.public_key())
         .issuer_name(name)
