@@ -69,6 +69,18 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def operator_cost(pid: int, port: int, since: tuple[float, float]) -> tuple[float, float]:
+    """(CPU seconds, seconds in the garbage collector) the operator spent after `since`."""
+    gc_now = operator_metrics(port)["jwtmesh_operator_gc_seconds_total"]
+    return round(cpu_seconds(pid) - since[0], 1), round(gc_now - since[1], 1)
+
+
 def bundle_bytes_per_identity() -> dict[str, float]:
     """Canonical bundle bytes per identity with two published keys, per algorithm."""
     result = {}
@@ -138,14 +150,23 @@ def run(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) -> Non
             results["operator_rss_mib_idle"] = round(rss_mib(operator.process.pid)[0], 1)
             say(f"operator RSS with no identities: {results['operator_rss_mib_idle']} MiB")
             say(f"step 2: applying {args.identities} {args.algorithm} identities")
+            pid = operator.process.pid
+            spent = operator_cost(pid, operator.port, (0.0, 0.0))
             results.update(create(bench, args.identities, args.namespaces, spec))
+            cost = operator_cost(pid, operator.port, spent)
+            results["operator_cpu_s_create"], results["operator_gc_s_create"] = cost
+            say(f"operator CPU while creating {cost[0]} s, of which garbage collection {cost[1]} s")
             results["operator_rss_mib_after_create"] = round(rss_mib(operator.process.pid)[0], 1)
             metrics = operator_metrics(operator.port)
             results["bundle_bytes"] = int(metrics["jwtmesh_operator_bundle_bytes"])
             results["bundle_shards"] = int(metrics["jwtmesh_operator_bundle_shards"])
             if not args.no_sweep:
                 say(f"step 3: rotation sweep of all {args.identities}")
+                spent = operator_cost(pid, operator.port, (0.0, 0.0))
                 results.update(sweep(bench, lambda: operator_metrics(operator.port)))
+                cost = operator_cost(pid, operator.port, spent)
+                results["operator_cpu_s_sweep"], results["operator_gc_s_sweep"] = cost
+                say(f"operator CPU in the sweep {cost[0]} s, garbage collection {cost[1]} s")
             results["operator_peak_rss_mib"] = round(rss_mib(operator.process.pid)[1], 1)
             say(f"operator RSS peak so far {results['operator_peak_rss_mib']} MiB")
             if not args.no_restart:

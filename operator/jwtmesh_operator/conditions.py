@@ -44,4 +44,7 @@ def set_condition(
         "observedGeneration": generation,
         "lastTransitionTime": transition,
     }
-    return [c for c in conditions if c.get("type") != type_] + [updated]
+    if previous is None:
+        return [*conditions, updated]
+    # In place: a status already right compares equal, and is not patched again.
+    return [updated if c is previous else c for c in conditions]

@@ -9,6 +9,7 @@ only the replica holding the Lease acts on them (the scheduler and the publisher
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -26,6 +27,8 @@ from jwtmesh_operator.indexes import (
     revocation_records,
     sources,
 )
+from jwtmesh_operator.kube import secret_of
+from jwtmesh_operator.latest import as_json
 from jwtmesh_operator.reconcile import (
     CONFLICTS,
     RETRY_AFTER_ERROR,
@@ -81,7 +84,7 @@ async def reconcile_one(state: OperatorState, key: tuple[str, str]) -> float | N
 
     identities = state.names_memo.get(names, max_stale=STALE_OK)
     resolved = identities.get(key)
-    body = await state.kube.read_custom(API_GROUP, API_VERSION, "serviceidentities", *key)
+    body = await _latest_identity(state, key)
     if body is None:
         state.forget(key)
         return None
@@ -110,7 +113,20 @@ async def reconcile_one(state: OperatorState, key: tuple[str, str]) -> float | N
         state.events.warn(body, "ReconcileFailed", f"{type(exc).__name__}; retrying")
         wake_at = state.clock() + RETRY_AFTER_ERROR
     publish(state)
+    state.known_identities.release(key, wake_at, state.clock())
     return wake_at
+
+
+async def _latest_identity(state: OperatorState, key: tuple[str, str]) -> Any:
+    """The identity as last written or seen by this process (latest.py), else as the API
+    server has it now (None: it is gone)."""
+    known = state.known_identities.get(key)
+    if known is not None:
+        return json.loads(known)
+    body = await state.kube.read_custom(API_GROUP, API_VERSION, "serviceidentities", *key)
+    if body is not None:
+        state.known_identities.remember(key, body["metadata"]["resourceVersion"], as_json(body))
+    return body
 
 
 def _refused_now(state: OperatorState) -> set[tuple[str, str]]:
@@ -133,6 +149,10 @@ async def identity_event(
     An update with nothing the last reconcile did not see (our own status write) is
     ignored: the identity is already due when it next needs attention."""
     state = operator_state(memo)
+    raw = event.get("object") or {}
+    version = str(body["metadata"].get("resourceVersion"))
+    if event.get("type") != "DELETED":
+        state.known_identities.seen((namespace, name), version, lambda: as_json(raw))
     if event.get("type") == "MODIFIED" and nothing_new(body):
         return
     changed(memo)
@@ -165,10 +185,13 @@ async def identity_secret_changed(
     every change, our own writes included (their new keys are published from here)."""
     state = changed(memo, names=False)
     key = (namespace, name)
-    own = state.own_secret_versions.get(key)
     if event.get("type") == "DELETED":
-        state.own_secret_versions.pop(key, None)
-    if own is None or own != meta.get("resourceVersion") or event.get("type") == "DELETED":
+        state.known_secrets.deleted(key)
+        own = False
+    else:
+        raw, version = event.get("object") or {}, str(meta.get("resourceVersion"))
+        own = state.known_secrets.seen(key, version, lambda: secret_of(raw))
+    if not own:
         state.scheduler.now((namespace, labels[IDENTITY_LABEL]))
     publish(state)
 

@@ -78,6 +78,11 @@ METRICS: dict[str, tuple[str, str]] = {
         "counter",
         "Kubernetes Events about identities, by result (posted; dropped: queue full; failed)",
     ),
+    "jwtmesh_operator_gc_seconds_total": (
+        "counter",
+        "Seconds the operator spent in Python's garbage collector",
+    ),
+    "jwtmesh_operator_gc_collections_total": ("counter", "Garbage collections that ran"),
     "jwtmesh_operator_synced": (
         "gauge",
         "1 once every index is filled from the API server (0 while starting or standing by)",
@@ -121,6 +126,8 @@ def metrics_text(state: OperatorState) -> str:
             ('{result="dropped"}', state.events.dropped),
             ('{result="failed"}', state.events.failed),
         ],
+        "jwtmesh_operator_gc_seconds_total": [("", round(state.collector.seconds, 6))],
+        "jwtmesh_operator_gc_collections_total": [("", state.collector.collections)],
         "jwtmesh_operator_synced": [("", 1 if state.readiness.synced else 0)],
         "jwtmesh_operator_identity_ready": [],
         "jwtmesh_operator_identity_next_rotation_seconds": [],

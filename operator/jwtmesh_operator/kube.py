@@ -62,6 +62,12 @@ def _stored(data: dict[str, bytes], metadata: dict[str, Any]) -> Stored:
     )
 
 
+def secret_of(secret: dict[str, Any]) -> Stored:
+    """A Secret as the API serves it (JSON: data in base64), decoded."""
+    data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+    return _stored(data, secret["metadata"])
+
+
 def _read_json(call: Any, *args: Any) -> dict[str, Any] | None:
     """GET one object as the API serves it (None: 404). Plain JSON: the client's models
     cost more CPU than the request itself, thousands of times per sweep."""
@@ -89,10 +95,7 @@ class Kube:
         secret = await asyncio.to_thread(
             _read_json, self.core.read_namespaced_secret, name, namespace
         )
-        if secret is None:
-            return None
-        data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
-        return _stored(data, secret["metadata"])
+        return None if secret is None else secret_of(secret)
 
     async def read_custom(
         self, group: str, version: str, plural: str, namespace: str, name: str
@@ -298,11 +301,12 @@ class Kube:
         namespace: str | None,
         name: str,
         status: dict[str, Any],
-    ) -> None:
-        """Patch the status of a namespaced object, or of a cluster-scoped one (namespace None)."""
+    ) -> dict[str, Any] | None:
+        """Patch the status of a namespaced object, or of a cluster-scoped one (namespace
+        None); returns the object as patched (None: it was deleted meanwhile)."""
         try:
             if namespace is None:
-                await asyncio.to_thread(
+                patched = await asyncio.to_thread(
                     self.custom.patch_cluster_custom_object_status,
                     group,
                     version,
@@ -310,19 +314,21 @@ class Kube:
                     name,
                     {"status": status},
                 )
-                return
-            await asyncio.to_thread(
-                self.custom.patch_namespaced_custom_object_status,
-                group,
-                version,
-                namespace,
-                plural,
-                name,
-                {"status": status},
-            )
+            else:
+                patched = await asyncio.to_thread(
+                    self.custom.patch_namespaced_custom_object_status,
+                    group,
+                    version,
+                    namespace,
+                    plural,
+                    name,
+                    {"status": status},
+                )
         except ApiException as exc:
             if exc.status != 404:  # deleted meanwhile: nothing to report to
                 raise
+            return None
+        return cast(dict[str, Any], patched)
 
 
 def _camel_owner(owner: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from jwtmesh.logs import configure_logging
 from jwtmesh_operator import handlers, indexes, toggles
+from jwtmesh_operator.collector import keep_long_lived_frozen
 from jwtmesh_operator.events import EventRecorder
 from jwtmesh_operator.handlers import reconcile_one
 from jwtmesh_operator.http import make_app
@@ -91,6 +92,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         log.warning("cannot read CRD %s: trust bundles are written without an owner", IDENTITY_CRD)
     memo["state"] = state
     memo["tasks"], memo["lease"] = _start_acting(state, owner)
+    state.collector.install()
+    memo["tasks"].append(asyncio.get_running_loop().create_task(keep_long_lived_frozen()))
 
     def sources() -> BundleSources | None:
         return state.sources_memo.get(lambda: indexes.sources(state.indexes, state))

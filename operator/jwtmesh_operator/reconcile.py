@@ -27,7 +27,8 @@ from jwtmesh_operator.desired import (
     status_keys,
 )
 from jwtmesh_operator.keystore import SECRET_TYPE, StoredKeys, read_secret_data, render_secret_data
-from jwtmesh_operator.kube import Conflict, Stored, owner_reference
+from jwtmesh_operator.kube import MANAGED_BY, Conflict, Stored, owner_reference
+from jwtmesh_operator.latest import as_json
 from jwtmesh_operator.planning import UP_TO_DATE, KeySchedule, Plan
 from jwtmesh_operator.rendering import size_condition
 from jwtmesh_operator.spec import (
@@ -73,7 +74,7 @@ async def reconcile_identity(
         # Another namespace's (or an older identity's) issuer or audience: never published.
         return await _refuse(state, body, status, now, *astuple(resolved.refusal))
     spec = replace(spec, issuer=resolved.issuer, audience=resolved.audience)
-    secret = None if fresh else await state.kube.read_secret(namespace, spec.secret_name)
+    secret = None if fresh else await _latest_secret(state, namespace, spec.secret_name)
     taken = _secret_taken(secret, name, meta.get("uid"))
     if taken is not None:
         return await _refuse(state, body, status, now, "SecretNameTaken", taken)
@@ -102,7 +103,20 @@ async def reconcile_identity(
     await _report_ready(state, body, status, now, extra, next_rotation(final, now))
     _announce(state, body, decision, final, now)
     state.counters.reconciles += 1
+    state.known_secrets.release((namespace, spec.secret_name), final.wake_at, now)
     return final.wake_at
+
+
+async def _latest_secret(state: OperatorState, namespace: str, name: str) -> Stored | None:
+    """The Secret as last written or seen by this process (latest.py), else as the API
+    server has it now."""
+    known = state.known_secrets.get((namespace, name))
+    if known is not None:
+        return known
+    secret = await state.kube.read_secret(namespace, name)
+    if secret is not None:
+        state.known_secrets.remember((namespace, name), secret.resource_version, secret)
+    return secret
 
 
 async def _desired_secret(
@@ -182,8 +196,11 @@ async def _write_secret(
             resource_version=None if secret is None else secret.resource_version,
         )
     except Conflict:
+        state.known_secrets.forget((spec.namespace, spec.secret_name))
         return False
-    state.own_secret_versions[(spec.namespace, spec.secret_name)] = version
+    labels = {**MANAGED_BY, IDENTITY_LABEL: spec.name}
+    written = Stored(data, version, labels, spec.secret_name, frozenset({body["metadata"]["uid"]}))
+    state.known_secrets.remember((spec.namespace, spec.secret_name), version, written)
     return True
 
 
@@ -382,11 +399,27 @@ async def _patch_status(
         conditions = cond.set_condition(
             conditions, cond.BUNDLE_SIZE, ok, size_reason, size_message, generation, stamp
         )
-    await state.kube.patch_status(
-        API_GROUP,
-        API_VERSION,
-        PLURAL,
-        namespace,
-        name,
-        {**extra, "conditions": conditions, "observedGeneration": generation},
-    )
+    patch = {**extra, "conditions": conditions, "observedGeneration": generation}
+    if _says_already(status, patch):
+        return  # e.g. a restart's reconcile of an identity with nothing due
+    patched = await state.kube.patch_status(API_GROUP, API_VERSION, PLURAL, namespace, name, patch)
+    if patched is not None:
+        version = patched["metadata"]["resourceVersion"]
+        state.known_identities.remember((namespace, name), version, as_json(patched))
+
+
+def _says_already(status: dict[str, Any], patch: dict[str, Any]) -> bool:
+    """Whether the status already says what the patch would (a merge patch: a null field
+    is one the status does not have), but for the bundle's size in bytes (it changes with
+    every publish: not worth a write per identity by itself)."""
+
+    def comparable(value: Any) -> Any:
+        if isinstance(value, dict):
+            if value.get("type") == cond.BUNDLE_SIZE:
+                value = {**value, "message": ""}
+            return {k: comparable(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [comparable(item) for item in value]
+        return value
+
+    return all(comparable(status.get(field)) == comparable(value) for field, value in patch.items())

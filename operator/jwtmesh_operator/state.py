@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from jwtmesh.cluster import BUNDLE_CONFIGMAP, POLICY_SUFFIX
 from jwtmesh.shards import SHARD_LIMIT
+from jwtmesh_operator.collector import CollectorTime
+from jwtmesh_operator.latest import LatestKnown
 from jwtmesh_operator.readiness import Readiness
 from jwtmesh_operator.spec import DEFAULT_TRUST_DOMAIN
 from jwtmesh_operator.write_budget import WRITE_RATE
@@ -18,7 +20,7 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from jwtmesh_operator.events import EventRecorder
-    from jwtmesh_operator.kube import Kube
+    from jwtmesh_operator.kube import Kube, Stored
     from jwtmesh_operator.publisher import BundlePublisher
     from jwtmesh_operator.scheduler import Scheduler
 
@@ -132,6 +134,7 @@ class OperatorState:
     # does it reconcile, publish and report status.
     acting: asyncio.Event = field(default_factory=asyncio.Event)
     counters: Counters = field(default_factory=Counters)
+    collector: CollectorTime = field(default_factory=CollectorTime)
     clock: Callable[[], float] = time.time
     sources_memo: SourcesMemo = field(default_factory=SourcesMemo)
     # resolve_all alone (identities and grants): what reconciles decide from; Secret
@@ -142,9 +145,11 @@ class OperatorState:
     # Identities last reported refused for a name another holds (IssuerConflict,
     # AudienceConflict): woken when an identity is deleted, as one may now take its name.
     conflicted: set[tuple[str, str]] = field(default_factory=set)
-    # (namespace, Secret name) → the resourceVersion this operator last wrote: the watch
-    # event of our own write asks for no reconcile (a change by anyone else does).
-    own_secret_versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The newest identities (as JSON) and signing-key Secrets this process knows, while
+    # due again soon (latest.py). The watch event of our own Secret write asks for no
+    # reconcile; a change by anyone else does.
+    known_identities: LatestKnown[bytes] = field(default_factory=LatestKnown)
+    known_secrets: LatestKnown[Stored] = field(default_factory=LatestKnown)
     # (namespace, name) → (uid, generation) whose policy ConfigMap and NetworkPolicy this
     # process wrote or found right (reconcile._write_policy).
     policies_written: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
@@ -160,3 +165,4 @@ class OperatorState:
         self.identities.pop(key, None)
         self.policies_written.pop(key, None)
         self.conflicted.discard(key)
+        self.known_identities.deleted(key)

@@ -21,6 +21,7 @@ from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
 from jwtmesh_operator import conditions, desired, planning, revocations, tenancy
 from jwtmesh_operator.api_requests import RequestCounter
+from jwtmesh_operator.collector import CollectorTime
 from jwtmesh_operator.http import METRICS, metrics_text
 from jwtmesh_operator.readiness import Readiness
 from jwtmesh_sidecar.app import Sidecar
@@ -115,6 +116,7 @@ def test_the_documented_operator_metrics_are_what_it_serves() -> None:
         scheduler=SimpleNamespace(backlog=lambda: 0),
         kube=SimpleNamespace(requests=RequestCounter()),
         events=SimpleNamespace(posted=0, dropped=0, failed=0),
+        collector=CollectorTime(),
         clock=lambda: 0.0,
         readiness=Readiness(),
         identities={},

@@ -1,0 +1,82 @@
+"""The newest version this process knows of the objects a reconcile starts from (an
+identity, its Secret), so that a reconcile due soon after the last one need not read them
+from the API again.
+
+Reading both is half of a rotation's requests. Like an informer's cache, an entry comes
+from the watch (the object an event carries) or from the API itself (an object read, or
+returned by our own write at its new resourceVersion). The one hazard is an event older
+than our own write arriving after it (the watch lags): its object would lack what we just
+wrote, a rotation recorded as done for one. So:
+
+- an event at another version than the entry's drops the entry (the next reconcile reads
+  the API) and never replaces it;
+- an event fills an empty entry only if this process never wrote the object: then no
+  write of ours can be newer than the event.
+
+An entry is kept only while its object is due again soon (`release`): an idle identity
+costs no memory here. Writes still carry the resourceVersion they were decided from, so a
+stale entry costs at worst a conflict and a fresh read, never a lost key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Generic, TypeAlias, TypeVar
+
+V = TypeVar("V")
+Key: TypeAlias = tuple[str, str]  # (namespace, name)
+
+KEEP_FOR = 300.0  # seconds: entries of objects due again later than this are released
+
+
+class LatestKnown(Generic[V]):
+    def __init__(self) -> None:
+        self._entries: dict[Key, tuple[str, V]] = {}
+        self._written: set[Key] = set()  # objects this process read or wrote itself
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Key) -> V | None:
+        entry = self._entries.get(key)
+        return None if entry is None else entry[1]
+
+    def remember(self, key: Key, version: str, value: V) -> None:
+        """The object as the API server returned it: read now, or just written by us."""
+        self._entries[key] = (version, value)
+        self._written.add(key)
+
+    def seen(self, key: Key, version: str, value: Callable[[], V]) -> bool:
+        """A watch event carried the object at `version`; returns whether that is the
+        version known already (our own write coming back, or an event seen before)."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            if entry[0] == version:
+                return True
+            del self._entries[key]  # someone else's change, or an older event: read anew
+            return False
+        if key not in self._written:
+            self._entries[key] = (version, value())
+        return False
+
+    def forget(self, key: Key) -> None:
+        """Not to be trusted any more (a write conflicted): the next reconcile reads."""
+        self._entries.pop(key, None)
+
+    def deleted(self, key: Key) -> None:
+        """The object is gone; one created under its name is a new object."""
+        self._entries.pop(key, None)
+        self._written.discard(key)
+
+    def release(self, key: Key, due: float, now: float) -> None:
+        """Keep the entry only if its object is due again within KEEP_FOR."""
+        if due - now > KEEP_FOR:
+            self._entries.pop(key, None)
+
+
+def as_json(body: dict[str, Any]) -> bytes:
+    """An object as compact JSON, how identities are kept here (parsed: several times the
+    memory), without its managedFields (often half its size; no decision reads them)."""
+    meta = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
+    return json.dumps({**body, "metadata": meta}, separators=(",", ":")).encode()

@@ -1,0 +1,97 @@
+"""What the operator asks of the API server for a rotation and a restart (latest.py, and a
+status already right is not patched again): counted by the operator itself
+(jwtmesh_operator_api_requests_total), an operator watching only this test's namespace."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jwtmesh_testing.kubeapply import create_object, patch_object, service_identity, wait_for
+from jwtmesh_testing.localcluster import LocalCluster
+from jwtmesh_testing.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.k8s
+REQUEST = re.compile(
+    r'^jwtmesh_operator_api_requests_total\{verb="(\w+)",resource="([\w/]+)"\} (\S+)$'
+)
+
+
+def requests(operator: OperatorProcess) -> Counter[str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    found: Counter[str] = Counter()
+    for line in text.splitlines():
+        if match := REQUEST.match(line):
+            found[f"{match[1]} {match[2]}"] = int(float(match[3]))
+    return found
+
+
+def settled(operator: OperatorProcess, quiet: float = 2.0, timeout: float = 30) -> Counter[str]:
+    """The request counts once none has been made for `quiet` seconds."""
+    last, since = requests(operator), time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = requests(operator)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return now
+    raise TimeoutError(f"the operator kept making requests: {last}")
+
+
+def test_a_rotation_reads_each_object_once_and_a_restart_rewrites_nothing(
+    local_cluster: LocalCluster, crds: list[str], cluster_objects: Any, tmp_path: Path
+) -> None:
+    ns = cluster_objects.namespace("requests")
+    spec = {"rotation": {"period": "720h", "prePublish": "3s", "retain": "2h"}}
+    operator = OperatorProcess.for_cluster(local_cluster, tmp_path, extra=["--namespace", ns])
+    try:
+        create_object(
+            cluster_objects.api, ns, "serviceidentities", service_identity("herald", spec)
+        )
+        first = cluster_objects.ready_identity(ns, "herald")["status"]["activeKid"]
+        before = settled(operator)
+        patch_object(
+            cluster_objects.api,
+            ns,
+            "serviceidentities",
+            "herald",
+            {"metadata": {"annotations": {"jwtmesh.io/rotate": "now-1"}}},
+        )
+        wait_for(
+            lambda: cluster_objects.identity(ns, "herald")["status"]["activeKid"] != first,
+            20,
+            "the rotated key to sign",
+        )
+        rotation = settled(operator) - before
+        # Two reconciles: the successor made (the request changed the identity, so it is
+        # read; the Secret was let go, as the identity was not due for 720h), then
+        # activated 3 s later from what the first one wrote.
+        assert rotation["update secrets"] == 2, rotation
+        assert rotation["patch serviceidentities/status"] == 2, rotation
+        assert rotation["get serviceidentities"] <= 1, rotation
+        assert rotation["get secrets"] <= 1, rotation
+    finally:
+        operator.stop()
+
+    restarted = OperatorProcess.for_cluster(
+        local_cluster, tmp_path / "again", extra=["--namespace", ns]
+    )
+    try:
+        after_restart = settled(restarted)
+        # Every identity is reconciled once after a start; nothing was due, so its Secret
+        # and its status are found right and left alone.
+        assert after_restart["update secrets"] == 0, after_restart
+        assert after_restart["patch serviceidentities/status"] == 0, after_restart
+        assert after_restart["get secrets"] == 0, "seen in the watch already: " + str(after_restart)
+        assert after_restart["get serviceidentities"] == 0, after_restart
+    finally:
+        restarted.stop()
