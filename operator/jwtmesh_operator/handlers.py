@@ -9,7 +9,6 @@ only the replica holding the Lease acts on them (the scheduler and the publisher
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -27,8 +26,6 @@ from jwtmesh_operator.indexes import (
     revocation_records,
     sources,
 )
-from jwtmesh_operator.kube import secret_of
-from jwtmesh_operator.latest import as_json
 from jwtmesh_operator.reconcile import (
     CONFLICTS,
     RETRY_AFTER_ERROR,
@@ -122,10 +119,10 @@ async def _latest_identity(state: OperatorState, key: tuple[str, str]) -> Any:
     server has it now (None: it is gone)."""
     known = state.known_identities.get(key)
     if known is not None:
-        return json.loads(known)
+        return known
     body = await state.kube.read_custom(API_GROUP, API_VERSION, "serviceidentities", *key)
     if body is not None:
-        state.known_identities.remember(key, body["metadata"]["resourceVersion"], as_json(body))
+        state.known_identities.remember(key, body)
     return body
 
 
@@ -152,7 +149,7 @@ async def identity_event(
     raw = event.get("object") or {}
     version = str(body["metadata"].get("resourceVersion"))
     if event.get("type") != "DELETED":
-        state.known_identities.seen((namespace, name), version, lambda: as_json(raw))
+        state.known_identities.seen((namespace, name), version, lambda: raw)
     if event.get("type") == "MODIFIED" and nothing_new(body):
         return
     changed(memo)
@@ -190,7 +187,7 @@ async def identity_secret_changed(
         own = False
     else:
         raw, version = event.get("object") or {}, str(meta.get("resourceVersion"))
-        own = state.known_secrets.seen(key, version, lambda: secret_of(raw))
+        own = state.known_secrets.seen(key, version, lambda: raw)
     if not own:
         state.scheduler.now((namespace, labels[IDENTITY_LABEL]))
     publish(state)

@@ -62,6 +62,27 @@ def _stored(data: dict[str, bytes], metadata: dict[str, Any]) -> Stored:
     )
 
 
+def secret_object(
+    namespace: str,
+    name: str,
+    data: dict[str, bytes],
+    version: str,
+    labels: dict[str, str],
+    owner: dict[str, Any],
+) -> dict[str, Any]:
+    """A Secret as the API serves it, as `write_secret` wrote it (at `version`)."""
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "resourceVersion": version,
+            "labels": {**MANAGED_BY, **labels},
+            "ownerReferences": [_camel_owner(owner)],
+        },
+        "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+    }
+
+
 def secret_of(secret: dict[str, Any]) -> Stored:
     """A Secret as the API serves it (JSON: data in base64), decoded."""
     data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
@@ -92,10 +113,14 @@ class Kube:
         self.requests.install(api)
 
     async def read_secret(self, namespace: str, name: str) -> Stored | None:
-        secret = await asyncio.to_thread(
+        secret = await self.read_secret_object(namespace, name)
+        return None if secret is None else secret_of(secret)
+
+    async def read_secret_object(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret as the API serves it (JSON; None: it does not exist)."""
+        return await asyncio.to_thread(
             _read_json, self.core.read_namespaced_secret, name, namespace
         )
-        return None if secret is None else secret_of(secret)
 
     async def read_custom(
         self, group: str, version: str, plural: str, namespace: str, name: str

@@ -2,10 +2,15 @@
 
 Requests are coalesced: any number of changes within the debounce window cause one
 render and one write per namespace, and under a burst (a rotation sweep) the window
-stretches to the time the last publish took (at most MAX_STRETCH), so publishing does
-not crowd out reconciling. Publishes also keep to a write budget (write_budget.py:
-`write_rate` bytes a second on average, `write_burst` at once): each copy of a shard is up
-to 768 KiB in every namespace, so while thousands of identities are created or rotated
+stretches to the time the last publish took (at most MAX_WAIT_FOR_WRITES) and to three
+times the event loop's time it took to render (at most MAX_WAIT_FOR_RENDER), so
+publishing does not crowd out reconciling: at 10,000 identities a render (over every
+issuer) costs ~0.5 s of the loop, and waiting only as long as the last publish took, the
+publisher had half the operator's CPU during a sweep.
+
+Publishes also keep to a write budget (write_budget.py: `write_rate` bytes a second on
+average, `write_burst` at once): each copy of a shard is up to 768 KiB in every namespace,
+so while thousands of identities are created or rotated
 (every shard changing) unbudgeted publishes wrote gigabytes within minutes, more than etcd
 keeps between two compactions (the API server compacts every 5 minutes; etcd's default
 quota is 2 GiB, and past it every write in the cluster fails). Once the burst is spent, a
@@ -40,7 +45,12 @@ from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.write_budget import WRITE_BURST, WRITE_RATE, WriteBudget
 
 log = logging.getLogger("jwtmesh.operator.publisher")
-MAX_STRETCH = 1.0  # seconds: the longest a burst may delay the next publish
+# Under a burst, how long the next publish waits (seconds): at least as long as the last
+# one took, up to MAX_WAIT_FOR_WRITES; at least RENDER_SHARE times its render, up to
+# MAX_WAIT_FOR_RENDER (so rendering takes at most a quarter of the loop).
+MAX_WAIT_FOR_WRITES = 1.0
+RENDER_SHARE = 3.0
+MAX_WAIT_FOR_RENDER = 5.0
 
 
 class BundlePublisher:
@@ -64,6 +74,7 @@ class BundlePublisher:
         self._count = 0  # shards in use (0: not known yet); grows, never shrinks
         self._publishing = False
         self._budget = WriteBudget(write_rate, write_burst)
+        self._render_seconds = 0.0  # the event loop's time the last publish took
         self.last: Rendered | None = None
         self.publishes = 0
         self.on_size: Callable[[Rendered], None] = lambda _: None
@@ -105,10 +116,17 @@ class BundlePublisher:
                 # by the former holder have versions it did not write: it reads the
                 # manifests it does not know and rewrites what differs (bundle_writer.py).
                 await self.acting.wait()
-            # Stretched by the last publish's duration, capped well below any sensible
-            # pre-publication time: a new key must still reach the bundles promptly; and
-            # not before the write budget allows.
-            await asyncio.sleep(max(self._debounce, min(took, MAX_STRETCH)))
+            # Stretched by the last publish (module docstring), capped well below any
+            # sensible pre-publication time: a new key must still reach the bundles
+            # promptly; and not before the write budget allows.
+            rendering = RENDER_SHARE * self._render_seconds
+            await asyncio.sleep(
+                max(
+                    self._debounce,
+                    min(took, MAX_WAIT_FOR_WRITES),
+                    min(rendering, MAX_WAIT_FOR_RENDER),
+                )
+            )
             await asyncio.sleep(self._budget.wait(time.monotonic()))
             self._dirty.clear()
             started = time.monotonic()
@@ -127,12 +145,16 @@ class BundlePublisher:
 
     async def publish_once(self) -> None:
         assert self._sources is not None
+        started = time.perf_counter()
         sources = self._sources()
         namespaces = sorted(sources.namespaces)
+        rendering = time.perf_counter() - started
         await self._writer.learn(namespaces)
+        started = time.perf_counter()
         bundle = build_bundle(sources.published, sources.revocations, self._clock(), sources.meshes)
         previous = max(self._count, self._writer.largest_count())
         rendered = self._renderer.render(bundle, previous)
+        self._render_seconds = rendering + time.perf_counter() - started
         self._report(rendered)
         if rendered.over_limit:
             return

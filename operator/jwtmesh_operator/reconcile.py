@@ -27,8 +27,7 @@ from jwtmesh_operator.desired import (
     status_keys,
 )
 from jwtmesh_operator.keystore import SECRET_TYPE, StoredKeys, read_secret_data, render_secret_data
-from jwtmesh_operator.kube import MANAGED_BY, Conflict, Stored, owner_reference
-from jwtmesh_operator.latest import as_json
+from jwtmesh_operator.kube import Conflict, Stored, owner_reference, secret_object, secret_of
 from jwtmesh_operator.planning import UP_TO_DATE, KeySchedule, Plan
 from jwtmesh_operator.rendering import size_condition
 from jwtmesh_operator.spec import (
@@ -112,11 +111,12 @@ async def _latest_secret(state: OperatorState, namespace: str, name: str) -> Sto
     server has it now."""
     known = state.known_secrets.get((namespace, name))
     if known is not None:
-        return known
-    secret = await state.kube.read_secret(namespace, name)
-    if secret is not None:
-        state.known_secrets.remember((namespace, name), secret.resource_version, secret)
-    return secret
+        return secret_of(known)
+    found = await state.kube.read_secret_object(namespace, name)
+    if found is None:
+        return None
+    state.known_secrets.remember((namespace, name), found)
+    return secret_of(found)
 
 
 async def _desired_secret(
@@ -198,9 +198,9 @@ async def _write_secret(
     except Conflict:
         state.known_secrets.forget((spec.namespace, spec.secret_name))
         return False
-    labels = {**MANAGED_BY, IDENTITY_LABEL: spec.name}
-    written = Stored(data, version, labels, spec.secret_name, frozenset({body["metadata"]["uid"]}))
-    state.known_secrets.remember((spec.namespace, spec.secret_name), version, written)
+    labels, owner = {IDENTITY_LABEL: spec.name}, owner_reference(body)
+    written = secret_object(spec.namespace, spec.secret_name, data, version, labels, owner)
+    state.known_secrets.remember((spec.namespace, spec.secret_name), written)
     return True
 
 
@@ -404,8 +404,7 @@ async def _patch_status(
         return  # e.g. a restart's reconcile of an identity with nothing due
     patched = await state.kube.patch_status(API_GROUP, API_VERSION, PLURAL, namespace, name, patch)
     if patched is not None:
-        version = patched["metadata"]["resourceVersion"]
-        state.known_identities.remember((namespace, name), version, as_json(patched))
+        state.known_identities.remember((namespace, name), patched)
 
 
 def _says_already(status: dict[str, Any], patch: dict[str, Any]) -> bool:

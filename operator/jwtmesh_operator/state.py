@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from jwtmesh_operator.events import EventRecorder
-    from jwtmesh_operator.kube import Kube, Stored
+    from jwtmesh_operator.kube import Kube
     from jwtmesh_operator.publisher import BundlePublisher
     from jwtmesh_operator.scheduler import Scheduler
 
@@ -145,11 +145,11 @@ class OperatorState:
     # Identities last reported refused for a name another holds (IssuerConflict,
     # AudienceConflict): woken when an identity is deleted, as one may now take its name.
     conflicted: set[tuple[str, str]] = field(default_factory=set)
-    # The newest identities (as JSON) and signing-key Secrets this process knows, while
+    # The newest identities and signing-key Secrets this process knows, while
     # due again soon (latest.py). The watch event of our own Secret write asks for no
     # reconcile; a change by anyone else does.
-    known_identities: LatestKnown[bytes] = field(default_factory=LatestKnown)
-    known_secrets: LatestKnown[Stored] = field(default_factory=LatestKnown)
+    known_identities: LatestKnown = field(default_factory=LatestKnown)
+    known_secrets: LatestKnown = field(default_factory=LatestKnown)
     # (namespace, name) → (uid, generation) whose policy ConfigMap and NetworkPolicy this
     # process wrote or found right (reconcile._write_policy).
     policies_written: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
