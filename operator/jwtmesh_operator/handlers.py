@@ -147,9 +147,9 @@ async def identity_event(
     ignored: the identity is already due when it next needs attention."""
     state = operator_state(memo)
     raw = event.get("object") or {}
-    version = str(body["metadata"].get("resourceVersion"))
+    version, acting = str(body["metadata"].get("resourceVersion")), state.acting.is_set()
     if event.get("type") != "DELETED":
-        state.known_identities.seen((namespace, name), version, lambda: raw)
+        state.known_identities.seen((namespace, name), version, lambda: raw, fill=acting)
     if event.get("type") == "MODIFIED" and nothing_new(body):
         return
     changed(memo)
@@ -187,7 +187,7 @@ async def identity_secret_changed(
         own = False
     else:
         raw, version = event.get("object") or {}, str(meta.get("resourceVersion"))
-        own = state.known_secrets.seen(key, version, lambda: raw)
+        own = state.known_secrets.seen(key, version, lambda: raw, fill=state.acting.is_set())
     if not own:
         state.scheduler.now((namespace, labels[IDENTITY_LABEL]))
     publish(state)

@@ -52,16 +52,20 @@ class LatestKnown:
         self._entries[key] = (str(found["metadata"]["resourceVersion"]), pack(found))
         self._written.add(key)
 
-    def seen(self, key: Key, version: str, found: Callable[[], Object]) -> bool:
+    def seen(
+        self, key: Key, version: str, found: Callable[[], Object], *, fill: bool = True
+    ) -> bool:
         """A watch event carried the object at `version`; returns whether that is the
-        version known already (our own write coming back, or an event seen before)."""
+        version known already (our own write coming back, or an event seen before).
+        `fill`: an empty entry may be filled from it (not on a standing-by replica, which
+        reconciles nothing and would only hold every object)."""
         entry = self._entries.get(key)
         if entry is not None:
             if entry[0] == version:
                 return True
             del self._entries[key]  # someone else's change, or an older event: read anew
             return False
-        if key not in self._written:
+        if fill and key not in self._written:
             self._entries[key] = (version, pack(found()))
         return False
 

@@ -86,3 +86,10 @@ def test_a_secret_we_wrote_reads_back_as_the_api_would_serve_it() -> None:
     assert stored.labels["jwtmesh.io/identity"] == "census"
     assert stored.owner_uids == frozenset({"u-1"})
     assert stored.name == "census-key"
+
+
+def test_a_standing_by_replica_fills_nothing_from_the_watch() -> None:
+    known = LatestKnown()
+    assert known.seen(KEY, "3", never, fill=False) is False
+    assert known.get(KEY) is None
+    assert len(known) == 0
