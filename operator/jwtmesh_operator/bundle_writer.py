@@ -39,6 +39,11 @@ log = logging.getLogger("jwtmesh.operator.publisher")
 LABELS = {BUNDLE_OBJECT_LABEL: "true"}
 SELECTOR = f"{BUNDLE_OBJECT_LABEL}=true"
 MAX_ATTEMPTS = 10
+# Shard writes in flight at once, over every namespace. Each holds its shard (up to
+# 768 KiB) as text, then as the JSON body, then as the bytes sent: with every namespace's
+# shards written at once (50 at 10,000 identities in 10 namespaces) a publish added ~50 MiB
+# to the operator's RSS for a moment, its peak. The API server takes them no faster.
+WRITES_AT_ONCE = 4
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class BundleWriter:
         # What each namespace's manifest says (None: it has none), as last read or written.
         self._manifests: dict[str, Manifest | None] = {}
         self.bytes_written = 0  # the data of every object written, for the write budget
+        self._slots = asyncio.Semaphore(WRITES_AT_ONCE)
 
     def largest_count(self) -> int:
         """The most shards any namespace's manifest names (0: none known)."""
@@ -136,7 +142,12 @@ class BundleWriter:
         wanted = digest(data)
         if self._current(namespace, name, wanted, versions):
             return
-        version = versions.get(name)
+        async with self._slots:
+            await self._put_now(namespace, name, key, data, wanted, versions.get(name))
+
+    async def _put_now(
+        self, namespace: str, name: str, key: str, data: bytes, wanted: str, version: str | None
+    ) -> None:
         for _attempt in range(MAX_ATTEMPTS):
             try:
                 written = await self._kube.write_configmap(

@@ -6,10 +6,10 @@ and allocation-heavy work (a publish builds the bundle over every issuer) trigge
 collections all the time: in a 10,000-identity rotation sweep the operator spent 70 of its
 265 CPU seconds collecting (bench/controlplane.py, docs/scaling.md).
 
-So every minute what survived is frozen (gc.freeze: out of the collector's sight, still
+So every 30 seconds what survived is frozen (gc.freeze: out of the collector's sight, still
 freed by reference counting when let go), after one collection of what is not frozen yet,
 and the youngest generation is collected after more allocations than the default 700.
-Every tenth time everything is thawed first, so a reference cycle that was alive when
+Every 20th time everything is thawed first, so a reference cycle that was alive when
 frozen and died since is collected within ten minutes. `CollectorTime` counts the seconds
 spent collecting (a metric), so the effect stays visible.
 """
@@ -25,8 +25,8 @@ from typing import Any
 log = logging.getLogger("jwtmesh.operator.collector")
 
 YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
-FREEZE_EVERY = 60.0  # seconds: what survived since the last freeze is frozen too
-THAW_EVERY = 10  # every 10th time everything is collected first (a cycle is not kept forever)
+FREEZE_EVERY = 30.0  # seconds: what survived since the last freeze is frozen too
+THAW_EVERY = 20  # every 20th time everything is collected first (a cycle is not kept forever)
 
 
 class CollectorTime:

@@ -11,7 +11,7 @@ from typing import Any
 from jwtmesh.shards import parse_manifest
 from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, parse_bundle
-from jwtmesh_operator.bundle_writer import BundleWriter
+from jwtmesh_operator.bundle_writer import WRITES_AT_ONCE, BundleWriter
 from jwtmesh_operator.kube import Conflict, Stored
 from jwtmesh_operator.publisher import BundlePublisher
 from jwtmesh_operator.rendering import BundleRenderer, Rendered
@@ -217,3 +217,29 @@ def test_publishes_keep_to_the_write_budget_and_count_what_they_wrote() -> None:
     assert publisher.bytes_written >= first_bytes
     assert starts[1] - starts[0] >= 0.9 * first_bytes / 100_000
     assert parse_bundle(api.objects["tb"][1]["bundle.json"].encode()) == bundle(40, 3)
+
+
+def test_at_most_a_few_shard_writes_are_in_flight_at_once() -> None:
+    """Each write in flight holds its shard several times over (text, JSON body, bytes):
+    all of a publish's writes at once were the operator's memory peak."""
+
+    class SlowApi(FakeApi):
+        in_flight = 0
+        most = 0
+
+        async def write_configmap(
+            self, namespace: str, name: str, data: dict[str, str], **kwargs: Any
+        ) -> str:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            await asyncio.sleep(0.01)
+            self.in_flight -= 1
+            return await super().write_configmap(namespace, name, data, **kwargs)
+
+    api, renderer = SlowApi(), BundleRenderer(shard_limit=6_000)
+    writer = BundleWriter(api, "tb")  # type: ignore[arg-type]
+    rendered = renderer.render(bundle(80), 0)
+    publish(writer, rendered)
+    assert rendered.count > WRITES_AT_ONCE
+    assert sorted(shard_names(api)) == sorted(f"tb-{i}" for i in range(rendered.count))
+    assert api.most == WRITES_AT_ONCE
