@@ -38,13 +38,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from cp_mount import BundleMount, SidecarProcess
 from cp_phases import Bench, create, say, sweep
 from cp_restart import restart
-from cp_watch import operator_metrics, watch_identities, watch_key_secrets
+from cp_watch import watch_identities, watch_key_secrets
 
 from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.trust import render_bundle
 from jwtmesh_operator.bundles import build_bundle
 from jwtmesh_testing.kubeapply import api_client, create_namespace, install_crds
 from jwtmesh_testing.localcluster import LocalCluster
+from jwtmesh_testing.operator_metrics import read_metrics
 from jwtmesh_testing.operator_process import OperatorProcess
 
 TARGETS = {  # the issue's targets: key → (bound, what)
@@ -77,7 +78,7 @@ def cpu_seconds(pid: int) -> float:
 
 def operator_cost(pid: int, port: int, since: tuple[float, float]) -> tuple[float, float]:
     """(CPU seconds, seconds in the garbage collector) the operator spent after `since`."""
-    gc_now = operator_metrics(port)["jwtmesh_operator_gc_seconds_total"]
+    gc_now = read_metrics(port)["jwtmesh_operator_gc_seconds_total"]
     return round(cpu_seconds(pid) - since[0], 1), round(gc_now - since[1], 1)
 
 
@@ -157,13 +158,13 @@ def run(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) -> Non
             results["operator_cpu_s_create"], results["operator_gc_s_create"] = cost
             say(f"operator CPU while creating {cost[0]} s, of which garbage collection {cost[1]} s")
             results["operator_rss_mib_after_create"] = round(rss_mib(operator.process.pid)[0], 1)
-            metrics = operator_metrics(operator.port)
+            metrics = read_metrics(operator.port)
             results["bundle_bytes"] = int(metrics["jwtmesh_operator_bundle_bytes"])
             results["bundle_shards"] = int(metrics["jwtmesh_operator_bundle_shards"])
             if not args.no_sweep:
                 say(f"step 3: rotation sweep of all {args.identities}")
                 spent = operator_cost(pid, operator.port, (0.0, 0.0))
-                results.update(sweep(bench, lambda: operator_metrics(operator.port)))
+                results.update(sweep(bench, lambda: read_metrics(operator.port)))
                 cost = operator_cost(pid, operator.port, spent)
                 results["operator_cpu_s_sweep"], results["operator_gc_s_sweep"] = cost
                 say(f"operator CPU in the sweep {cost[0]} s, garbage collection {cost[1]} s")

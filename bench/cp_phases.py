@@ -17,6 +17,7 @@ from cp_watch import GROUP, PLURAL, VERSION, Key, RawWatch, signing_kid
 from kubernetes import client
 
 from jwtmesh_testing.kubeapply import service_identity
+from jwtmesh_testing.operator_metrics import api_requests
 
 ROTATE = "jwtmesh.io/rotate"
 PROGRESS_EVERY = 5.0
@@ -195,7 +196,7 @@ def sweep(bench: Bench, metrics: Callable[[], dict[str, float]]) -> dict[str, An
     time.sleep(5)  # tokens signed by the new keys for a few seconds more
     load.stop()
     counters_after = metrics()
-    requests = api_requests(counters_after, counters_before)
+    requests = api_requests_between(counters_after, counters_before)
     rotations = len(bench.keys)
     say(
         f"  sweep {elapsed:.1f} s; {load.minted} tokens checked during it "
@@ -216,13 +217,6 @@ def sweep(bench: Bench, metrics: Callable[[], dict[str, float]]) -> dict[str, An
     }
 
 
-def api_requests(after: dict[str, float], before: dict[str, float]) -> Counter[str]:
-    """The operator's API requests between two /metrics reads, by method and resource."""
-    prefix = "jwtmesh_operator_api_requests_total{"
-    found: Counter[str] = Counter()
-    for name, value in after.items():
-        if name.startswith(prefix):
-            labels = dict(part.split("=", 1) for part in name[len(prefix) : -1].split(","))
-            kind = f"{labels['verb'].strip(chr(34))} {labels['resource'].strip(chr(34))}"
-            found[kind] += int(value - before.get(name, 0))
-    return +found
+def api_requests_between(after: dict[str, float], before: dict[str, float]) -> Counter[str]:
+    """The operator's API requests between two /metrics reads, by verb and resource."""
+    return +(api_requests(after) - api_requests(before))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -138,15 +137,3 @@ def watch_key_secrets(api: client.ApiClient) -> RawWatch:
     watch = RawWatch(core.list_secret_for_all_namespaces, keep, label_selector=IDENTITY_LABEL)
     watch.start()
     return watch
-
-
-def operator_metrics(port: int) -> dict[str, float]:
-    """The operator's /metrics as name{labels} → value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values

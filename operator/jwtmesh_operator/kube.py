@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, cast
@@ -19,6 +20,7 @@ from jwtmesh_operator.api_requests import RequestCounter
 from jwtmesh_operator.errors import OperatorError
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "jwtmesh-operator"}
+LIST_PAGE = 500  # objects per LIST response
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
@@ -99,6 +101,37 @@ def _read_json(call: Any, *args: Any) -> dict[str, Any] | None:
             return None
         raise
     return cast(dict[str, Any], json.loads(response.data))
+
+
+async def _list_pages(
+    call: Any, label_selector: str, convert: Any, *, metadata_only: bool = False
+) -> dict[tuple[str, str], Stored]:
+    """A LIST in pages of LIST_PAGE objects (no response holds every object at once),
+    each item converted as it arrives. `metadata_only` asks for PartialObjectMetadata
+    where the client can send the header (kubernetes 31 and later)."""
+    found: dict[tuple[str, str], Stored] = {}
+    token: str | None = None
+    while True:
+        options: dict[str, Any] = {"label_selector": label_selector, "limit": LIST_PAGE}
+        if token:
+            options["_continue"] = token
+        page = await asyncio.to_thread(_list_page, call, options, metadata_only)
+        for item in page.get("items") or []:
+            meta = item["metadata"]
+            found[(str(meta["namespace"]), str(meta["name"]))] = convert(item)
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return found
+
+
+def _list_page(call: Any, options: dict[str, Any], metadata_only: bool) -> dict[str, Any]:
+    if metadata_only:
+        try:
+            response = call(**options, _preload_content=False, _headers={"Accept": METADATA_ONLY})
+            return cast(dict[str, Any], json.loads(response.data))
+        except TypeError:  # ApiTypeError: this client has no _headers
+            pass
+    return cast(dict[str, Any], json.loads(call(**options, _preload_content=False).data))
 
 
 class Kube:
@@ -190,6 +223,44 @@ class Kube:
             str(item["metadata"]["name"]): str(item["metadata"]["resourceVersion"])
             for item in items
         }
+
+    async def list_configmaps(
+        self, namespace: str | None, label_selector: str
+    ) -> dict[tuple[str, str], Stored]:
+        """(namespace, name) → data of every ConfigMap matching the selector, in one
+        namespace or (None) all of them, read page by page."""
+
+        def stored(item: dict[str, Any]) -> Stored:
+            return _stored(
+                {k: v.encode() for k, v in (item.get("data") or {}).items()}, item["metadata"]
+            )
+
+        if namespace is None:
+            return await _list_pages(
+                self.core.list_config_map_for_all_namespaces, label_selector, stored
+            )
+        return await _list_pages(
+            functools.partial(self.core.list_namespaced_config_map, namespace),
+            label_selector,
+            stored,
+        )
+
+    async def list_network_policy_annotations(
+        self, namespace: str | None, label_selector: str
+    ) -> dict[tuple[str, str], Stored]:
+        """Like `read_network_policy` (annotations as data) for every NetworkPolicy matching
+        the selector, metadata only."""
+
+        def stored(item: dict[str, Any]) -> Stored:
+            annotations = item["metadata"].get("annotations") or {}
+            return _stored({k: v.encode() for k, v in annotations.items()}, item["metadata"])
+
+        call = (
+            self.networking.list_network_policy_for_all_namespaces
+            if namespace is None
+            else functools.partial(self.networking.list_namespaced_network_policy, namespace)
+        )
+        return await _list_pages(call, label_selector, stored, metadata_only=True)
 
     async def write_secret(
         self,

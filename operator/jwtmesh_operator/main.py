@@ -23,6 +23,7 @@ from aiohttp import web
 
 from jwtmesh.logs import configure_logging
 from jwtmesh_operator import handlers, indexes, toggles
+from jwtmesh_operator.census import start_census
 from jwtmesh_operator.collector import keep_long_lived_frozen
 from jwtmesh_operator.events import EventRecorder
 from jwtmesh_operator.handlers import reconcile_one
@@ -43,6 +44,8 @@ IDENTITY_CRD = "serviceidentities.jwtmesh.io"  # owns the trust bundles
 _config = OperatorConfig()
 _sessions = SessionPerCredentials()
 _elect = False
+_namespaces: list[str] = []  # watched (empty: every namespace)
+_census_tasks: set[asyncio.Task[None]] = set()
 
 
 @kopf.on.startup()
@@ -117,6 +120,7 @@ def _start_acting(
     keeper = _lease_keeper(state, owner) if _elect else None
     if keeper is None:
         state.acting.set()  # alone: always acting
+        _census_soon(state)
     else:
         state.acting = keeper.acting
         state.readiness.standby = True
@@ -127,10 +131,17 @@ def _start_acting(
     return tasks, keeper
 
 
+def _census_soon(state: OperatorState) -> None:
+    task = start_census(state, _namespaces)
+    _census_tasks.add(task)  # a task nobody holds may be collected before it ends
+    task.add_done_callback(_census_tasks.discard)
+
+
 def _lease_keeper(state: OperatorState, owner: dict[str, Any] | None) -> LeaseKeeper:
     def on_change(acting: bool) -> None:
         state.readiness.standby = not acting
         if acting:  # taking over: every identity is looked at, the bundle rewritten
+            _census_soon(state)
             for key in state.sources_memo.get(
                 lambda: indexes.sources(state.indexes, state)
             ).identities:
@@ -195,8 +206,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 def run(config: OperatorConfig, namespaces: list[str], elect: bool) -> None:
     """Blocks until SIGTERM/SIGINT. `elect`: compete for the Lease (several replicas)."""
-    global _config, _elect
-    _config, _elect = config, elect
+    global _config, _elect, _namespaces
+    _config, _elect, _namespaces = config, elect, list(namespaces)
     tune_malloc()  # before any thread starts
     configure_logging(config.log_level)
     toggles.install()  # kopf's index wait, O(1) per change: restarts over thousands of objects

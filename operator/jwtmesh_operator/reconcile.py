@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from jwtmesh.tokens.keys import PublicKey, SigningKey, generate_signing_key
 from jwtmesh_operator import conditions as cond
 from jwtmesh_operator import netpol
+from jwtmesh_operator.census import listed_else_read
 from jwtmesh_operator.desired import (
     IdentityDecision,
     active_kid,
@@ -315,7 +316,14 @@ async def _write_policy_configmap(
     namespace, name, document = spec.namespace, spec.name, spec.policy_document
     cm_name = f"{name}{state.config.policy_suffix}"
     text = yaml.safe_dump(dict(document) if document else {"rules": []}, sort_keys=True)
-    current = None if fresh else await state.kube.read_configmap(namespace, cm_name)
+    current = None
+    if not fresh:
+        current = await listed_else_read(
+            state,
+            state.listed_policies,
+            (namespace, cm_name),
+            lambda: state.kube.read_configmap(namespace, cm_name),
+        )
     if current is not None and current.data.get("policy.yaml") == text.encode():
         return True
     try:
@@ -342,8 +350,12 @@ async def _write_network_policy(
     try:
         current = None
         if not fresh:
-            current = await state.kube.read_network_policy(
-                spec.namespace, netpol.policy_name(spec.name)
+            policy_name = netpol.policy_name(spec.name)
+            current = await listed_else_read(
+                state,
+                state.listed_network_policies,
+                (spec.namespace, policy_name),
+                lambda: state.kube.read_network_policy(spec.namespace, policy_name),
             )
         if current is not None and current.data.get(netpol.DIGEST_ANNOTATION) == wanted:
             return True

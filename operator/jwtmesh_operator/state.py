@@ -12,6 +12,7 @@ from jwtmesh.cluster import BUNDLE_CONFIGMAP, POLICY_SUFFIX
 from jwtmesh.shards import SHARD_LIMIT
 from jwtmesh_operator.collector import CollectorTime
 from jwtmesh_operator.latest import LatestKnown
+from jwtmesh_operator.listed import ListedOnce
 from jwtmesh_operator.readiness import Readiness
 from jwtmesh_operator.spec import DEFAULT_TRUST_DOMAIN
 from jwtmesh_operator.write_budget import WRITE_RATE
@@ -20,7 +21,7 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from jwtmesh_operator.events import EventRecorder
-    from jwtmesh_operator.kube import Kube
+    from jwtmesh_operator.kube import Kube, Stored
     from jwtmesh_operator.publisher import BundlePublisher
     from jwtmesh_operator.scheduler import Scheduler
 
@@ -121,6 +122,12 @@ class Counters:
     bundle_bytes: int = 0
 
 
+def _set_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
 @dataclass
 class OperatorState:
     config: OperatorConfig
@@ -153,6 +160,11 @@ class OperatorState:
     # (namespace, name) → (uid, generation) whose policy ConfigMap and NetworkPolicy this
     # process wrote or found right (reconcile._write_policy).
     policies_written: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
+    # What a LIST at the start found of those two (census.py), taken in place of a GET;
+    # cleared while that LIST is under way.
+    listed_policies: ListedOnce[Stored] = field(default_factory=ListedOnce)
+    listed_network_policies: ListedOnce[Stored] = field(default_factory=ListedOnce)
+    census_idle: asyncio.Event = field(default_factory=_set_event)
 
     def report(self, key: tuple[str, str], health: IdentityHealth, conflict: bool) -> None:
         self.identities[key] = health

@@ -4,33 +4,28 @@ status already right is not patched again): counted by the operator itself
 
 from __future__ import annotations
 
-import re
+import asyncio
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
+from jwtmesh.cluster import IDENTITY_LABEL
+from jwtmesh_operator import kube as kube_module
+from jwtmesh_operator.kube import Kube, load_kube_config
 from jwtmesh_testing.kubeapply import create_object, patch_object, service_identity, wait_for
 from jwtmesh_testing.localcluster import LocalCluster
+from jwtmesh_testing.operator_metrics import api_requests, read_metrics
 from jwtmesh_testing.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.k8s
-REQUEST = re.compile(
-    r'^jwtmesh_operator_api_requests_total\{verb="(\w+)",resource="([\w/]+)"\} (\S+)$'
-)
 
 
 def requests(operator: OperatorProcess) -> Counter[str]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{operator.port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    found: Counter[str] = Counter()
-    for line in text.splitlines():
-        if match := REQUEST.match(line):
-            found[f"{match[1]} {match[2]}"] = int(float(match[3]))
-    return found
+    return api_requests(read_metrics(operator.port))
 
 
 def settled(operator: OperatorProcess, quiet: float = 2.0, timeout: float = 30) -> Counter[str]:
@@ -94,5 +89,37 @@ def test_a_rotation_reads_each_object_once_and_a_restart_rewrites_nothing(
         assert after_restart["patch serviceidentities/status"] == 0, after_restart
         assert after_restart["get secrets"] <= 1, after_restart
         assert after_restart["get serviceidentities"] <= 1, after_restart
+        # Its policy ConfigMap and NetworkPolicy were listed once at the start (census.py),
+        # not read one by one. (ConfigMap GETs are not counted here: the bundle writer's
+        # reads of its own objects are counted with them.)
+        assert after_restart["get networkpolicies"] == 0, after_restart
+        assert after_restart["list networkpolicies"] == 1, after_restart
+        log = restarted.process.log_path.read_text()
+        assert "listed 1 policy ConfigMaps" in log
+        assert "listed 1 NetworkPolicies" in log
     finally:
         restarted.stop()
+
+
+def test_the_census_lists_page_by_page(
+    local_cluster: LocalCluster, cluster_objects: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More objects than one page holds: every one is found, with what a GET would give."""
+    ns = cluster_objects.namespace("census")
+    core = client.CoreV1Api(cluster_objects.api)
+    for index in range(5):
+        meta = client.V1ObjectMeta(name=f"svc-{index}-policy", labels={IDENTITY_LABEL: "x"})
+        core.create_namespaced_config_map(
+            ns, client.V1ConfigMap(metadata=meta, data={"policy.yaml": f"rules: [{index}]"})
+        )
+    unlabeled = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="unlabeled"), data={})
+    core.create_namespaced_config_map(ns, unlabeled)
+    monkeypatch.setattr(kube_module, "LIST_PAGE", 2)
+    kube = Kube(load_kube_config(str(local_cluster.kubeconfig)))  # its own request counter
+    listed = asyncio.run(kube.list_configmaps(ns, IDENTITY_LABEL))
+    assert set(listed) == {(ns, f"svc-{index}-policy") for index in range(5)}
+    for key, found in listed.items():
+        assert found == asyncio.run(kube.read_configmap(*key))
+    assert kube.requests.counts[("list", "configmaps")] == 3, "5 objects, 2 a page"
+    everywhere = asyncio.run(kube.list_configmaps(None, IDENTITY_LABEL))
+    assert set(listed) <= set(everywhere)
