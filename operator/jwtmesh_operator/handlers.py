@@ -31,6 +31,7 @@ from jwtmesh_operator.reconcile import (
     RETRY_AFTER_ERROR,
     nothing_new,
     reconcile_identity,
+    spec_seen,
 )
 from jwtmesh_operator.revocation_status import report_revocation
 from jwtmesh_operator.revocations import RevocationRecord, effective, judge
@@ -148,11 +149,18 @@ async def identity_event(
     state = operator_state(memo)
     raw = event.get("object") or {}
     version, acting = str(body["metadata"].get("resourceVersion")), state.acting.is_set()
+    ignored = event.get("type") == "MODIFIED" and nothing_new(body)
     if event.get("type") != "DELETED":
-        state.known_identities.seen((namespace, name), version, lambda: raw, fill=acting)
-    if event.get("type") == "MODIFIED" and nothing_new(body):
+        # Kept for the reconcile this event asks for (none: nothing to keep it for).
+        fill = acting and not ignored
+        state.known_identities.seen((namespace, name), version, lambda: raw, fill=fill)
+    if ignored:
         return
-    changed(memo)
+    # A change outside the spec (a rotation request) changes nothing the decisions read:
+    # only a new spec generation, a new identity or a deleted one make them look again
+    # (over every identity: at 10,000, a tenth of the operator's CPU in a rotation sweep).
+    if event.get("type") != "MODIFIED" or not spec_seen(body):
+        changed(memo)
     if event.get("type") == "DELETED":
         state.scheduler.forget((namespace, name))
         state.forget((namespace, name))

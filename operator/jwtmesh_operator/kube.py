@@ -68,16 +68,17 @@ def secret_object(
     namespace: str,
     name: str,
     data: dict[str, bytes],
-    version: str,
+    version: str | None,
     labels: dict[str, str],
     owner: dict[str, Any],
 ) -> dict[str, Any]:
-    """A Secret as the API serves it, as `write_secret` wrote it (at `version`)."""
+    """A Secret as `write_secret` sends it, and (with the `version` the API server gave
+    it) as the API serves it back."""
     return {
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "resourceVersion": version,
+            **({"resourceVersion": version} if version is not None else {}),
             "labels": {**MANAGED_BY, **labels},
             "ownerReferences": [_camel_owner(owner)],
         },
@@ -273,17 +274,10 @@ class Kube:
         owner: dict[str, Any],
         resource_version: str | None,
     ) -> str:
-        body = client.V1Secret(
-            metadata=client.V1ObjectMeta(
-                name=name,
-                namespace=namespace,
-                labels={**MANAGED_BY, **labels},
-                owner_references=[client.V1OwnerReference(**owner)],
-                resource_version=resource_version,
-            ),
-            type=secret_type,
-            data={k: base64.b64encode(v).decode() for k, v in data.items()},
-        )
+        body = {
+            **secret_object(namespace, name, data, resource_version, labels, owner),
+            "type": secret_type,
+        }
         return await self._write(
             self.core.create_namespaced_secret,
             self.core.replace_namespaced_secret,

@@ -10,8 +10,9 @@ wrote, a rotation recorded as done for one. So:
 
 - an event at another version than the entry's drops the entry (the next reconcile reads
   the API) and never replaces it;
-- an event fills an empty entry only if this process never wrote the object: then no
-  write of ours can be newer than the event.
+- an event fills an empty entry only once the watch has shown the last version this process
+  wrote or read of the object (or if it never did): a watch delivers an object's versions
+  in order, so every event after that one is newer than anything we knew.
 
 An entry is kept only while its object is due again soon (`release`): an idle identity
 costs no memory here. Writes still carry the resourceVersion they were decided from, so a
@@ -38,7 +39,8 @@ class LatestKnown:
 
     def __init__(self) -> None:
         self._entries: dict[Key, tuple[str, bytes]] = {}
-        self._written: set[Key] = set()  # objects this process read or wrote itself
+        # The last version this process wrote or read of an object, until the watch shows it.
+        self._unseen: dict[Key, str] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -49,8 +51,9 @@ class LatestKnown:
 
     def remember(self, key: Key, found: Object) -> None:
         """The object as the API server returned it: read now, or just written by us."""
-        self._entries[key] = (str(found["metadata"]["resourceVersion"]), pack(found))
-        self._written.add(key)
+        version = str(found["metadata"]["resourceVersion"])
+        self._entries[key] = (version, pack(found))
+        self._unseen[key] = version
 
     def seen(
         self, key: Key, version: str, found: Callable[[], Object], *, fill: bool = True
@@ -60,12 +63,17 @@ class LatestKnown:
         `fill`: an empty entry may be filled from it (not on a standing-by replica, which
         reconciles nothing and would only hold every object)."""
         entry = self._entries.get(key)
+        ours = self._unseen.get(key) == version
+        if ours:
+            del self._unseen[key]  # the watch has caught up with what we knew
         if entry is not None:
             if entry[0] == version:
                 return True
             del self._entries[key]  # someone else's change, or an older event: read anew
             return False
-        if fill and key not in self._written:
+        if ours:
+            return True  # our own write coming back after its entry was released
+        if fill and key not in self._unseen:
             self._entries[key] = (version, pack(found()))
         return False
 
@@ -76,7 +84,7 @@ class LatestKnown:
     def deleted(self, key: Key) -> None:
         """The object is gone; one created under its name is a new object."""
         self._entries.pop(key, None)
-        self._written.discard(key)
+        self._unseen.pop(key, None)
 
     def release(self, key: Key, due: float, now: float) -> None:
         """Keep the entry only if its object is due again within KEEP_FOR."""

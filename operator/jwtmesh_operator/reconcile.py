@@ -170,15 +170,21 @@ def new_rotation_request(meta: Any, status: dict[str, Any]) -> str | None:
     return None if value is None or value == status.get("lastRotationRequest") else str(value)
 
 
+def spec_seen(body: Any) -> bool:
+    """Whether the last reconcile saw this identity's spec (the generation its status
+    reports) and it is not being deleted."""
+    meta, status = body["metadata"], body.get("status") or {}
+    return meta.get("generation") == status.get("observedGeneration") and not meta.get(
+        "deletionTimestamp"
+    )
+
+
 def nothing_new(body: Any) -> bool:
     """Whether the last reconcile saw everything this version of the identity asks for:
-    the spec generation its status reports and no rotation request it has not done (so
-    a watch event of our own status write asks for no reconcile)."""
-    meta, status = body["metadata"], body.get("status") or {}
+    its spec and no rotation request it has not done (so a watch event of our own status
+    write asks for no reconcile)."""
     return (
-        meta.get("generation") == status.get("observedGeneration")
-        and new_rotation_request(meta, status) is None
-        and not meta.get("deletionTimestamp")
+        spec_seen(body) and new_rotation_request(body["metadata"], body.get("status") or {}) is None
     )
 
 

@@ -46,6 +46,19 @@ def test_an_event_fills_an_empty_entry_only_for_an_object_this_process_never_wro
     assert known.get(KEY) is None
 
 
+def test_once_the_watch_shows_our_last_write_every_later_event_may_fill() -> None:
+    """A watch delivers an object's versions in order: after the event of our own write,
+    each event is newer than anything this process knew."""
+    known = LatestKnown()
+    known.remember(KEY, at("10", "as we wrote it"))
+    known.release(KEY, due=10_000.0, now=0.0)  # idle: let go before its event came
+    assert known.seen(KEY, "9", never) is False, "older than our write: not taken"
+    assert known.seen(KEY, "10", never) is True, "our own write coming back"
+    assert known.get(KEY) is None
+    assert known.seen(KEY, "11", lambda: at("11", "a rotation request")) is False
+    assert known.get(KEY) == at("11", "a rotation request")
+
+
 def test_a_deleted_object_is_forgotten_and_a_new_one_under_its_name_can_be_seen() -> None:
     known = LatestKnown()
     known.remember(KEY, at("10"))
