@@ -41,14 +41,14 @@ def restart(
         bundle (it signs prePublish later, by design: `signing` below)."""
         metrics = read_metrics(operator.port)
         view = bench.identities.snapshot()
-        started = sum(1 for key in chosen if key in view and successor_published(view, key))
+        under_way = sum(1 for key in chosen if key in view and successor_published(view, key))
         reconciled = int(metrics["jwtmesh_operator_reconciles_total"])
         idle = (
             metrics["jwtmesh_operator_scheduler_backlog"] == 0
             and metrics["jwtmesh_operator_bundle_pending"] == 0
         )
         total = len(bench.keys) + len(chosen)
-        return min(reconciled, len(bench.keys)) + started - (0 if idle else 1), total
+        return min(reconciled, len(bench.keys)) + under_way - (0 if idle else 1), total
 
     def successor_published(view: dict[Any, Any], key: Any) -> bool:
         new_kids = view[key][3] - before[key][3]

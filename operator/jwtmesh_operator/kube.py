@@ -205,21 +205,10 @@ class Kube:
         `_headers` argument came with kubernetes 31) lists whole objects instead.
         """
 
-        def call() -> Any:
-            try:
-                return self.core.list_namespaced_config_map(
-                    namespace,
-                    label_selector=label_selector,
-                    _preload_content=False,
-                    _headers={"Accept": METADATA_ONLY},
-                )
-            except TypeError:  # ApiTypeError: this client has no _headers
-                return self.core.list_namespaced_config_map(
-                    namespace, label_selector=label_selector, _preload_content=False
-                )
-
-        response = await asyncio.to_thread(call)
-        items = json.loads(response.data).get("items") or []
+        call = functools.partial(self.core.list_namespaced_config_map, namespace)
+        options = {"label_selector": label_selector}
+        page = await asyncio.to_thread(_list_page, call, options, True)
+        items = page.get("items") or []
         return {
             str(item["metadata"]["name"]): str(item["metadata"]["resourceVersion"])
             for item in items
