@@ -72,9 +72,11 @@ def test_a_rotation_reads_each_object_once_and_a_restart_rewrites_nothing(
         # one wrote.
         assert rotation["update secrets"] == 2, rotation
         assert rotation["patch serviceidentities/status"] == 2, rotation
-        # The request's own watch event brought the identity (the watch had shown our
-        # last write of it, so that event is newer than anything we wrote: latest.py).
-        assert rotation["get serviceidentities"] == 0, rotation
+        # Usually the request's own watch event brings the identity (latest.py: the watch
+        # had shown our last write of it). Not always: if this process's last look at it
+        # was a GET of a version the watch had already delivered, that version never comes
+        # back, so the event is not taken and the identity is read once (seen under CI load).
+        assert rotation["get serviceidentities"] <= 1, rotation
         assert rotation["get secrets"] <= 1, rotation
     finally:
         operator.stop()
