@@ -25,6 +25,7 @@ from jwtmesh.logs import configure_logging
 from jwtmesh_operator import handlers, indexes, toggles
 from jwtmesh_operator.census import start_census
 from jwtmesh_operator.collector import keep_long_lived_frozen
+from jwtmesh_operator.diffbase import NoDiffBase
 from jwtmesh_operator.events import EventRecorder
 from jwtmesh_operator.handlers import reconcile_one
 from jwtmesh_operator.http import make_app
@@ -56,9 +57,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix="operator.jwtmesh.io"
     )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="operator.jwtmesh.io"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()  # no on.create/update handlers
     settings.watching.server_timeout = 300
     # kopf keeps a worker (and the object's last event) per object for this long after its
     # last event; with a thousand identities the default 5 s held ~17 MiB during a sweep.

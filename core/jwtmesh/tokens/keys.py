@@ -20,6 +20,7 @@ from jwt.utils import base64url_decode
 
 from jwtmesh.errors import JwtmeshError
 from jwtmesh.tokens.encoding import b64url_encode
+from jwtmesh.tokens.private_pem import load_private_pem
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 PublicKeyObject = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
@@ -217,7 +218,7 @@ class SigningKey:
     def from_pem(cls, pem: str | bytes, alg: str) -> SigningKey:
         data = pem.encode("ascii") if isinstance(pem, str) else pem
         try:
-            key = serialization.load_pem_private_key(data, password=None)
+            key = load_private_pem(data)
         except (ValueError, TypeError) as exc:
             raise KeyMaterialError("unreadable private key PEM") from exc
         if not isinstance(
