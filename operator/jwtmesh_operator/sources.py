@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from jwtmesh.tokens.keys import PublicKey
+from jwtmesh.tokens.keys import VerificationKey
 from jwtmesh.tokens.trust import MeshIdentity
 from jwtmesh_operator.bundles import Revocation
 from jwtmesh_operator.revocations import RevocationRecord, effective
@@ -26,12 +26,12 @@ class SecretRecord:
     namespace: str
     name: str
     owner_uids: frozenset[str]
-    keys: Mapping[str, PublicKey] = field(default_factory=dict)
+    keys: Mapping[str, VerificationKey] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class BundleSources:
-    published: dict[str, dict[str, PublicKey]]  # issuer → kid → key
+    published: dict[str, dict[str, VerificationKey]]  # issuer → kid → key
     meshes: dict[str, MeshIdentity]  # issuer → the identity it speaks for
     revocations: list[Revocation]
     namespaces: set[str]  # where the bundle is written
@@ -40,13 +40,13 @@ class BundleSources:
 
 def published_keys(
     secrets: Iterable[SecretRecord], identities: Mapping[tuple[str, str], Resolved]
-) -> tuple[dict[str, dict[str, PublicKey]], dict[str, MeshIdentity]]:
+) -> tuple[dict[str, dict[str, VerificationKey]], dict[str, MeshIdentity]]:
     by_secret = {
         (resolved.record.namespace, resolved.record.secret_name): resolved
         for resolved in identities.values()
         if resolved.refusal is None
     }
-    published: dict[str, dict[str, PublicKey]] = {}
+    published: dict[str, dict[str, VerificationKey]] = {}
     meshes: dict[str, MeshIdentity] = {}
     for secret in secrets:
         owner = by_secret.get((secret.namespace, secret.name))

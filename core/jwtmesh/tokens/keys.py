@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -189,6 +190,48 @@ class PublicKey:
         return cls(kid=kid, alg=alg, key=key)
 
 
+@dataclass(frozen=True, slots=True)
+class PublicJwk:
+    """A public key already checked (PublicKey.from_jwk), kept as its JWK members only.
+
+    A parsed key holds ~2 KB of OpenSSL memory (P-256, measured); the operator publishes
+    keys but verifies nothing, and holds every key of every identity: 20,000-30,000 at
+    10,000 identities mid-rotation."""
+
+    kid: str
+    alg: str
+    members: tuple[tuple[str, str], ...]  # public_jwk_members, in its order
+
+    @classmethod
+    def of(cls, key: PublicKey) -> PublicJwk:
+        members = public_jwk_members(key.key)
+        return cls(key.kid, key.alg, tuple((sys.intern(n), v) for n, v in members.items()))
+
+    @property
+    def key(self) -> PublicKeyObject:
+        """Parsed again at each use: nothing on the operator's paths asks for it."""
+        return PublicKey.from_jwk(self.to_jwk()).key
+
+    def to_jwk(self) -> dict[str, str]:
+        return {**dict(self.members), "kid": self.kid, "alg": self.alg, "use": "sig"}
+
+
+class VerificationKey(Protocol):
+    """What a trust bundle holds per kid: a PublicKey where tokens are verified, a
+    PublicJwk where keys are only published."""
+
+    @property
+    def kid(self) -> str: ...
+
+    @property
+    def alg(self) -> str: ...
+
+    @property
+    def key(self) -> PublicKeyObject: ...
+
+    def to_jwk(self) -> dict[str, str]: ...
+
+
 @dataclass(frozen=True)
 class SigningKey:
     """A private key with its kid and algorithm. Never logged: repr hides the key."""
@@ -245,5 +288,5 @@ def generate_signing_key(alg: str = DEFAULT_ALGORITHM, rsa_bits: int = 3072) -> 
     return SigningKey(kid=thumbprint(private_key.public_key()), alg=alg, private_key=private_key)
 
 
-def jwks(keys: list[PublicKey]) -> dict[str, list[dict[str, str]]]:
+def jwks(keys: list[VerificationKey]) -> dict[str, list[dict[str, str]]]:
     return {"keys": [key.to_jwk() for key in keys]}

@@ -14,7 +14,7 @@ from itertools import chain
 from typing import Any
 
 from jwtmesh.errors import JwtmeshError
-from jwtmesh.tokens.keys import KeyMaterialError, PublicKey
+from jwtmesh.tokens.keys import KeyMaterialError, PublicKey, VerificationKey
 
 BUNDLE_FORMAT_VERSION = 1
 
@@ -38,7 +38,7 @@ class MeshIdentity:
 class IssuerTrust:
     """What a verifier knows about one issuer."""
 
-    keys: Mapping[str, PublicKey]
+    keys: Mapping[str, VerificationKey]
     # jti → the token's exp: a revocation lasts until the token would have expired anyway.
     revoked_jtis: Mapping[str, float] = field(default_factory=dict)
     # Everything this issuer issued (iat) before this time is revoked.
