@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from jwtmesh.tokens.keys import KeyMaterialError, SigningKey
+from jwtmesh.tokens.keys import KeyMaterialError, SigningKey, generate_signing_key
 from jwtmesh.tokens.private_pem import CHECKED, CheckedOnce, load_private_pem
 
 
@@ -78,3 +78,10 @@ def test_past_its_limit_the_oldest_digest_is_forgotten() -> None:
     assert b"b" in checked
     assert b"c" in checked
     assert len(checked) == 2
+
+
+def test_a_pem_rendered_from_a_key_held_here_counts_as_checked() -> None:
+    made = generate_signing_key("RS256", rsa_bits=2048)
+    pem = made.private_pem().encode("ascii")
+    assert hashlib.sha256(pem).digest() in CHECKED
+    assert SigningKey.from_pem(pem, "RS256").kid == made.kid

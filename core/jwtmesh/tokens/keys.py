@@ -21,7 +21,7 @@ from jwt.utils import base64url_decode
 
 from jwtmesh.errors import JwtmeshError
 from jwtmesh.tokens.encoding import b64url_encode
-from jwtmesh.tokens.private_pem import load_private_pem
+from jwtmesh.tokens.private_pem import load_private_pem, rendered
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 PublicKeyObject = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
@@ -251,11 +251,12 @@ class SigningKey:
         return sign(self.alg, self.private_key, message)
 
     def private_pem(self) -> str:
-        return self.private_key.private_bytes(
+        pem = self.private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        ).decode("ascii")
+        )
+        return rendered(pem, self.private_key).decode("ascii")
 
     @classmethod
     def from_pem(cls, pem: str | bytes, alg: str) -> SigningKey:

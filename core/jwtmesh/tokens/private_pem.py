@@ -5,7 +5,9 @@ values, ...): ~80 ms for 3072 bits, while an EC or Ed25519 key loads in ~15 µs.
 operator loads every key of an identity at each of its reconciles (two per rotation), so
 at 3,000 RS256 identities that check was most of a rotation sweep's CPU. The same bytes
 give the same key: once a PEM has passed the check in this process, loading it again
-skips it. Different bytes (a tampered or new key) are checked in full.
+skips it. Different bytes (a tampered or new key) are checked in full. A PEM this process
+renders from a key it holds is as sound as that key (generated here, or loaded with the
+check), so it counts as checked too: the operator never checks a key it made itself.
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ class CheckedOnce:
 
 
 CHECKED = CheckedOnce()
+
+
+def rendered(data: bytes, key: Any, checked: CheckedOnce = CHECKED) -> bytes:
+    """`data`, the PEM just rendered from `key` (an object generated or checked here)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        checked.add(hashlib.sha256(data).digest())
+    return data
 
 
 def load_private_pem(data: bytes, checked: CheckedOnce = CHECKED) -> Any:
