@@ -5,7 +5,7 @@ status) and compares it with the last one stored, to find what on.create/on.upda
 on.delete/on.resume handlers should see. The operator reacts to events (kopf.on.event)
 and keeps indexes (kopf.index) only, which receive the whole object: the copy was wasted,
 4% of the operator's time in a 3,000-identity rotation sweep (a Secret's copy included its
-private keys). tests/operator/test_diffbase.py keeps the operator free of such handlers.
+private keys). tests/operator/test_kopf_per_event.py keeps the operator free of such handlers.
 """
 
 from __future__ import annotations

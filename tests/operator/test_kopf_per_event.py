@@ -1,4 +1,4 @@
-"""The operator builds no diff base, so it must have no handler that would need one."""
+"""What kopf does at every watch event, kept to what the operator needs."""
 
 from __future__ import annotations
 
@@ -30,3 +30,4 @@ def test_no_diff_base_is_built_or_kept() -> None:
     body = kopf.Body({"metadata": {"name": "a"}, "spec": {"x": 1}})
     assert storage.build(body=body) == {}
     assert storage.fetch(body=body) is None
+
