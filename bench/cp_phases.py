@@ -150,8 +150,8 @@ def annotate(api: client.ApiClient, keys: list[Key], value: str) -> None:
     patch = {"metadata": {"annotations": {ROTATE: value}}}
 
     def one(key: Key) -> None:
-        # The reply read as bytes, not decoded into the client's models: that decoding cost
-        # this process (on the operator's two cores) more CPU than sending the request.
+        # The reply read as bytes, not decoded into the client's models: CPU this process
+        # would take from the operator's two cores (as the operator's own reads do).
         reply = custom.patch_namespaced_custom_object(
             GROUP, VERSION, key[0], PLURAL, key[1], patch, _preload_content=False
         )

@@ -14,6 +14,11 @@ wrote, a rotation recorded as done for one. So:
   wrote or read of the object (or if it never did): a watch delivers an object's versions
   in order, so every event after that one is newer than anything we knew.
 
+- while a write of ours is in flight, its own event may come back before its reply: events
+  are then only noted, and the reply decides (`written`): events before ours are older,
+  ours is ours, and one after ours (someone else's change, shown before our reply) drops the
+  entry and asks for another reconcile.
+
 An entry is kept only while its object is due again soon (`release`): an idle identity
 costs no memory here. Writes still carry the resourceVersion they were decided from, so a
 stale entry costs at worst a conflict and a fresh read, never a lost key.
@@ -29,6 +34,7 @@ from typing import Any, TypeAlias
 Key: TypeAlias = tuple[str, str]  # (namespace, name)
 Object: TypeAlias = dict[str, Any]  # as the API serves it (JSON)
 
+DELETED = ""  # noted for a deletion during a write (never a resourceVersion)
 KEEP_FOR = 300.0  # seconds: entries of objects due again later than this are released
 
 
@@ -41,6 +47,8 @@ class LatestKnown:
         self._entries: dict[Key, tuple[str, bytes]] = {}
         # The last version this process wrote or read of an object, until the watch shows it.
         self._unseen: dict[Key, str] = {}
+        # Objects with a write of ours in flight: the versions their events showed meanwhile.
+        self._writing: dict[Key, list[str]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -62,6 +70,10 @@ class LatestKnown:
         version known already (our own write coming back, or an event seen before).
         `fill`: an empty entry may be filled from it (not on a standing-by replica, which
         reconciles nothing and would only hold every object)."""
+        noted = self._writing.get(key)
+        if noted is not None:
+            noted.append(version)
+            return True  # the write's reply decides (`written`)
         entry = self._entries.get(key)
         ours = self._unseen.get(key) == version
         if ours:
@@ -77,6 +89,31 @@ class LatestKnown:
             self._entries[key] = (version, pack(found()))
         return False
 
+    def writing(self, key: Key) -> None:
+        """A write of ours to the object is about to be sent (one at a time per object)."""
+        self._writing[key] = []
+
+    def written(self, key: Key, found: Object | None) -> bool:
+        """The write's reply: the object as written (None: the write failed; the entry is
+        dropped and the caller reconciles again anyway). Returns False when the watch showed
+        a change after ours before this reply came: the entry is dropped, and that change,
+        not taken by `seen`, needs a reconcile."""
+        noted = self._writing.pop(key, [])
+        if found is None:
+            self._entries.pop(key, None)
+            return True
+        version = str(found["metadata"]["resourceVersion"])
+        if DELETED in noted or (version in noted and noted[-1] != version):
+            self._entries.pop(key, None)
+            self._unseen.pop(key, None)  # the watch is past our write: later events may fill
+            return False
+        self._entries[key] = (version, pack(found))
+        if version in noted:
+            self._unseen.pop(key, None)  # its event came already
+        else:
+            self._unseen[key] = version  # events noted were older; ours is still to come
+        return True
+
     def forget(self, key: Key) -> None:
         """Not to be trusted any more (a write conflicted): the next reconcile reads."""
         self._entries.pop(key, None)
@@ -85,6 +122,8 @@ class LatestKnown:
         """The object is gone; one created under its name is a new object."""
         self._entries.pop(key, None)
         self._unseen.pop(key, None)
+        if key in self._writing:
+            self._writing[key].append(DELETED)  # after ours: `written` keeps nothing
 
     def release(self, key: Key, due: float, now: float) -> None:
         """Keep the entry only if its object is due again within KEEP_FOR."""

@@ -192,22 +192,27 @@ async def _write_secret(
     state: OperatorState, body: Any, spec: IdentitySpec, secret: Stored | None, data: Any
 ) -> bool:
     """Create or replace the identity's Secret; False when someone else wrote it first."""
+    key, labels = (spec.namespace, spec.secret_name), {IDENTITY_LABEL: spec.name}
+    owner = owner_reference(body)
+    state.known_secrets.writing(key)
     try:
         version = await state.kube.write_secret(
             spec.namespace,
             spec.secret_name,
             data,
             secret_type=SECRET_TYPE,
-            labels={IDENTITY_LABEL: spec.name},
-            owner=owner_reference(body),
+            labels=labels,
+            owner=owner,
             resource_version=None if secret is None else secret.resource_version,
         )
-    except Conflict:
-        state.known_secrets.forget((spec.namespace, spec.secret_name))
-        return False
-    labels, owner = {IDENTITY_LABEL: spec.name}, owner_reference(body)
+    except BaseException as exc:
+        state.known_secrets.written(key, None)
+        if isinstance(exc, Conflict):
+            return False
+        raise
     written = secret_object(spec.namespace, spec.secret_name, data, version, labels, owner)
-    state.known_secrets.remember((spec.namespace, spec.secret_name), written)
+    if not state.known_secrets.written(key, written):
+        state.scheduler.now((spec.namespace, spec.name))  # a change after ours came meanwhile
     return True
 
 
@@ -420,9 +425,15 @@ async def _patch_status(
     patch = {**extra, "conditions": conditions, "observedGeneration": generation}
     if _says_already(status, patch):
         return  # e.g. a restart's reconcile of an identity with nothing due
-    patched = await state.kube.patch_status(API_GROUP, API_VERSION, PLURAL, namespace, name, patch)
-    if patched is not None:
-        state.known_identities.remember((namespace, name), patched)
+    patched = None
+    state.known_identities.writing((namespace, name))
+    try:
+        patched = await state.kube.patch_status(
+            API_GROUP, API_VERSION, PLURAL, namespace, name, patch
+        )
+    finally:
+        # An identity's own events ask for its reconciles (handlers.identity_event).
+        state.known_identities.written((namespace, name), patched)
 
 
 def _says_already(status: dict[str, Any], patch: dict[str, Any]) -> bool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
 import kopf
 
+from jwtmesh_operator import indexes
 from jwtmesh_operator.diffbase import NoDiffBase
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "jwtmesh_operator"
@@ -31,3 +33,11 @@ def test_no_diff_base_is_built_or_kept() -> None:
     assert storage.build(body=body) == {}
     assert storage.fetch(body=body) is None
 
+
+
+def test_every_index_function_runs_on_the_event_loop() -> None:
+    """kopf runs a plain function in a thread pool: a hop per event for a few microseconds
+    of work."""
+    functions = [getattr(indexes, name) for name in indexes.INDEX_NAMES]
+    assert len(functions) >= 6
+    assert [f.__name__ for f in functions if not inspect.iscoroutinefunction(f)] == []

@@ -106,3 +106,53 @@ def test_a_standing_by_replica_fills_nothing_from_the_watch() -> None:
     assert known.seen(KEY, "3", never, fill=False) is False
     assert known.get(KEY) is None
     assert len(known) == 0
+
+
+def test_our_writes_own_event_before_its_reply_keeps_the_entry_and_the_watch_caught_up() -> None:
+    """Events are handled as they come: ours may be handled while the write still waits
+    for its reply. It must neither drop what the reply brings nor leave us waiting for an
+    event that has already gone by."""
+    known = LatestKnown()
+    known.remember(KEY, at("10", "read"))
+    known.writing(KEY)
+    assert known.seen(KEY, "11", never) is True  # our write, before its reply
+    assert known.written(KEY, at("11", "as we wrote it")) is True
+    assert known.get(KEY) == at("11", "as we wrote it")
+    known.release(KEY, due=10_000.0, now=0.0)
+    assert known.seen(KEY, "12", lambda: at("12", "next")) is False
+    assert known.get(KEY) == at("12", "next"), "the watch is past our write: later events fill"
+
+
+def test_an_older_event_during_a_write_changes_nothing_and_ours_is_recognised_later() -> None:
+    known = LatestKnown()
+    known.writing(KEY)
+    assert known.seen(KEY, "9", never) is True
+    assert known.written(KEY, at("11", "as we wrote it")) is True
+    assert known.seen(KEY, "11", never) is True, "our own write coming back"
+    assert known.get(KEY) == at("11", "as we wrote it")
+
+
+def test_a_change_after_ours_shown_before_our_reply_drops_the_entry_and_asks_again() -> None:
+    known = LatestKnown()
+    known.writing(KEY)
+    assert known.seen(KEY, "11", never) is True
+    assert known.seen(KEY, "12", never) is True  # someone else's, after ours
+    assert known.written(KEY, at("11")) is False
+    assert known.get(KEY) is None
+    assert known.seen(KEY, "13", lambda: at("13")) is False
+    assert known.get(KEY) == at("13")
+
+
+def test_a_failed_write_or_a_deletion_during_it_keeps_nothing() -> None:
+    known = LatestKnown()
+    known.remember(KEY, at("10"))
+    known.writing(KEY)
+    known.seen(KEY, "11", never)
+    assert known.written(KEY, None) is True  # the caller reconciles again anyway
+    assert known.get(KEY) is None
+
+    known.writing(KEY)
+    known.seen(KEY, "12", never)
+    known.deleted(KEY)
+    assert known.written(KEY, at("12")) is False
+    assert known.get(KEY) is None
