@@ -13,6 +13,7 @@ check), so it counts as checked too: the operator never checks a key it made its
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -29,6 +30,7 @@ class CheckedOnce:
     def __init__(self, limit: int = REMEMBERED) -> None:
         self._limit = limit
         self._digests: dict[bytes, None] = {}  # insertion order: oldest first
+        self._lock = threading.Lock()  # keys may be loaded from several threads
 
     def __contains__(self, digest: object) -> bool:
         return digest in self._digests
@@ -37,9 +39,10 @@ class CheckedOnce:
         return len(self._digests)
 
     def add(self, digest: bytes) -> None:
-        self._digests[digest] = None
-        while len(self._digests) > self._limit:
-            del self._digests[next(iter(self._digests))]
+        with self._lock:
+            self._digests[digest] = None
+            while len(self._digests) > self._limit:
+                del self._digests[next(iter(self._digests))]
 
 
 CHECKED = CheckedOnce()
