@@ -34,7 +34,6 @@ def test_no_diff_base_is_built_or_kept() -> None:
     assert storage.fetch(body=body) is None
 
 
-
 def test_every_index_function_runs_on_the_event_loop() -> None:
     """kopf runs a plain function in a thread pool: a hop per event for a few microseconds
     of work."""
