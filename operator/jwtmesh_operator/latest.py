@@ -114,10 +114,6 @@ class LatestKnown:
             self._unseen[key] = version  # events noted were older; ours is still to come
         return True
 
-    def forget(self, key: Key) -> None:
-        """Not to be trusted any more (a write conflicted): the next reconcile reads."""
-        self._entries.pop(key, None)
-
     def deleted(self, key: Key) -> None:
         """The object is gone; one created under its name is a new object."""
         self._entries.pop(key, None)

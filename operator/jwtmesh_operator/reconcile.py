@@ -194,6 +194,7 @@ async def _write_secret(
     """Create or replace the identity's Secret; False when someone else wrote it first."""
     key, labels = (spec.namespace, spec.secret_name), {IDENTITY_LABEL: spec.name}
     owner = owner_reference(body)
+    written: dict[str, Any] | None = None
     state.known_secrets.writing(key)
     try:
         version = await state.kube.write_secret(
@@ -205,15 +206,14 @@ async def _write_secret(
             owner=owner,
             resource_version=None if secret is None else secret.resource_version,
         )
-    except BaseException as exc:
-        state.known_secrets.written(key, None)
-        if isinstance(exc, Conflict):
-            return False
-        raise
-    written = secret_object(spec.namespace, spec.secret_name, data, version, labels, owner)
-    if not state.known_secrets.written(key, written):
+        written = secret_object(spec.namespace, spec.secret_name, data, version, labels, owner)
+    except Conflict:
+        pass  # someone else wrote first
+    finally:
+        taken_whole = state.known_secrets.written(key, written)
+    if not taken_whole:
         state.scheduler.now((spec.namespace, spec.name))  # a change after ours came meanwhile
-    return True
+    return written is not None
 
 
 def _secret_taken(secret: Stored | None, name: str, uid: str | None) -> str | None:

@@ -41,7 +41,8 @@ def test_an_event_fills_an_empty_entry_only_for_an_object_this_process_never_wro
     assert known.seen(KEY, "3", never) is True  # the same version again (a re-list)
 
     known.remember(KEY, at("10"))
-    known.forget(KEY)  # say, a write conflicted
+    known.writing(KEY)
+    known.written(KEY, None)  # say, a write conflicted
     assert known.seen(KEY, "9", never) is False  # may be older than our write: not taken
     assert known.get(KEY) is None
 
