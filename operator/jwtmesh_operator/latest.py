@@ -19,9 +19,10 @@ wrote, a rotation recorded as done for one. So:
   ours is ours, and one after ours (someone else's change, shown before our reply) drops the
   entry and asks for another reconcile.
 
-An entry is kept only while its object is due again soon (`release`): an idle identity
-costs no memory here. Writes still carry the resourceVersion they were decided from, so a
-stale entry costs at worst a conflict and a fresh read, never a lost key.
+An entry is kept only while its object is due again within `keep_for` (`release`): an
+idle identity costs no memory here; Secrets are kept while they exist (state.py says why).
+Writes still carry the resourceVersion they were decided from, so a stale entry costs at
+worst a conflict and a fresh read, never a lost key.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ Key: TypeAlias = tuple[str, str]  # (namespace, name)
 Object: TypeAlias = dict[str, Any]  # as the API serves it (JSON)
 
 DELETED = ""  # noted for a deletion during a write (never a resourceVersion)
-KEEP_FOR = 300.0  # seconds: entries of objects due again later than this are released
+KEEP_FOR = 300.0  # seconds: by default, entries of objects due again later than this are released
 
 
 class LatestKnown:
@@ -43,7 +44,8 @@ class LatestKnown:
     as compressed JSON without managedFields (~1 KB for an identity or its Secret, where
     the parsed object takes several)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_for: float = KEEP_FOR) -> None:
+        self._keep_for = keep_for
         self._entries: dict[Key, tuple[str, bytes]] = {}
         # The last version this process wrote or read of an object, until the watch shows it.
         self._unseen: dict[Key, str] = {}
@@ -122,8 +124,8 @@ class LatestKnown:
             self._writing[key].append(DELETED)  # after ours: `written` keeps nothing
 
     def release(self, key: Key, due: float, now: float) -> None:
-        """Keep the entry only if its object is due again within KEEP_FOR."""
-        if due - now > KEEP_FOR:
+        """Keep the entry only if its object is due again within `keep_for`."""
+        if due - now > self._keep_for:
             self._entries.pop(key, None)
 
 

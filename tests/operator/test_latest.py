@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from jwtmesh_operator.kube import secret_object, secret_of
@@ -67,6 +68,16 @@ def test_a_deleted_object_is_forgotten_and_a_new_one_under_its_name_can_be_seen(
     assert known.get(KEY) is None
     known.seen(KEY, "20", lambda: at("20", "the new object"))
     assert known.get(KEY) == at("20", "the new object")
+
+
+def test_kept_for_ever_an_entry_stays_until_its_object_changes_or_goes() -> None:
+    """How the operator keeps Secrets: however far off the next rotation."""
+    known = LatestKnown(keep_for=math.inf)
+    known.remember(KEY, at("10"))
+    known.release(KEY, due=1000.0 + 30 * 86400, now=1000.0)
+    assert known.get(KEY) == at("10")
+    known.deleted(KEY)
+    assert known.get(KEY) is None
 
 
 def test_entries_are_kept_only_for_objects_due_again_soon() -> None:
