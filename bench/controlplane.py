@@ -17,7 +17,8 @@ Steps (a progress line every few seconds):
  4. restart: the operator stopped, rotations asked for while none runs, a new operator
     over every identity: seconds to /readyz and to steady state, rotations missed or
     duplicated;
- 5. operator RSS (idle, peak) from /proc.
+ 5. operator RSS (idle, peak) from /proc; CPU seconds of each process (etcd, API server,
+    controller-manager, operator, sidecar, this script) in steps 2 and 3.
 Everything runs on this machine: the API server, etcd, the operator, the sidecar and
 this script share its cores, so the figures include that contention.
 """
@@ -76,6 +77,31 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuByProcess:
+    """CPU seconds each process of the run used between two readings, and the machine's
+    busy CPU seconds (every core, /proc/stat) over the same time: what is left is anything
+    else running here. Says where a step's two cores went."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._pids = pids
+        self._since = self._read()
+
+    def _read(self) -> dict[str, float]:
+        now = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        now["machine (busy)"] = (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+        return now
+
+    def spent(self) -> dict[str, float]:
+        now = self._read()
+        spent = {name: round(now[name] - self._since[name], 1) for name in now}
+        spent["other"] = round(
+            spent["machine (busy)"] - sum(v for k, v in spent.items() if k != "machine (busy)"), 1
+        )
+        return spent
 
 
 def operator_cost(pid: int, port: int, since: tuple[float, float]) -> tuple[float, float]:
@@ -155,10 +181,19 @@ def run(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) -> Non
             say(f"step 2: applying {args.identities} {args.algorithm} identities")
             pid = operator.process.pid
             spent = operator_cost(pid, operator.port, (0.0, 0.0))
+            pids = {
+                **cluster.pids(),
+                "operator": pid,
+                "sidecar": bench.sidecar.process.pid,
+                "benchmark (this script)": os.getpid(),
+            }
+            by_process = CpuByProcess(pids)
             results.update(create(bench, args.identities, args.namespaces, spec))
             cost = operator_cost(pid, operator.port, spent)
             results["operator_cpu_s_create"], results["operator_gc_s_create"] = cost
+            results["cpu_s_create_by_process"] = by_process.spent()
             say(f"operator CPU while creating {cost[0]} s, of which garbage collection {cost[1]} s")
+            say(f"CPU seconds by process while creating: {results['cpu_s_create_by_process']}")
             results["operator_rss_mib_after_create"] = round(rss_mib(operator.process.pid)[0], 1)
             metrics = read_metrics(operator.port)
             results["bundle_bytes"] = int(metrics["jwtmesh_operator_bundle_bytes"])
@@ -166,10 +201,13 @@ def run(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) -> Non
             if not args.no_sweep:
                 say(f"step 3: rotation sweep of all {args.identities}")
                 spent = operator_cost(pid, operator.port, (0.0, 0.0))
+                by_process = CpuByProcess(pids)
                 results.update(sweep(bench, lambda: read_metrics(operator.port)))
                 cost = operator_cost(pid, operator.port, spent)
                 results["operator_cpu_s_sweep"], results["operator_gc_s_sweep"] = cost
+                results["cpu_s_sweep_by_process"] = by_process.spent()
                 say(f"operator CPU in the sweep {cost[0]} s, garbage collection {cost[1]} s")
+                say(f"CPU seconds by process in the sweep: {results['cpu_s_sweep_by_process']}")
             results["operator_peak_rss_mib"] = round(rss_mib(operator.process.pid)[1], 1)
             say(f"operator RSS peak so far {results['operator_peak_rss_mib']} MiB")
             if not args.no_restart:
