@@ -26,6 +26,7 @@ from jwtmesh_operator.indexes import (
     revocation_records,
     sources,
 )
+from jwtmesh_operator.keystore import SECRET_TYPE
 from jwtmesh_operator.reconcile import (
     CONFLICTS,
     RETRY_AFTER_ERROR,
@@ -182,23 +183,36 @@ async def grant_event(spec: Any, memo: Any, **_: Any) -> None:
     publish(state)
 
 
-@kopf.on.event("", "v1", "secrets", labels={IDENTITY_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "secrets", field="type", value=SECRET_TYPE)
 async def identity_secret_changed(
     namespace: Any, name: str, labels: Any, meta: Any, event: Any, memo: Any, **_: Any
 ) -> None:
     """A Secret edited or deleted by hand: its identity repairs it. The bundles follow
-    every change, our own writes included (their new keys are published from here)."""
+    every change, our own writes included (their new keys are published from here).
+    Only labelled signing-key Secrets are sent here (main.py asks the API server for no
+    others); one whose label was taken off comes as DELETED, and its owner looks again."""
     state = changed(memo, names=False)
     key = (namespace, name)
+    identity = labels.get(IDENTITY_LABEL) or _owning_identity(meta)
     if event.get("type") == "DELETED":
         state.known_secrets.deleted(key)
         own = False
+    elif IDENTITY_LABEL not in labels:
+        return  # not one of ours (only an operator without server-side selectors sees it)
     else:
         raw, version = event.get("object") or {}, str(meta.get("resourceVersion"))
         own = state.known_secrets.seen(key, version, lambda: raw, fill=state.acting.is_set())
-    if not own:
-        state.scheduler.now((namespace, labels[IDENTITY_LABEL]))
+    if not own and identity:
+        state.scheduler.now((namespace, identity))
     publish(state)
+
+
+def _owning_identity(meta: Any) -> str | None:
+    """The ServiceIdentity a Secret names as its controller, if any."""
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "ServiceIdentity" and ref.get("controller"):
+            return str(ref.get("name"))
+    return None
 
 
 # --- revocations and namespaces ------------------------------------------------------

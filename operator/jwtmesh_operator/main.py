@@ -37,6 +37,7 @@ from jwtmesh_operator.scheduler import Scheduler
 from jwtmesh_operator.session import SessionPerCredentials
 from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.state import OperatorConfig, OperatorState
+from jwtmesh_operator.watch_selectors import narrow_watches
 from jwtmesh_operator.webhook_server import ListeningWebhookServer
 
 log = logging.getLogger("jwtmesh.operator")
@@ -59,6 +60,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     )
     settings.persistence.diffbase_storage = NoDiffBase()  # no on.create/update handlers
     settings.watching.server_timeout = 300
+    narrow_watches(settings)  # only the identities' Secrets, not every one in the cluster
     # kopf keeps a worker (and the object's last event) per object for this long after its
     # last event; with a thousand identities the default 5 s held ~17 MiB during a sweep.
     settings.queueing.idle_timeout = 0.5

@@ -220,6 +220,12 @@ def _secret_taken(secret: Stored | None, name: str, uid: str | None) -> str | No
     """A Secret under our name that this identity did not make is never adopted."""
     if secret is None:
         return None
+    if IDENTITY_LABEL not in secret.labels and uid and uid in secret.owner_uids:
+        # Its keys left every bundle with the label (only labelled Secrets are watched).
+        return (
+            f"Secret {secret.name} lost its label {IDENTITY_LABEL}={name}: put the label "
+            "back, or delete the Secret to have new keys made"
+        )
     if secret.labels.get(IDENTITY_LABEL) != name or (uid and uid not in secret.owner_uids):
         return f"Secret {secret.name} exists and was not made by the operator for this identity"
     return None

@@ -340,6 +340,41 @@ def test_a_tampered_or_deleted_secret_is_repaired(
     )
 
 
+def test_a_secret_whose_label_is_taken_off_is_refused_until_it_is_back(
+    operator: OperatorProcess, cluster_objects: Any
+) -> None:
+    """Only labelled Secrets reach the operator (watch_selectors.py): taking the label off
+    an identity's Secret removes it from the watch. The identity says so (not Ready, an
+    Event) instead of silently dropping its keys, and recovers when the label is back."""
+    ns = cluster_objects.namespace("unlabelled")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald"))
+    status = cluster_objects.ready_identity(ns, "herald")["status"]
+    off = {"metadata": {"labels": {"jwtmesh.io/identity": None}}}
+    cluster_objects.core.patch_namespaced_secret("herald-jwtmesh-key", ns, off)
+
+    def refused() -> dict[str, Any] | None:
+        conditions = cluster_objects.identity(ns, "herald")["status"]["conditions"]
+        ready = next(c for c in conditions if c["type"] == "Ready")
+        return ready if ready["reason"] == "SecretNameTaken" else None
+
+    condition = wait_for(refused, 20, "the identity refused for its unlabelled Secret")
+    assert condition["status"] == "False"
+    assert "lost its label jwtmesh.io/identity=herald" in condition["message"]
+    wait_for(
+        lambda: "SecretNameTaken" in cluster_objects.event_reasons(ns, "herald"), 10, "an Event"
+    )
+
+    on = {"metadata": {"labels": {"jwtmesh.io/identity": "herald"}}}
+    cluster_objects.core.patch_namespaced_secret("herald-jwtmesh-key", ns, on)
+    again = cluster_objects.ready_identity(ns, "herald", timeout=20)["status"]
+    assert again["activeKid"] == status["activeKid"], "the same keys, not new ones"
+    wait_for(
+        lambda: status["activeKid"] in cluster_objects.bundle_kids(ns, status["issuer"]),
+        10,
+        "its key published again",
+    )
+
+
 def test_an_edited_or_deleted_trust_bundle_is_written_again(
     operator: OperatorProcess, cluster_objects: Any
 ) -> None:
