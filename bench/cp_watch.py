@@ -41,13 +41,12 @@ class RawWatch(threading.Thread):
 
     def run(self) -> None:
         while not self._stopping:
-            version = self._relist()
             try:
-                self._watch(version)
+                self._watch(self._relist())
             except ApiException as exc:
                 if exc.status != 410:
                     time.sleep(1)
-            except Exception:  # a dropped stream: list again
+            except Exception:  # a dropped stream, or the API server stopping: list again
                 time.sleep(0.5)
 
     def _relist(self) -> str:
