@@ -21,6 +21,7 @@ from aiohttp import web
 
 from jwtmesh.shards import MAX_SHARDS, SHARD_LIMIT
 from jwtmesh.tokens.keys import jwks
+from jwtmesh_operator.headroom import restart_peak_estimate
 from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.state import OperatorState
 
@@ -83,6 +84,14 @@ METRICS: dict[str, tuple[str, str]] = {
         "Seconds the operator spent in Python's garbage collector",
     ),
     "jwtmesh_operator_gc_collections_total": ("counter", "Garbage collections that ran"),
+    "jwtmesh_operator_memory_limit_bytes": (
+        "gauge",
+        "This container's memory limit (0: none)",
+    ),
+    "jwtmesh_operator_restart_memory_estimate_bytes": (
+        "gauge",
+        "Memory a restart over the identities known now is expected to peak at",
+    ),
     "jwtmesh_operator_synced": (
         "gauge",
         "1 once every index is filled from the API server (0 while starting or standing by)",
@@ -128,6 +137,10 @@ def metrics_text(state: OperatorState) -> str:
         ],
         "jwtmesh_operator_gc_seconds_total": [("", round(state.collector.seconds, 6))],
         "jwtmesh_operator_gc_collections_total": [("", state.collector.collections)],
+        "jwtmesh_operator_memory_limit_bytes": [("", state.memory_limit or 0)],
+        "jwtmesh_operator_restart_memory_estimate_bytes": [
+            ("", restart_peak_estimate(len(state.indexes.get("identities") or {})))
+        ],
         "jwtmesh_operator_synced": [("", 1 if state.readiness.synced else 0)],
         "jwtmesh_operator_identity_ready": [],
         "jwtmesh_operator_identity_next_rotation_seconds": [],

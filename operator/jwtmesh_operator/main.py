@@ -28,6 +28,7 @@ from jwtmesh_operator.collector import keep_long_lived_frozen
 from jwtmesh_operator.diffbase import NoDiffBase
 from jwtmesh_operator.events import EventRecorder
 from jwtmesh_operator.handlers import reconcile_one
+from jwtmesh_operator.headroom import container_memory_limit, restart_warning
 from jwtmesh_operator.http import make_app
 from jwtmesh_operator.kube import Kube, load_kube_config
 from jwtmesh_operator.lease import LeaseKeeper
@@ -98,6 +99,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     memo["tasks"], memo["lease"] = _start_acting(state, owner)
     state.collector.install()
     memo["tasks"].append(asyncio.get_running_loop().create_task(keep_long_lived_frozen()))
+    state.memory_limit = container_memory_limit()
+    memo["tasks"].append(asyncio.get_running_loop().create_task(warn_of_restart_memory(state)))
 
     def sources() -> BundleSources | None:
         return state.sources_memo.get(lambda: indexes.sources(state.indexes, state))
@@ -153,6 +156,22 @@ def _lease_keeper(state: OperatorState, owner: dict[str, Any] | None) -> LeaseKe
     return LeaseKeeper(
         state.kube.api, _config.lease_namespace, LEASE_NAME, me, on_change=on_change, owner=owner
     )
+
+
+async def warn_of_restart_memory(state: OperatorState, every: float = 300.0) -> None:
+    """Log when a restart over the identities known now would not fit the memory limit
+    (headroom.py), and when it fits again; the metrics say it all the time."""
+    warned = False
+    while True:
+        await asyncio.sleep(every)
+        if not state.readiness.synced:
+            continue
+        message = restart_warning(len(state.indexes.get("identities") or {}), state.memory_limit)
+        if message is not None and not warned:
+            log.warning(message, extra={"event": "restart_memory_at_risk"})
+        elif message is None and warned:
+            log.info("a restart fits the memory limit again", extra={"event": "restart_memory_ok"})
+        warned = message is not None
 
 
 def configure_admission(

@@ -169,6 +169,8 @@ class OperatorState:
     listed_policies: ListedOnce[Stored] = field(default_factory=ListedOnce)
     listed_network_policies: ListedOnce[Stored] = field(default_factory=ListedOnce)
     census_idle: asyncio.Event = field(default_factory=_set_event)
+    # This container's memory limit (headroom.py; None: none, or not under a cgroup).
+    memory_limit: int | None = None
 
     def report(self, key: tuple[str, str], health: IdentityHealth, conflict: bool) -> None:
         self.identities[key] = health

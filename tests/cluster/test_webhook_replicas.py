@@ -95,3 +95,20 @@ def test_every_replica_admits_pods_of_an_identity_created_after_it_started(
         assert known.get("patch"), (role, "admitted without the sidecars")
         assert not missing["allowed"], (role, missing)
         assert "no ServiceIdentity 'not-there'" in missing["status"]["message"]
+
+
+def test_every_replica_reads_its_containers_memory_limit(
+    herald_census: Kube, api: ClusterApi
+) -> None:
+    """headroom.py reads the cgroup of a real container: the chart's default limit (256Mi),
+    and a restart estimate that fits under it for this small mesh (no warning)."""
+    for replica in api.pods(RELEASE_NAMESPACE, OPERATOR_SELECTOR):
+        url = f"http://{replica.status.pod_ip}:8080/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            text = answer.read().decode()
+        values = dict(
+            line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+        )
+        assert float(values["jwtmesh_operator_memory_limit_bytes"]) == 256 * 1024 * 1024
+        estimate = float(values["jwtmesh_operator_restart_memory_estimate_bytes"])
+        assert 0 < estimate < 0.9 * 256 * 1024 * 1024

@@ -120,6 +120,8 @@ def test_the_documented_operator_metrics_are_what_it_serves() -> None:
         clock=lambda: 0.0,
         readiness=Readiness(),
         identities={},
+        indexes={},
+        memory_limit=None,
     )
     served = set(re.findall(r"^# HELP (\S+) ", metrics_text(state), re.MULTILINE))
     assert served == set(METRICS)
