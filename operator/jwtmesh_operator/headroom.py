@@ -5,7 +5,9 @@ worker) until every index is filled, so the restart's peak grows with the mesh a
 above the running operator's: measured with bench/controlplane.py (one run each in
 bench/results/), 172-174 MiB at 1,000 identities and 595-720 MiB at 10,000, against 101-104
 MiB idle. A limit below that peak lets the operator run for weeks and then be OOM-killed at
-every start. The estimate errs high (it is fitted to the 10,000 runs' worst).
+every start. The estimate errs high (it is fitted to the 10,000 runs' worst). It was
+measured with ES256 keys; an RSA-3072 identity's Secret is ~4x larger, so a mesh of RSA
+identities needs more room than it says (not measured).
 """
 
 from __future__ import annotations
