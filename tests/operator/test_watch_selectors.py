@@ -30,3 +30,9 @@ def test_nothing_else_is_narrowed() -> None:
         assert list(settings.watching.field_selectors.collect(resource(plural, kind))) == []
     identities = kopf.Resource("jwtmesh.io", "v1alpha1", "serviceidentities")
     assert list(settings.watching.label_selectors.collect(identities)) == []
+
+
+def test_initial_lists_come_in_pages() -> None:
+    settings = kopf.OperatorSettings()
+    narrow_watches(settings)
+    assert settings.watching.chunk_size == 500
