@@ -139,7 +139,7 @@ def metrics_text(state: OperatorState) -> str:
         "jwtmesh_operator_gc_collections_total": [("", state.collector.collections)],
         "jwtmesh_operator_memory_limit_bytes": [("", state.memory_limit or 0)],
         "jwtmesh_operator_restart_memory_estimate_bytes": [
-            ("", restart_peak_estimate(len(state.indexes.get("identities") or {})))
+            ("", restart_peak_estimate(state.identities_known()))
         ],
         "jwtmesh_operator_synced": [("", 1 if state.readiness.synced else 0)],
         "jwtmesh_operator_identity_ready": [],

@@ -41,8 +41,8 @@ KEEP_FOR = 300.0  # seconds: by default, entries of objects due again later than
 
 class LatestKnown:
     """Objects as the API serves them, each at the resourceVersion it was known at; kept
-    as compressed JSON without managedFields (~1 KB for an identity or its Secret, where
-    the parsed object takes several)."""
+    as compressed JSON without managedFields (1-2 KB for an identity or its ES256 Secret,
+    where the parsed object takes several)."""
 
     def __init__(self, *, keep_for: float = KEEP_FOR) -> None:
         self._keep_for = keep_for

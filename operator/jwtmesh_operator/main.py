@@ -166,7 +166,7 @@ async def warn_of_restart_memory(state: OperatorState, every: float = 300.0) -> 
         await asyncio.sleep(every)
         if not state.readiness.synced:
             continue
-        message = restart_warning(len(state.indexes.get("identities") or {}), state.memory_limit)
+        message = restart_warning(state.identities_known(), state.memory_limit)
         if message is not None and not warned:
             log.warning(message, extra={"event": "restart_memory_at_risk"})
         elif message is None and warned:

@@ -172,6 +172,10 @@ class OperatorState:
     # This container's memory limit (headroom.py; None: none, or not under a cgroup).
     memory_limit: int | None = None
 
+    def identities_known(self) -> int:
+        """ServiceIdentities in the index (every one watched, reconciled or not)."""
+        return len(self.indexes.get("identities") or {})
+
     def report(self, key: tuple[str, str], health: IdentityHealth, conflict: bool) -> None:
         self.identities[key] = health
         if conflict:

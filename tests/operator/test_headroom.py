@@ -62,7 +62,9 @@ def test_the_operator_logs_once_when_a_restart_stops_fitting_and_once_when_it_fi
 ) -> None:
     identities: dict[tuple[str, str], object] = {}
     state: Any = SimpleNamespace(
-        readiness=Readiness(synced=True), memory_limit=256 * MIB, indexes={"identities": identities}
+        readiness=Readiness(synced=True),
+        memory_limit=256 * MIB,
+        identities_known=lambda: len(identities),
     )
 
     async def scenario() -> None:

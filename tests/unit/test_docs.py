@@ -120,7 +120,7 @@ def test_the_documented_operator_metrics_are_what_it_serves() -> None:
         clock=lambda: 0.0,
         readiness=Readiness(),
         identities={},
-        indexes={},
+        identities_known=lambda: 0,
         memory_limit=None,
     )
     served = set(re.findall(r"^# HELP (\S+) ", metrics_text(state), re.MULTILINE))
