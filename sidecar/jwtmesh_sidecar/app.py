@@ -15,6 +15,8 @@ from jwtmesh.boundary import EXIT_USAGE
 from jwtmesh.identity import IdentityKeys, active_key, parse_identity
 from jwtmesh.logs import configure_logging
 from jwtmesh.policy import ALLOW_ALL, Policy, parse_policy
+from jwtmesh_sidecar.answer_memo import MAX_ENTRIES as MEMO_ENTRIES
+from jwtmesh_sidecar.answer_memo import AnswerMemo
 from jwtmesh_sidecar.config import SidecarConfig
 from jwtmesh_sidecar.decide import Egress, Inbound
 from jwtmesh_sidecar.errors import StartupError
@@ -55,6 +57,21 @@ class _CacheCollector:
             "jwtmesh_token_cache_bytes",
             "Bytes the verified-token cache holds",
             self._store.cache_bytes(),
+        )
+
+
+class _MemoCollector:
+    """Exports how many HTTP Checks the answer memo answered (answer_memo.py)."""
+
+    def __init__(self, memo: AnswerMemo) -> None:
+        self._memo = memo
+
+    def collect(self) -> Any:
+        yield CounterMetricFamily(
+            "jwtmesh_answer_memo_hits",
+            "HTTP Checks answered from the answer memo (the same request bytes allowed "
+            "before, same bundle and policy, token not expired); also in jwtmesh_decisions",
+            self._memo.hits,
         )
 
 
@@ -170,8 +187,12 @@ class Sidecar:
                 config.grpc_server,
                 self.readiness,
             )
+        # No verified-token cache (cacheSize 0) means nothing remembered here either. The
+        # metric is served (0) without an HTTP listener too: one dashboard for every mode.
+        memo = AnswerMemo(min(MEMO_ENTRIES, config.cache_size))
+        self.metrics.registry.register(_MemoCollector(memo))
         if listen.http:
-            self._http = AuthzHttp(self.service, listen.http).start()
+            self._http = AuthzHttp(self.service, listen.http, memo).start()
         if listen.metrics:
             self._ops = start_ops(
                 listen.metrics, self.metrics.registry, self.liveness, self.readiness

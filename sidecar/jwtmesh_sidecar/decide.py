@@ -60,6 +60,9 @@ class Decision:
     jti: str | None = None
     # False: issuer, subject, kid and jti are what a refused token claims, unverified.
     verified: bool = True
+    # An allowed inbound decision holds for the same request, bundle and policy until then
+    # (the token's expiry plus leeway, as the verified-token cache); None: decide each time.
+    valid_until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,8 @@ def _removals(headers: Mapping[str, str], token: TokenSettings) -> tuple[str, ..
 def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decision:
     try:
         token = extract_token(request.headers, inbound.token)
-        verified: VerifiedToken = inbound.get_verifier().verify(token, now)
+        verifier = inbound.get_verifier()
+        verified: VerifiedToken = verifier.verify(token, now)
         bound_hash = verified.claims.get("bdy")
         if bound_hash is not None:
             check_body_binding(bound_hash, request, inbound.max_body_bytes)
@@ -219,6 +223,10 @@ def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decisio
             if result.audited_denial
             else ""
         ),
+        # An audited denial writes its log line every time: never answered from memory.
+        valid_until=None
+        if result.audited_denial
+        else verified.expires_at + verifier.settings.leeway,
     )
 
 

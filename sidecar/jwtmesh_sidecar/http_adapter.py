@@ -7,6 +7,8 @@ A 200 answer allows; its `x-jwtmesh-*` headers reach the upstream (`allowed_upst
 and `x-envoy-auth-headers-to-remove` lists headers Envoy strips. Any other status denies.
 
 A deliberately small HTTP/1.1 server on asyncio: keep-alive, Content-Length bodies only.
+A request whose bytes were allowed before is answered from the answer memo while that
+answer still holds (answer_memo.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from jwtmesh import reasons
+from jwtmesh_sidecar.answer_memo import AnswerMemo
 from jwtmesh_sidecar.decide import CheckInput, Decision, deny
 from jwtmesh_sidecar.service import DecisionService
 
@@ -114,8 +117,9 @@ def parse_request(buffer: bytes | bytearray) -> RawRequest | None:
 
 
 class AuthzHttpProtocol(asyncio.Protocol):
-    def __init__(self, service: DecisionService) -> None:
+    def __init__(self, service: DecisionService, memo: AnswerMemo | None = None) -> None:
         self._service = service
+        self._memo = AnswerMemo(0) if memo is None else memo
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
 
@@ -124,6 +128,12 @@ class AuthzHttpProtocol(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if not self._buffer and self._transport is not None:
+            # One whole request, exactly as one allowed before: no parsing, no deciding.
+            answer = self._service.answer_again(self._memo, data)
+            if answer is not None:
+                self._transport.write(answer)
+                return
         self._buffer += data
         while self._transport is not None and not self._transport.is_closing():
             if not self._handle_one():
@@ -140,20 +150,31 @@ class AuthzHttpProtocol(asyncio.Protocol):
             return False
         if raw is None:
             return False
+        wire = bytes(self._buffer[: raw.size])
         del self._buffer[: raw.size]
+        closing = raw.headers.get("connection", "").lower() == "close"
         request = to_check_input(raw.method, raw.target, raw.headers, raw.body)
         if request is None:
-            decision = deny(reasons.BAD_AUTHZ_REQUEST, "unknown authorization path prefix")
+            answer = render_response(
+                deny(reasons.BAD_AUTHZ_REQUEST, "unknown authorization path prefix")
+            )
         else:
-            decision = self._service.check(request)
-        self._transport.write(render_response(decision))
-        if raw.headers.get("connection", "").lower() == "close":
+            decision, basis, decided_at = self._service.check_for_memo(request)
+            answer = render_response(decision)
+            if basis is not None and not closing:
+                self._memo.put(wire, answer, decision, basis, decided_at)
+        self._transport.write(answer)
+        if closing:
             self._transport.close()
         return True
 
 
-async def start_http_server(service: DecisionService, host: str, port: int) -> asyncio.Server:
+async def start_http_server(
+    service: DecisionService, host: str, port: int, memo: AnswerMemo | None = None
+) -> asyncio.Server:
+    """`memo`: shared by every connection of this loop (None: nothing is remembered)."""
     loop = asyncio.get_running_loop()
+    shared = AnswerMemo(0) if memo is None else memo
     return await loop.create_server(
-        lambda: AuthzHttpProtocol(service), host, port, reuse_address=True
+        lambda: AuthzHttpProtocol(service, shared), host, port, reuse_address=True
     )

@@ -17,6 +17,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from jwtmesh.addresses import split_host_port
+from jwtmesh_sidecar.answer_memo import AnswerMemo
 from jwtmesh_sidecar.errors import StartupError
 from jwtmesh_sidecar.grpc_adapter import CHECK_METHOD, HEALTH_METHOD, check_method, health_method
 from jwtmesh_sidecar.grpc_server import (
@@ -97,9 +98,10 @@ def start_grpc(
 class AuthzHttp:
     """HTTP ext_authz on its own event loop thread; start-up errors come back to `start`."""
 
-    def __init__(self, service: DecisionService, address: str) -> None:
+    def __init__(self, service: DecisionService, address: str, memo: AnswerMemo) -> None:
         self._service = service
         self._address = address
+        self._memo = memo
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._run, name="jwtmesh-http", daemon=True)
@@ -111,7 +113,7 @@ class AuthzHttp:
         asyncio.set_event_loop(self._loop)
         try:
             self._server = self._loop.run_until_complete(
-                start_authz_http_server(self._service, host, port)
+                start_authz_http_server(self._service, host, port, self._memo)
             )
         except Exception as exc:  # reported by the starting thread, in start()
             self._error = exc

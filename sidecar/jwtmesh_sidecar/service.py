@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from jwtmesh import reasons
 from jwtmesh.logs import log_line
 from jwtmesh.policy import route_path
+from jwtmesh_sidecar.answer_memo import AnswerMemo, Basis
 from jwtmesh_sidecar.decide import (
     CheckInput,
     Decision,
@@ -109,6 +110,33 @@ class DecisionService:
             except Exception:  # a broken log stream must not turn a decision into an error
                 log.exception("could not write the decision log", extra={"event": "log_failed"})
         return decision
+
+    def check_for_memo(self, request: CheckInput) -> tuple[Decision, Basis | None, float]:
+        """`check`, with what the answer memo needs to tell when the same answer stops
+        holding: the Verifier and policy (taken before deciding, so a swap meanwhile makes
+        the entry miss, never stale) and a moment no later than the decision's clock."""
+        decided_at = self._clock()
+        basis = self._basis()
+        return self.check(request), basis, decided_at
+
+    def answer_again(self, memo: AnswerMemo, request: bytes) -> bytes | None:
+        """The answer remembered for exactly these request bytes while it still holds,
+        counted in the metrics as a decision; None: decide (`check_for_memo`)."""
+        started = time.perf_counter()
+        basis = self._basis()
+        if basis is None:
+            return None
+        remembered = memo.get(request, self._clock(), basis)
+        if remembered is None:
+            return None
+        self._record(remembered.decision, time.perf_counter() - started)
+        return remembered.answer
+
+    def _basis(self) -> Basis | None:
+        inbound = self._inbound
+        if inbound is None:
+            return None
+        return Basis(inbound.get_verifier(), inbound.get_policy())
 
     def _decide(self, request: CheckInput, now: float) -> Decision:
         if request.egress:

@@ -58,7 +58,9 @@ class Mesh:
     envoy_ports: dict[str, int]  # by AUTHZ_MODES
     sidecars: dict[int, tuple[ManagedProcess, int]]  # by Envoy port: its sidecar, metrics port
 
-    def bundle(self, herald_keys: list[SigningKey], corrupt: bool = False) -> None:
+    def bundle(
+        self, herald_keys: list[SigningKey], corrupt: bool = False, revoke: tuple[str, ...] = ()
+    ) -> None:
         if corrupt:
             self.bundle_volume.write({"bundle.json": b'{"version": 1, "issuers": {'})
             return
@@ -66,7 +68,9 @@ class Mesh:
             {
                 HERALD: IssuerTrust(
                     keys={k.kid: k.public for k in herald_keys},
-                    revoked_jtis={_jti(self.revoked_token): time.time() + 3600},
+                    revoked_jtis={
+                        _jti(token): time.time() + 3600 for token in (self.revoked_token, *revoke)
+                    },
                 ),
                 OTHER: IssuerTrust(keys={self.other.kid: self.other.public}),
             }
@@ -280,6 +284,25 @@ def test_swapped_bundle_with_a_new_key_is_accepted_within_a_second(mesh: Mesh, p
     while send(port, token=token).status != 401:
         assert time.monotonic() - removed_at < 1.0, "removed key still accepted after 1 s"
         time.sleep(0.05)
+
+
+def test_a_token_answered_many_times_is_refused_once_revoked(mesh: Mesh, port: int) -> None:
+    """The HTTP mode answers a repeated request from its answer memo; a revocation (a new
+    bundle) must still refuse the very next request that sees it."""
+    token = mint(mesh.herald)
+    hits_before = _metric(mesh, port, "jwtmesh_answer_memo_hits_total")
+    for _ in range(5):
+        assert send(port, token=token).status == 200
+    remembered = _metric(mesh, port, "jwtmesh_answer_memo_hits_total") - hits_before
+    is_http = port == mesh.envoy_ports["http"]
+    assert remembered == (4 if is_http else 0), "only the HTTP mode has an answer memo"
+    mesh.bundle([mesh.herald], revoke=(token,))
+    revoked_at = time.monotonic()
+    while (reply := send(port, token=token)).status != 401:
+        assert time.monotonic() - revoked_at < 1.0, "revoked token still accepted after 1 s"
+        time.sleep(0.05)
+    assert reply.body["error"] == "token_revoked"
+    mesh.bundle([mesh.herald])
 
 
 def _metric(mesh: Mesh, port: int, name: str) -> float:

@@ -1,0 +1,91 @@
+"""Answers remembered by the exact bytes of the request: the HTTP transport's fast lane.
+
+Envoy's HTTP ext_authz request for one caller's token on one route is the same bytes each
+time (the method, the prefixed path, the host and the few headers it is allowed to send).
+At a steady rate each Check arrives alone to a process whose caches the other processes
+on the core have refilled, and the full path (parse, verify from the cache, policy,
+Decision, rendering) then costs the sidecar several times what it costs warm
+(docs/performance.md, "The answer memo"). A repeated request is answered here from the
+bytes it sent, with the bytes answered last time.
+
+Only what would be answered the same is remembered, and only while it would be:
+- an allowed inbound decision (never a denial, whose log line and unknown-key refresh must
+  happen each time, an audited one, or an egress token);
+- while the Verifier and the policy in force are the very objects that decided it: a new
+  bundle (a removed key, a new revocation) or policy is a new object, so every answer from
+  before it is decided again;
+- while the clock is between the moment it was decided and its `valid_until` (the token's
+  expiry plus leeway, when the verified-token cache lets go of it too).
+
+One memo per event loop: used from one thread, so no lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jwtmesh_sidecar.decide import Decision
+
+MAX_ENTRIES = 1024  # callers x routes of one service, with room to spare
+MAX_REQUEST_BYTES = 4096  # a mesh token and Envoy's few headers take ~600
+
+
+@dataclass(frozen=True, slots=True)
+class Basis:
+    """What a decision was made with, besides the request and the clock."""
+
+    verifier: object
+    policy: object
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    answer: bytes  # the wire answer, as sent the first time
+    decision: Decision  # for the metrics of each repeat
+    basis: Basis
+    decided_at: float
+    valid_until: float
+
+
+class AnswerMemo:
+    """At most `max_entries` requests of at most MAX_REQUEST_BYTES; the oldest goes first."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self._max_entries = max_entries
+        self._entries: dict[bytes, Remembered] = {}
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, request: bytes, now: float, basis: Basis) -> Remembered | None:
+        """The remembered answer to exactly these bytes, if it still holds now."""
+        entry = self._entries.get(request)
+        if entry is None:
+            return None
+        if (
+            entry.basis.verifier is basis.verifier
+            and entry.basis.policy is basis.policy
+            and entry.decided_at <= now < entry.valid_until
+        ):
+            self.hits += 1
+            return entry
+        del self._entries[request]  # a new bundle or policy, expired, or the clock went back
+        return None
+
+    def put(
+        self, request: bytes, answer: bytes, decision: Decision, basis: Basis, decided_at: float
+    ) -> None:
+        if (
+            decision.valid_until is None
+            or not decision.allowed
+            or self._max_entries <= 0
+            or len(request) > MAX_REQUEST_BYTES
+        ):
+            return
+        self._entries.pop(request, None)
+        while len(self._entries) >= self._max_entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[request] = Remembered(
+            answer, decision, basis, decided_at, decision.valid_until
+        )
