@@ -57,7 +57,7 @@ def _micros(value: float | None) -> str:
 
 def ratios(summary: Summary) -> dict[str, float]:
     """The like-for-like ratios the docs quote, by name."""
-    out = _versus_baseline(summary)
+    out = {**_versus_baseline(summary), **_versus_floor(summary)}
     if "valid" not in summary or "distinct_tokens" not in summary:
         return {name: round(value, 2) for name, value in out.items()}
     valid, distinct = summary["valid"], summary["distinct_tokens"]
@@ -82,6 +82,19 @@ def _versus_baseline(summary: Summary) -> dict[str, float]:
             base = per.get(f"{mode}_baseline")
             if base is not None and mode in per:
                 out[f"{mode} / baseline ({workload})"] = per[mode]["rps"] / base["rps"]
+    return out
+
+
+def _versus_floor(summary: Summary) -> dict[str, float]:
+    """The HTTP sidecar's CPU per Check against the floor authorizer's (a fixed 200 on
+    asyncio, bench/floor_authorizer.py), per workload, in the same run."""
+    out = {}
+    for workload, per in summary.items():
+        ours, floor = per.get("d_jwtmesh_http"), per.get("e_floor_http")
+        if ours is not None and floor is not None and floor.get("sidecar_cpu_us_per_request"):
+            out[f"d_jwtmesh_http CPU per check / floor ({workload})"] = (
+                ours["sidecar_cpu_us_per_request"] / floor["sidecar_cpu_us_per_request"]
+            )
     return out
 
 

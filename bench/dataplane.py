@@ -46,18 +46,28 @@ from bench_wrk import PACED_CONNECTIONS, paced, token_file, wrk
 
 from jwtmesh.envoy_config import AuthzEndpoint
 from jwtmesh.tokens.keys import SigningKey, generate_signing_key, verify_signature
-from jwtmesh_testing.processes import ManagedProcess, free_port, start_envoy, start_sidecar
+from jwtmesh_testing.processes import (
+    ManagedProcess,
+    free_port,
+    start_envoy,
+    start_sidecar,
+    wait_for_port,
+)
 
 JWTMESH = ["c_jwtmesh_grpc", "c_jwtmesh_grpc_unix", "d_jwtmesh_http"]
+FLOOR = "e_floor_http"  # a fixed 200 on asyncio (floor_authorizer.py): the HTTP mode's floor
 BASELINE = ["c_jwtmesh_grpc_baseline", "d_jwtmesh_http_baseline"]
 PAIRED = ("valid", "mixed_10pct_invalid", "distinct_tokens", "fixed_1000_rps")
 RATES = (100, 1000, 5000)
 WORKLOADS: dict[str, tuple[list[str], int | None, int | None]] = {
     # name: (variants, connections (None: --connections), paced rate (None: flat out))
-    "valid": (["a_no_auth", "b_jwt_authn", "b_jwt_authn_cached", *JWTMESH], None, None),
+    "valid": (["a_no_auth", "b_jwt_authn", "b_jwt_authn_cached", *JWTMESH, FLOOR], None, None),
     "mixed_10pct_invalid": (["b_jwt_authn", *JWTMESH], None, None),
     "distinct_tokens": (["b_jwt_authn", "b_jwt_authn_cached", *JWTMESH], None, None),
-    **{f"fixed_{rate}_rps": (["b_jwt_authn", *JWTMESH], PACED_CONNECTIONS, rate) for rate in RATES},
+    **{
+        f"fixed_{rate}_rps": (["b_jwt_authn", *JWTMESH, FLOOR], PACED_CONNECTIONS, rate)
+        for rate in RATES
+    },
 }
 
 
@@ -197,6 +207,18 @@ def start_sidecars(
     return grpc_sidecar, http_sidecar, endpoints, metrics_port
 
 
+def start_floor(workdir: Path) -> tuple[ManagedProcess, AuthzEndpoint]:
+    port = free_port()
+    say("starting the floor authorizer (a fixed 200 on asyncio)")
+    floor = ManagedProcess(
+        "floor-authorizer",
+        [sys.executable, str(Path(__file__).parent / "floor_authorizer.py"), "--port", str(port)],
+        workdir / "floor-authorizer.log",
+    )
+    wait_for_port(port, 30, floor)
+    return floor, AuthzEndpoint("http", port=port)
+
+
 def start_stack(
     workdir: Path, key: SigningKey, bundle: Path, grpc_threads: int, baseline: str | None
 ) -> Stack:
@@ -204,16 +226,19 @@ def start_stack(
     grpc_sidecar, http_sidecar, endpoints, metrics_port = start_sidecars(
         workdir, bundle, grpc_threads
     )
+    floor, floor_endpoint = start_floor(workdir)
     variants: dict[str, tuple[dict[str, Any] | None, AuthzEndpoint | None]] = {
         "a_no_auth": (None, None),
         "b_jwt_authn": (jwt_authn_filter(key, cache=False), None),
         "b_jwt_authn_cached": (jwt_authn_filter(key, cache=True), None),
         **{name: (jwtmesh_filter(e), e) for name, e in endpoints.items()},
+        FLOOR: (jwtmesh_filter(floor_endpoint), floor_endpoint),
     }
     sidecars: dict[str, ManagedProcess | None] = {name: None for name in variants}
     sidecars.update(
         {name: grpc_sidecar if name.startswith("c_") else http_sidecar for name in endpoints}
     )
+    sidecars[FLOOR] = floor
     if baseline is not None:
         base_sidecar, base_endpoints = start_baseline(workdir, bundle, grpc_threads, baseline)
         variants.update({name: (jwtmesh_filter(e), e) for name, e in base_endpoints.items()})
@@ -323,7 +348,7 @@ def main() -> int:
     try:
         idle = {
             name: idle_cpu(sidecar)
-            for name in ("c_jwtmesh_grpc", "d_jwtmesh_http")
+            for name in ("c_jwtmesh_grpc", "d_jwtmesh_http", FLOOR)
             if (sidecar := stack.sidecars[name]) is not None
         }
         say(f"sidecars idle, ms CPU per second: {idle}")

@@ -58,14 +58,17 @@ class AnswerMemo:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, request: bytes, now: float, basis: Basis) -> Remembered | None:
-        """The remembered answer to exactly these bytes, if it still holds now."""
+    def get(
+        self, request: bytes, now: float, verifier: object, policy: object
+    ) -> Remembered | None:
+        """The remembered answer to exactly these bytes, if it still holds now with the
+        Verifier and policy in force."""
         entry = self._entries.get(request)
         if entry is None:
             return None
         if (
-            entry.basis.verifier is basis.verifier
-            and entry.basis.policy is basis.policy
+            entry.basis.verifier is verifier
+            and entry.basis.policy is policy
             and entry.decided_at <= now < entry.valid_until
         ):
             self.hits += 1

@@ -122,11 +122,11 @@ class DecisionService:
     def answer_again(self, memo: AnswerMemo, request: bytes) -> bytes | None:
         """The answer remembered for exactly these request bytes while it still holds,
         counted in the metrics as a decision; None: decide (`check_for_memo`)."""
-        started = time.perf_counter()
-        basis = self._basis()
-        if basis is None:
+        inbound = self._inbound
+        if inbound is None:
             return None
-        remembered = memo.get(request, self._clock(), basis)
+        started = time.perf_counter()
+        remembered = memo.get(request, self._clock(), inbound.get_verifier(), inbound.get_policy())
         if remembered is None:
             return None
         self._record(remembered.decision, time.perf_counter() - started)
