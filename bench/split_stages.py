@@ -3,6 +3,7 @@ DecisionService, the two adapters, and the wire requests Envoy sends them."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from jwtmesh.tokens.keys import SigningKey, verify_signature
 from jwtmesh.tokens.trust import IssuerTrust, MeshIdentity, TrustBundle
 from jwtmesh.tokens.verify import ParsedToken, VerifiedToken, Verifier, VerifierSettings
 from jwtmesh_sidecar import grpc_adapter, http_adapter
+from jwtmesh_sidecar.answer_memo import MAX_ENTRIES, AnswerMemo
 from jwtmesh_sidecar.decide import CheckInput, Decision, Inbound
 from jwtmesh_sidecar.metrics import SidecarMetrics
 from jwtmesh_sidecar.service import DecisionService
@@ -64,6 +66,31 @@ def grpc_bytes(token: str) -> bytes:
     )
     attributes.context_extensions[EGRESS_EXTENSION] = "inbound"
     return bytes(request.SerializeToString())
+
+
+class _LastAnswer(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.answer = bytes(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def http_protocol(service: DecisionService, memo: AnswerMemo) -> Callable[[bytes], bytes]:
+    """Wire bytes → answer bytes through the sidecar's AuthzHttpProtocol, as on a socket."""
+    transport = _LastAnswer()
+    protocol = http_adapter.AuthzHttpProtocol(service, memo)
+    protocol.connection_made(transport)
+
+    def whole(wire: bytes) -> bytes:
+        protocol.data_received(wire)
+        return transport.answer
+
+    return whole
 
 
 @dataclass
@@ -133,13 +160,11 @@ class Stack:
     def adapter(
         self, mode: str
     ) -> tuple[Callable[[bytes], Any], Callable[[Decision], Any], Callable[[bytes], Any]]:
-        """(wire → CheckInput, Decision → wire, wire → wire through the service)."""
-        if mode == "http":
-
-            def whole_http(wire: bytes) -> bytes:
-                return http_adapter.render_response(self.service.check(self.http_input(wire)))
-
-            return self.http_input, http_adapter.render_response, whole_http
+        """(wire → CheckInput, Decision → wire, wire → wire through the service). "http" is
+        the sidecar's protocol with its answer memo, "http-nomemo" the same without."""
+        if mode in ("http", "http-nomemo"):
+            memo = AnswerMemo(MAX_ENTRIES if mode == "http" else 0)
+            return self.http_input, http_adapter.render_response, http_protocol(self.service, memo)
 
         def grpc_in(wire: bytes) -> CheckInput:
             return grpc_adapter.to_check_input(grpc_adapter.CheckRequest.FromString(wire))

@@ -7,7 +7,7 @@ Three servers, each in its own process: `blocking` is the least a Python server 
 (a blocking recv and send per request, no event loop), `null` answers every request with a
 fixed 200 on the sidecar's asyncio loop (no parsing, no decision), `jwtmesh` is the
 sidecar's own AuthzHttpProtocol and DecisionService on that loop (a valid ES256 token,
-answered from the cache). One
+answered from the answer memo, as the sidecar answers a repeated request). One
 keep-alive connection from this process sends a request Envoy's ext_authz would send,
 paced at a fixed rate (one request, wait for its answer, sleep to the next slot) or back
 to back ("flat out"); the server's CPU per request comes from the scheduler's count of
@@ -32,6 +32,7 @@ from bench_envoy import bench_token, cpu_seconds
 from split_stages import build_stack, http_bytes
 
 from jwtmesh.tokens.keys import SigningKey, generate_signing_key
+from jwtmesh_sidecar.answer_memo import MAX_ENTRIES, AnswerMemo
 from jwtmesh_sidecar.http_adapter import AuthzHttpProtocol
 from jwtmesh_testing.processes import free_port, wait_for_port
 
@@ -72,7 +73,8 @@ async def serve(kind: str, port: int, key_pem: Path) -> None:
         factory: Any = NullProtocol
     else:
         service = build_stack(SigningKey.from_pem(key_pem.read_bytes(), "ES256")).service
-        factory = lambda: _AnyTransport(service)  # noqa: E731
+        memo = AnswerMemo(MAX_ENTRIES)  # one per loop, as in the sidecar
+        factory = lambda: _AnyTransport(service, memo)  # noqa: E731
     server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", port)
     async with server:
         await server.serve_forever()
