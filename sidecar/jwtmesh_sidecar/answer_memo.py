@@ -13,7 +13,7 @@ Only what would be answered the same is remembered, and only while it would be:
   happen each time, an audited one, or an egress token);
 - while the Verifier and the policy in force are the very objects that decided it: a new
   bundle (a removed key, a new revocation) or policy is a new object, so every answer from
-  before it is decided again;
+  before it is decided again (held by weak reference: a replaced one is freed, never kept);
 - while the clock is between the moment it was decided and its `valid_until` (the token's
   expiry plus leeway, when the verified-token cache lets go of it too).
 
@@ -22,6 +22,7 @@ One memo per event loop: used from one thread, so no lock.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 from jwtmesh_sidecar.decide import Decision
@@ -38,11 +39,22 @@ class Basis:
     policy: object
 
 
+class _WeakBasis:
+    """A Basis held by weak references: an entry never keeps a replaced Verifier alive
+    (with its whole bundle, megabytes at thousands of issuers) after a reload."""
+
+    __slots__ = ("policy", "verifier")
+
+    def __init__(self, basis: Basis) -> None:
+        self.verifier = weakref.ref(basis.verifier)
+        self.policy = weakref.ref(basis.policy)
+
+
 @dataclass(frozen=True, slots=True)
 class Remembered:
     answer: bytes  # the wire answer, as sent the first time
     decision: Decision  # for the metrics of each repeat
-    basis: Basis
+    basis: _WeakBasis
     decided_at: float
     valid_until: float
 
@@ -67,8 +79,8 @@ class AnswerMemo:
         if entry is None:
             return None
         if (
-            entry.basis.verifier is verifier
-            and entry.basis.policy is policy
+            entry.basis.verifier() is verifier
+            and entry.basis.policy() is policy
             and entry.decided_at <= now < entry.valid_until
         ):
             self.hits += 1
@@ -90,5 +102,5 @@ class AnswerMemo:
         while len(self._entries) >= self._max_entries:
             del self._entries[next(iter(self._entries))]
         self._entries[request] = Remembered(
-            answer, decision, basis, decided_at, decision.valid_until
+            answer, decision, _WeakBasis(basis), decided_at, decision.valid_until
         )

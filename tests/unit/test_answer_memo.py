@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import io
 import json
+import weakref
 from dataclasses import dataclass, field
 
 import pytest
@@ -154,6 +156,17 @@ def test_a_new_bundle_without_the_key_is_obeyed_at_once() -> None:
     assert status(sidecar.send(data)) == 200
     sidecar.verifier = Verifier(TrustBundle({ISS: IssuerTrust({})}), SETTINGS)
     assert status(sidecar.send(data)) == 401
+
+
+def test_a_replaced_verifier_is_not_kept_alive_by_the_memo() -> None:
+    """An entry must not pin an old bundle (megabytes at thousands of issuers) in memory."""
+    sidecar = Sidecar()
+    sidecar.send(request(token()))
+    old = weakref.ref(sidecar.verifier)
+    sidecar.verifier = Verifier(bundle(), SETTINGS)
+    gc.collect()
+    assert old() is None
+    assert len(sidecar.memo) == 1, "the entry is still there, and will miss"
 
 
 def test_a_new_policy_is_obeyed_at_once() -> None:
