@@ -5,7 +5,7 @@ time (the method, the prefixed path, the host and the few headers it is allowed 
 At a steady rate each Check arrives alone to a process whose caches the other processes
 on the core have refilled, and the full path (parse, verify from the cache, policy,
 Decision, rendering) then costs the sidecar several times what it costs warm
-(docs/performance.md, "The answer memo"). A repeated request is answered here from the
+(docs/performance.md, "Issue 14, 2026-11-27"). A repeated request is answered here from the
 bytes it sent, with the bytes answered last time.
 
 Only what would be answered the same is remembered, and only while it would be:
