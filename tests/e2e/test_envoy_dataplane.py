@@ -290,12 +290,18 @@ def test_a_token_answered_many_times_is_refused_once_revoked(mesh: Mesh, port: i
     """The HTTP mode answers a repeated request from its answer memo; a revocation (a new
     bundle) must still refuse the very next request that sees it."""
     token = mint(mesh.herald)
-    hits_before = _metric(mesh, port, "jwtmesh_answer_memo_hits_total")
-    for _ in range(5):
-        assert send(port, token=token).status == 200
-    remembered = _metric(mesh, port, "jwtmesh_answer_memo_hits_total") - hits_before
     is_http = port == mesh.envoy_ports["http"]
-    assert remembered == (4 if is_http else 0), "only the HTTP mode has an answer memo"
+    hits = start = _metric(mesh, port, "jwtmesh_answer_memo_hits_total")
+    # Until an answer comes from the memo (a reload left by an earlier test may make one
+    # more request be decided again first); the other modes have no memo.
+    for _ in range(20):
+        assert send(port, token=token).status == 200
+        hits, before = _metric(mesh, port, "jwtmesh_answer_memo_hits_total"), hits
+        if hits > before:
+            break
+    else:
+        assert not is_http, "the HTTP mode never answered the repeated request from its memo"
+    assert is_http or hits == start, "only the HTTP mode has an answer memo"
     mesh.bundle([mesh.herald], revoke=(token,))
     revoked_at = time.monotonic()
     while (reply := send(port, token=token)).status != 401:
