@@ -3,7 +3,6 @@ DecisionService, the two adapters, and the wire requests Envoy sends them."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from jwtmesh_sidecar.answer_memo import MAX_ENTRIES, AnswerMemo
 from jwtmesh_sidecar.decide import CheckInput, Decision, Inbound
 from jwtmesh_sidecar.metrics import SidecarMetrics
 from jwtmesh_sidecar.service import DecisionService
+from jwtmesh_testing.http_connection import RecordingTransport
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "examples/policies/lra-coordinator.yaml"
 SUBJECT = "herald.default"
@@ -68,27 +68,15 @@ def grpc_bytes(token: str) -> bytes:
     return bytes(request.SerializeToString())
 
 
-class _LastAnswer(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.answer = b""
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.answer = bytes(data)
-
-    def is_closing(self) -> bool:
-        return False
-
-
 def http_protocol(service: DecisionService, memo: AnswerMemo) -> Callable[[bytes], bytes]:
     """Wire bytes → answer bytes through the sidecar's AuthzHttpProtocol, as on a socket."""
-    transport = _LastAnswer()
+    transport = RecordingTransport()
     protocol = http_adapter.AuthzHttpProtocol(service, memo)
     protocol.connection_made(transport)
 
     def whole(wire: bytes) -> bytes:
         protocol.data_received(wire)
-        return transport.answer
+        return transport.written.pop()
 
     return whole
 

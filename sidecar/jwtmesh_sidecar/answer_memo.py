@@ -39,22 +39,14 @@ class Basis:
     policy: object
 
 
-class _WeakBasis:
-    """A Basis held by weak references: an entry never keeps a replaced Verifier alive
-    (with its whole bundle, megabytes at thousands of issuers) after a reload."""
-
-    __slots__ = ("policy", "verifier")
-
-    def __init__(self, basis: Basis) -> None:
-        self.verifier = weakref.ref(basis.verifier)
-        self.policy = weakref.ref(basis.policy)
-
-
 @dataclass(frozen=True, slots=True)
 class Remembered:
     answer: bytes  # the wire answer, as sent the first time
     decision: Decision  # for the metrics of each repeat
-    basis: _WeakBasis
+    # Weak: an entry never keeps a replaced Verifier alive (with its whole bundle,
+    # megabytes at thousands of issuers) after a reload.
+    verifier: weakref.ref[object]
+    policy: weakref.ref[object]
     decided_at: float
     valid_until: float
 
@@ -79,8 +71,8 @@ class AnswerMemo:
         if entry is None:
             return None
         if (
-            entry.basis.verifier() is verifier
-            and entry.basis.policy() is policy
+            entry.verifier() is verifier
+            and entry.policy() is policy
             and entry.decided_at <= now < entry.valid_until
         ):
             self.hits += 1
@@ -102,5 +94,10 @@ class AnswerMemo:
         while len(self._entries) >= self._max_entries:
             del self._entries[next(iter(self._entries))]
         self._entries[request] = Remembered(
-            answer, decision, _WeakBasis(basis), decided_at, decision.valid_until
+            answer,
+            decision,
+            weakref.ref(basis.verifier),
+            weakref.ref(basis.policy),
+            decided_at,
+            decision.valid_until,
         )

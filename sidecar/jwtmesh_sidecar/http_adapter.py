@@ -174,7 +174,6 @@ async def start_http_server(
 ) -> asyncio.Server:
     """`memo`: shared by every connection of this loop (None: nothing is remembered)."""
     loop = asyncio.get_running_loop()
-    shared = AnswerMemo(0) if memo is None else memo
     return await loop.create_server(
-        lambda: AuthzHttpProtocol(service, shared), host, port, reuse_address=True
+        lambda: AuthzHttpProtocol(service, memo), host, port, reuse_address=True
     )

@@ -90,8 +90,10 @@ class DecisionService:
         self._counters: dict[tuple[str, str], Any] = {}
 
     def check(self, request: CheckInput) -> Decision:
+        return self._check(request, self._clock())
+
+    def _check(self, request: CheckInput, now: float) -> Decision:
         started = time.perf_counter()
-        now = self._clock()
         try:
             decision = self._decide(request, now)
         except Exception:
@@ -114,10 +116,10 @@ class DecisionService:
     def check_for_memo(self, request: CheckInput) -> tuple[Decision, Basis | None, float]:
         """`check`, with what the answer memo needs to tell when the same answer stops
         holding: the Verifier and policy (taken before deciding, so a swap meanwhile makes
-        the entry miss, never stale) and a moment no later than the decision's clock."""
-        decided_at = self._clock()
+        the entry miss, never stale) and the decision's clock."""
+        now = self._clock()
         basis = self._basis()
-        return self.check(request), basis, decided_at
+        return self._check(request, now), basis, now
 
     def answer_again(self, memo: AnswerMemo, request: bytes) -> bytes | None:
         """The answer remembered for exactly these request bytes while it still holds,

@@ -61,16 +61,12 @@ def connection(**kw: Any) -> HttpConnection:
     return HttpConnection(**kw)
 
 
-def fresh_answer(sidecar: HttpConnection, data: bytes) -> bytes:
-    return sidecar.answer_without_memo(data)
-
-
 def test_a_repeated_allowed_request_gets_the_same_bytes_and_counts_as_a_decision() -> None:
     sidecar = connection()
     data = request(token())
     first = sidecar.send(data)
     assert status_of(first) == 200
-    assert sidecar.send(data) == first == fresh_answer(sidecar, data)
+    assert sidecar.send(data) == first == sidecar.answer_without_memo(data)
     assert sidecar.memo.hits == 1
     assert sidecar.decisions("allow", "allowed") == 2
 
@@ -93,7 +89,7 @@ def test_a_new_bundle_revoking_the_token_is_obeyed_at_once() -> None:
     refused = sidecar.send(data)
     assert status_of(refused) == 401
     assert b"token_revoked" in refused
-    assert refused == fresh_answer(sidecar, data)
+    assert refused == sidecar.answer_without_memo(data)
 
 
 def test_a_new_bundle_without_the_key_is_obeyed_at_once() -> None:
@@ -135,7 +131,7 @@ def test_an_answer_ends_when_the_token_does(later: float, expected: int) -> None
     assert status_of(sidecar.send(data)) == 200
     sidecar.now = NOW + later
     assert status_of(sidecar.send(data)) == expected
-    assert status_of(fresh_answer(sidecar, data)) == expected
+    assert status_of(sidecar.answer_without_memo(data)) == expected
 
 
 def test_a_clock_turned_back_decides_again() -> None:
