@@ -21,6 +21,7 @@ from jwtmesh_operator.indexes import (
     IDENTITIES,
     REVOCATIONS,
     identity_record,
+    namespace_rotation,
     operator_state,
     resolved_identities,
     revocation_records,
@@ -36,7 +37,7 @@ from jwtmesh_operator.reconcile import (
 )
 from jwtmesh_operator.revocation_status import report_revocation
 from jwtmesh_operator.revocations import RevocationRecord, effective, judge
-from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL
+from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL, ROTATE_ANNOTATION
 from jwtmesh_operator.state import OperatorState
 from jwtmesh_operator.tenancy import Resolved
 
@@ -98,7 +99,14 @@ async def reconcile_one(state: OperatorState, key: tuple[str, str]) -> float | N
     compromised = compromised_kids(revocations, resolved.issuer)
     try:
         wake_at = await asyncio.wait_for(
-            reconcile_identity(state, body, resolved, compromised), RECONCILE_TIMEOUT
+            reconcile_identity(
+                state,
+                body,
+                resolved,
+                compromised,
+                namespace_rotation=namespace_rotation(state.indexes, namespace),
+            ),
+            RECONCILE_TIMEOUT,
         )
     except Exception as exc:
         state.counters.reconcile_errors += 1
@@ -255,7 +263,7 @@ async def cluster_revocation_event(
 
 
 @kopf.on.event("", "v1", "namespaces")
-async def namespace_changed(labels: Any, memo: Any, **_: Any) -> None:
+async def namespace_changed(name: str, labels: Any, annotations: Any, memo: Any, **_: Any) -> None:
     state = operator_state(memo)
     if not state.readiness.synced:
         # kopf runs no resource handler before every index is filled: this first namespace
@@ -264,3 +272,12 @@ async def namespace_changed(labels: Any, memo: Any, **_: Any) -> None:
         log.info("synced: every index is filled", extra={"event": "synced"})
     if state.config.bundle_label in labels:
         publish(changed(memo, names=False))
+    asked = annotations.get(ROTATE_ANNOTATION)
+    if asked is not None and state.namespace_rotations.get(name) != asked:
+        # Every identity in it looks at the request (each rotates once per value).
+        state.namespace_rotations[name] = asked
+        for key in list(state.indexes["identities"]):
+            if key[0] == name:
+                state.scheduler.now(key)
+    elif asked is None:
+        state.namespace_rotations.pop(name, None)

@@ -16,7 +16,13 @@ from jwtmesh.tokens.keys import PublicJwk
 from jwtmesh_operator.keystore import PUBLISHED_KEYS, SECRET_TYPE, read_published
 from jwtmesh_operator.revocations import RevocationRecord
 from jwtmesh_operator.sources import BundleSources, SecretRecord, gather
-from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL, default_secret_name
+from jwtmesh_operator.spec import (
+    API_GROUP,
+    API_VERSION,
+    IDENTITY_LABEL,
+    ROTATE_ANNOTATION,
+    default_secret_name,
+)
 from jwtmesh_operator.state import OperatorState
 from jwtmesh_operator.tenancy import Grant, IdentityRecord, Resolved, resolve_all
 
@@ -31,6 +37,7 @@ INDEX_NAMES = (
     "revocations",
     "cluster_revocations",
     "bundle_namespaces",
+    "namespace_rotations",
 )
 
 
@@ -108,6 +115,19 @@ def _labeled_for_bundle(labels: Any, memo: Any, **_: Any) -> bool:
 @kopf.index("", "v1", "namespaces", when=_labeled_for_bundle)
 async def bundle_namespaces(name: str, **_: Any) -> Any:
     return {"labeled": name}
+
+
+@kopf.index("", "v1", "namespaces", annotations={ROTATE_ANNOTATION: kopf.PRESENT})
+async def namespace_rotations(name: str, annotations: Any, **_: Any) -> Any:
+    """Namespaces asking every identity in them to rotate (rotation_requests.py)."""
+    return {name: str(annotations[ROTATE_ANNOTATION])}
+
+
+def namespace_rotation(indexes: dict[str, Any], namespace: str) -> str | None:
+    """The namespace's rotate annotation (None: it has none)."""
+    for value in indexes["namespace_rotations"].get(namespace, ()):
+        return str(value)
+    return None
 
 
 def pick(kwargs: dict[str, Any]) -> dict[str, Any]:

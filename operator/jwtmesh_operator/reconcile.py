@@ -31,11 +31,11 @@ from jwtmesh_operator.keystore import SECRET_TYPE, StoredKeys, read_secret_data,
 from jwtmesh_operator.kube import Conflict, Stored, owner_reference, secret_object, secret_of
 from jwtmesh_operator.planning import UP_TO_DATE, KeySchedule, Plan
 from jwtmesh_operator.rendering import size_condition
+from jwtmesh_operator.rotation_requests import identity_request, rotation_requests
 from jwtmesh_operator.spec import (
     API_GROUP,
     API_VERSION,
     IDENTITY_LABEL,
-    ROTATE_ANNOTATION,
     IdentitySpec,
     SpecError,
     parse_spec,
@@ -56,10 +56,12 @@ async def reconcile_identity(
     resolved: Resolved,
     compromised: frozenset[str],
     *,
+    namespace_rotation: str | None = None,
     fresh: bool | None = None,
 ) -> float:
     """Bring one identity's Secret, policy and status to what they should be now; returns
-    when it next needs attention (Unix time). `fresh` (default: never reconciled, no
+    when it next needs attention (Unix time). `namespace_rotation`: its Namespace's rotate
+    annotation (rotation_requests.py). `fresh` (default: never reconciled, no
     observedGeneration): its objects are created without a lookup first (a conflict reads
     the one that exists and carries on as usual)."""
     status: dict[str, Any] = dict(body.get("status") or {})
@@ -80,26 +82,32 @@ async def reconcile_identity(
         return await _refuse(state, body, status, now, "SecretNameTaken", taken)
     stored: StoredKeys | None = read_secret_data(secret.data) if secret is not None else None
 
-    rotate_value = new_rotation_request(meta, status)
+    # Keys in the Secret or in the status backup (a deleted Secret is repaired from it).
+    has_keys = bool(stored and stored.public) or bool(status.get("keys"))
+    requests = rotation_requests(
+        meta.get("annotations"), namespace_rotation, status, has_keys=has_keys
+    )
     decision = decide_identity(
-        spec,
-        stored,
-        status,
-        now,
-        rotate_requested=rotate_value is not None,
-        compromised=compromised,
+        spec, stored, status, now, rotate_requested=requests.rotate, compromised=compromised
     )
     planned, public, data = await _desired_secret(state, spec, decision, stored, resolved, now)
     if (secret is None or secret.data != data) and not await _write_secret(
         state, body, spec, secret, data
     ):
         if fresh:  # it existed after all: decide again from what it holds
-            return await reconcile_identity(state, body, resolved, compromised, fresh=False)
+            return await reconcile_identity(
+                state,
+                body,
+                resolved,
+                compromised,
+                namespace_rotation=namespace_rotation,
+                fresh=False,
+            )
         return now + 0.5  # someone wrote meanwhile: start over from what is there now
 
     await _write_policy(state, body, spec, fresh)
     final = replace(decision.plan, keys=planned)
-    extra = _ready_status(spec, final, public, now, rotate_value)
+    extra = _ready_status(spec, final, public, now, requests.record)
     await _report_ready(state, body, status, now, extra, next_rotation(final, now))
     _announce(state, body, decision, final, now)
     state.counters.reconciles += 1
@@ -148,9 +156,10 @@ def _ready_status(
     final: Plan,
     public: dict[str, PublicKey],
     now: float,
-    rotate_value: str | None,
+    requests_done: dict[str, str],
 ) -> dict[str, Any]:
-    """What a Ready identity's status says beyond its condition."""
+    """What a Ready identity's status says beyond its condition (with the rotation
+    requests this reconcile carried out)."""
     extra: dict[str, Any] = {
         "issuer": spec.issuer,
         "audience": spec.audience,
@@ -159,15 +168,7 @@ def _ready_status(
         "nextRotation": iso(next_rotation(final, now)),
         "keys": status_keys(final, public, now),
     }
-    if rotate_value is not None:
-        extra["lastRotationRequest"] = rotate_value
-    return extra
-
-
-def new_rotation_request(meta: Any, status: dict[str, Any]) -> str | None:
-    """The `jwtmesh.io/rotate` annotation's value when it asks for a rotation not done yet."""
-    value = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
-    return None if value is None or value == status.get("lastRotationRequest") else str(value)
+    return extra | requests_done
 
 
 def spec_seen(body: Any) -> bool:
@@ -184,7 +185,8 @@ def nothing_new(body: Any) -> bool:
     its spec and no rotation request it has not done (so a watch event of our own status
     write asks for no reconcile)."""
     return (
-        spec_seen(body) and new_rotation_request(body["metadata"], body.get("status") or {}) is None
+        spec_seen(body)
+        and identity_request(body["metadata"].get("annotations"), body.get("status") or {}) is None
     )
 
 

@@ -169,6 +169,9 @@ class OperatorState:
     listed_policies: ListedOnce[Stored] = field(default_factory=ListedOnce)
     listed_network_policies: ListedOnce[Stored] = field(default_factory=ListedOnce)
     census_idle: asyncio.Event = field(default_factory=_set_event)
+    # Namespace → its rotate annotation as last seen (handlers.namespace_changed): a new
+    # value wakes the namespace's identities.
+    namespace_rotations: dict[str, str] = field(default_factory=dict)
     # This container's memory limit (headroom.py; None: none, or not under a cgroup).
     memory_limit: int | None = None
 

@@ -119,3 +119,25 @@ def test_rotate(herald: dict[str, Any], cluster_objects: Any, local_cluster: Loc
         15,
         "the rotation request seen",
     )
+
+
+def test_rotate_all(
+    herald: dict[str, Any], cluster_objects: Any, local_cluster: LocalCluster
+) -> None:
+    ns = herald["namespace"]
+    both = jwtmesh("rotate", "herald", "--all", "-n", ns, cluster=local_cluster)
+    assert both.returncode != 0
+    assert "not both" in both.stderr
+    rotated = jwtmesh("rotate", "--all", "-n", ns, cluster=local_cluster)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "every identity" in rotated.stdout
+    wait_for(
+        lambda: cluster_objects.identity(ns, "herald")["status"].get(
+            "lastNamespaceRotationRequest"
+        ),
+        15,
+        "the namespace's rotation request seen",
+    )
+    missing = jwtmesh("rotate", "--all", "-n", "no-such-namespace", cluster=local_cluster)
+    assert missing.returncode != 0
+    assert "not found" in missing.stderr

@@ -423,6 +423,50 @@ def test_rotation_on_demand(operator: OperatorProcess, cluster_objects: Any) -> 
     assert second
 
 
+def test_a_namespace_rotate_annotation_rotates_each_identity_in_it_once(
+    operator: OperatorProcess, cluster_objects: Any
+) -> None:
+    """One write asks every identity of a namespace: each rotates once per value, none
+    elsewhere, and one created afterwards keeps its first key."""
+    asked, other = cluster_objects.namespace("nsrotate"), cluster_objects.namespace("nskept")
+    spec = {"rotation": {"period": "720h", "prePublish": "2s", "retain": "2h"}}
+    for ns, name in [(asked, "herald"), (asked, "census"), (other, "herald")]:
+        create_object(cluster_objects.api, ns, "serviceidentities", service_identity(name, spec))
+    first = {
+        (ns, name): cluster_objects.ready_identity(ns, name)["status"]["activeKid"]
+        for ns, name in [(asked, "herald"), (asked, "census"), (other, "herald")]
+    }
+    cluster_objects.core.patch_namespace(
+        asked, {"metadata": {"annotations": {"jwtmesh.io/rotate": "all-1"}}}
+    )
+
+    def rotated() -> bool:
+        for name in ("herald", "census"):
+            status = cluster_objects.identity(asked, name)["status"]
+            if status["activeKid"] == first[(asked, name)]:
+                return False
+            assert status["lastNamespaceRotationRequest"] == "all-1"
+        return True
+
+    wait_for(rotated, 30, "every identity of the namespace signing with a new key")
+    assert "RotationRequested" in cluster_objects.event_reasons(asked, "herald")
+    untouched = cluster_objects.identity(other, "herald")["status"]
+    assert untouched["activeKid"] == first[(other, "herald")]
+    assert len(untouched["keys"]) == 1
+    assert "lastNamespaceRotationRequest" not in untouched
+
+    create_object(cluster_objects.api, asked, "serviceidentities", service_identity("late", spec))
+    late = cluster_objects.ready_identity(asked, "late")["status"]
+    assert late["lastNamespaceRotationRequest"] == "all-1"
+    time.sleep(3)  # room for a repeated rotation to show (as a third key) if one were made
+    for name in ("herald", "census"):
+        status = cluster_objects.identity(asked, name)["status"]
+        assert len(status["keys"]) == 2, f"{name} rotated once (old key retained, new signs)"
+    late = cluster_objects.identity(asked, "late")["status"]
+    assert len(late["keys"]) == 1
+    assert late["activeKid"] == late["keys"][0]["kid"]
+
+
 def test_jwks_and_discovery_are_served(operator: OperatorProcess, cluster_objects: Any) -> None:
     ns = cluster_objects.namespace("jwks")
     create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald"))

@@ -122,18 +122,42 @@ def status_command(
 
 
 @click.command("rotate", cls=BoundaryCommand)
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option(
+    "--all",
+    "every",
+    is_flag=True,
+    help="Every identity in the namespace, with one write (the Namespace's annotation; "
+    "needs patch on the Namespace).",
+)
 @namespace_option
 @cluster_options
 def rotate_command(
-    name: str, namespace: str, kubeconfig: str | None, kube_context: str | None
+    name: str | None,
+    every: bool,
+    namespace: str,
+    kubeconfig: str | None,
+    kube_context: str | None,
 ) -> None:
-    """Ask the operator to rotate NAME's key now (the new key is still published for
-    prePublish before it signs: no request fails)."""
+    """Ask the operator to rotate NAME's key now, or with --all every key in the namespace
+    (each new key is still published for prePublish before it signs: no request fails)."""
+    if (name is None) == (not every):
+        raise CommandError("NAME", "give one identity's NAME, or --all (not both)")
     cluster = Cluster(kubeconfig, kube_context)
-    _identity(cluster, namespace, name)  # a clear "not found" before patching
     value = str(int(time.time()))
     patch = {"metadata": {"annotations": {ROTATE_ANNOTATION: value}}}
+    if name is None:
+        cluster.call(
+            f"namespace {namespace}",
+            lambda: cluster.core.patch_namespace(namespace, patch),
+            missing="not found",
+        )
+        click.echo(
+            f"rotation of every identity in {namespace} requested "
+            f"(namespace annotation {ROTATE_ANNOTATION}={value})"
+        )
+        return
+    _identity(cluster, namespace, name)  # a clear "not found" before patching
     cluster.call(
         f"serviceidentity {namespace}/{name}",
         lambda: cluster.custom.patch_namespaced_custom_object(
