@@ -138,6 +138,13 @@ def arguments() -> argparse.Namespace:
         "before it signs (the sweep takes at least this long). It must cover a publish's "
         "write budget (docs/scaling.md): by default 10s up to 2,000 identities, else 60s",
     )
+    parser.add_argument(
+        "--sweep-by",
+        choices=["namespace", "identity"],
+        default="namespace",
+        help="how step 3 asks for the rotations: the rotate annotation on each Namespace "
+        "(one write per namespace, `jwtmesh rotate --all`) or on each identity",
+    )
     parser.add_argument("--no-sweep", action="store_true", help="skip step 3")
     parser.add_argument("--no-restart", action="store_true", help="skip step 4")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -199,10 +206,10 @@ def run(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) -> Non
             results["bundle_bytes"] = int(metrics["jwtmesh_operator_bundle_bytes"])
             results["bundle_shards"] = int(metrics["jwtmesh_operator_bundle_shards"])
             if not args.no_sweep:
-                say(f"step 3: rotation sweep of all {args.identities}")
+                say(f"step 3: rotation sweep of all {args.identities}, asked per {args.sweep_by}")
                 spent = operator_cost(pid, operator.port, (0.0, 0.0))
                 by_process = CpuByProcess(pids)
-                results.update(sweep(bench, lambda: read_metrics(operator.port)))
+                results.update(sweep(bench, lambda: read_metrics(operator.port), args.sweep_by))
                 cost = operator_cost(pid, operator.port, spent)
                 results["operator_cpu_s_sweep"], results["operator_gc_s_sweep"] = cost
                 results["cpu_s_sweep_by_process"] = by_process.spent()

@@ -161,6 +161,12 @@ def annotate(api: client.ApiClient, keys: list[Key], value: str) -> None:
         list(pool.map(one, keys))
 
 
+def annotate_namespaces(api: client.ApiClient, namespaces: list[str], value: str) -> None:
+    core = client.CoreV1Api(api)
+    for namespace in namespaces:
+        core.patch_namespace(namespace, {"metadata": {"annotations": {ROTATE: value}}})
+
+
 def rotated_count(bench: Bench, before: dict[Key, Any], keys: list[Key]) -> Callable[[], Any]:
     """How many of `keys` sign with a new key (by their schedule: what their Pods sign
     with) that the mounted bundle has."""
@@ -177,17 +183,23 @@ def rotated_count(bench: Bench, before: dict[Key, Any], keys: list[Key]) -> Call
     return count
 
 
-def sweep(bench: Bench, metrics: Callable[[], dict[str, float]]) -> dict[str, Any]:
-    """Rotate every identity at once (the rotate annotation) while tokens are minted and
-    checked: seconds until all sign with a new key the sidecar has, refused tokens, and
-    the operator's API requests per rotation."""
+def sweep(bench: Bench, metrics: Callable[[], dict[str, float]], by: str) -> dict[str, Any]:
+    """Rotate every identity at once (the rotate annotation on each Namespace, or with
+    `by="identity"` on each identity) while tokens are minted and checked: seconds until
+    all sign with a new key the sidecar has, refused tokens, and the operator's API
+    requests per rotation."""
     before = bench.identities.snapshot()
     counters_before = metrics()
     load = MintLoad(bench)
     load.start()
     started = time.monotonic()
-    annotate(bench.api, bench.keys, f"sweep-{time.time():.0f}")
-    say(f"  {len(bench.keys)} rotations requested in {time.monotonic() - started:.1f} s")
+    value = f"sweep-{time.time():.0f}"
+    if by == "identity":
+        annotate(bench.api, bench.keys, value)
+    else:
+        annotate_namespaces(bench.api, sorted({namespace for namespace, _ in bench.keys}), value)
+    requested = time.monotonic() - started
+    say(f"  {len(bench.keys)} rotations requested (per {by}) in {requested:.1f} s")
     wait_until("signing with a new published key", rotated_count(bench, before, bench.keys), 1800)
     elapsed = time.monotonic() - started
 
@@ -208,6 +220,8 @@ def sweep(bench: Bench, metrics: Callable[[], dict[str, float]]) -> dict[str, An
         f"({load.with_new_key} by new keys), {len(load.failures)} refused {load.failures[:3]}"
     )
     return {
+        "sweep_asked_per": by,
+        "sweep_request_seconds": round(requested, 1),
         "sweep_seconds": round(elapsed, 1),
         "sweep_status_seconds": round(status_done, 1),
         "tokens_during_sweep": load.minted,

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from jwtmesh_operator.bundles import Revocation, compromised_kids
 from jwtmesh_operator.indexes import (
@@ -273,11 +274,33 @@ async def namespace_changed(name: str, labels: Any, annotations: Any, memo: Any,
     if state.config.bundle_label in labels:
         publish(changed(memo, names=False))
     asked = annotations.get(ROTATE_ANNOTATION)
-    if asked is not None and state.namespace_rotations.get(name) != asked:
-        # Every identity in it looks at the request (each rotates once per value).
-        state.namespace_rotations[name] = asked
-        for key in list(state.indexes["identities"]):
-            if key[0] == name:
-                state.scheduler.now(key)
-    elif asked is None:
+    first_sight = name not in state.namespaces_seen
+    state.namespaces_seen.add(name)
+    if asked is None:
         state.namespace_rotations.pop(name, None)
+    elif state.namespace_rotations.get(name) != asked:
+        state.namespace_rotations[name] = asked
+        await _rotation_asked_of_namespace(state, name, prefetch=not first_sight)
+
+
+async def _rotation_asked_of_namespace(
+    state: OperatorState, namespace: str, *, prefetch: bool
+) -> None:
+    """Every identity in the namespace looks at the request (each rotates once per value).
+    Read with one paged LIST first (not a GET per identity), unless the namespace is seen
+    for the first time: at start every identity comes with its own event."""
+    keys = [key for key in list(state.indexes["identities"]) if key[0] == namespace]
+    if prefetch and keys and state.acting.is_set():
+        try:
+            listed = await state.kube.list_custom(
+                API_GROUP, API_VERSION, "serviceidentities", namespace
+            )
+        except ApiException as exc:
+            log.warning(
+                "listing the identities of %s failed (%s): read one by one", namespace, exc.status
+            )
+            listed = {}
+        for key, body in listed.items():
+            state.known_identities.remember_listed(key, body)
+    for key in keys:
+        state.scheduler.now(key)

@@ -10,8 +10,9 @@ import asyncio
 import base64
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -104,13 +105,20 @@ def _read_json(call: Any, *args: Any) -> dict[str, Any] | None:
     return cast(dict[str, Any], json.loads(response.data))
 
 
+Item = TypeVar("Item")
+
+
 async def _list_pages(
-    call: Any, label_selector: str, convert: Any, *, metadata_only: bool = False
-) -> dict[tuple[str, str], Stored]:
+    call: Any,
+    label_selector: str,
+    convert: Callable[[dict[str, Any]], Item],
+    *,
+    metadata_only: bool = False,
+) -> dict[tuple[str, str], Item]:
     """A LIST in pages of LIST_PAGE objects (no response holds every object at once),
     each item converted as it arrives. `metadata_only` asks for PartialObjectMetadata
     where the client can send the header (kubernetes 31 and later)."""
-    found: dict[tuple[str, str], Stored] = {}
+    found: dict[tuple[str, str], Item] = {}
     token: str | None = None
     while True:
         options: dict[str, Any] = {"label_selector": label_selector, "limit": LIST_PAGE}
@@ -169,6 +177,15 @@ class Kube:
                 return None
             raise
         return cast(dict[str, Any], found)
+
+    async def list_custom(
+        self, group: str, version: str, plural: str, namespace: str
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """(namespace, name) → every custom object of the namespace, read page by page."""
+        call = functools.partial(
+            self.custom.list_namespaced_custom_object, group, version, namespace, plural
+        )
+        return await _list_pages(call, "", lambda item: item)
 
     async def crd_owner(self, name: str) -> dict[str, Any] | None:
         """An ownerReference to a CustomResourceDefinition (None: not readable)."""

@@ -65,6 +65,12 @@ class LatestKnown:
         self._entries[key] = (version, pack(found))
         self._unseen[key] = version
 
+    def remember_listed(self, key: Key, found: Object) -> None:
+        """The object as a LIST returned it: kept unless a newer one is known already (a
+        watch event or a write of ours since the LIST was read)."""
+        if key not in self._entries and key not in self._writing:
+            self.remember(key, found)
+
     def seen(
         self, key: Key, version: str, found: Callable[[], Object], *, fill: bool = True
     ) -> bool:

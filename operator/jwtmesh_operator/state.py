@@ -172,6 +172,7 @@ class OperatorState:
     # Namespace → its rotate annotation as last seen (handlers.namespace_changed): a new
     # value wakes the namespace's identities.
     namespace_rotations: dict[str, str] = field(default_factory=dict)
+    namespaces_seen: set[str] = field(default_factory=set)
     # This container's memory limit (headroom.py; None: none, or not under a cgroup).
     memory_limit: int | None = None
 

@@ -105,6 +105,41 @@ def test_a_rotation_reads_each_object_once_and_a_restart_rewrites_nothing(
         restarted.stop()
 
 
+def test_a_namespace_rotation_lists_its_identities_once(
+    local_cluster: LocalCluster, crds: list[str], cluster_objects: Any, tmp_path: Path
+) -> None:
+    """No identity event comes with a Namespace's rotation request: the identities are read
+    with one LIST, not a GET each."""
+    ns = cluster_objects.namespace("nsrequests")
+    spec = {"rotation": {"period": "720h", "prePublish": "3s", "retain": "2h"}}
+    names = ["herald", "census", "ledger"]
+    operator = OperatorProcess.for_cluster(local_cluster, tmp_path, extra=["--namespace", ns])
+    try:
+        for name in names:
+            create_object(
+                cluster_objects.api, ns, "serviceidentities", service_identity(name, spec)
+            )
+        first = {n: cluster_objects.ready_identity(ns, n)["status"]["activeKid"] for n in names}
+        before = settled(operator)
+        cluster_objects.core.patch_namespace(
+            ns, {"metadata": {"annotations": {"jwtmesh.io/rotate": "all-1"}}}
+        )
+        wait_for(
+            lambda: all(
+                cluster_objects.identity(ns, n)["status"]["activeKid"] != first[n] for n in names
+            ),
+            20,
+            "every rotated key to sign",
+        )
+        rotation = settled(operator) - before
+        assert rotation["list serviceidentities"] == 1, rotation
+        assert rotation["get serviceidentities"] == 0, rotation
+        assert rotation["update secrets"] == 2 * len(names), rotation
+        assert rotation["patch serviceidentities/status"] == 2 * len(names), rotation
+    finally:
+        operator.stop()
+
+
 def test_the_census_lists_page_by_page(
     local_cluster: LocalCluster, cluster_objects: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

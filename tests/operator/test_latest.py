@@ -168,3 +168,23 @@ def test_a_failed_write_or_a_deletion_during_it_keeps_nothing() -> None:
     known.deleted(KEY)
     assert known.written(KEY, at("12")) is False
     assert known.get(KEY) is None
+
+
+def test_a_listed_object_never_replaces_a_newer_one_known() -> None:
+    """A LIST is read before the events that follow it: an entry from the watch or from a
+    write of ours is newer, and a write in flight decides by its reply."""
+    known = LatestKnown()
+    known.seen(KEY, "12", lambda: at("12", "from the watch"))
+    known.remember_listed(KEY, at("11", "listed"))
+    assert known.get(KEY) == at("12", "from the watch")
+
+    writing = LatestKnown()
+    writing.writing(KEY)
+    writing.remember_listed(KEY, at("11", "listed"))
+    assert writing.get(KEY) is None
+
+    empty = LatestKnown()
+    empty.remember_listed(KEY, at("11", "listed"))
+    assert empty.get(KEY) == at("11", "listed")
+    assert empty.seen(KEY, "13", never) is False  # a later change drops it: read anew
+    assert empty.get(KEY) is None
