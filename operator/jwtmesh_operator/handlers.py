@@ -291,16 +291,22 @@ async def _rotation_asked_of_namespace(
     for the first time: at start every identity comes with its own event."""
     keys = [key for key in list(state.indexes["identities"]) if key[0] == namespace]
     if prefetch and keys and state.acting.is_set():
-        try:
-            listed = await state.kube.list_custom(
-                API_GROUP, API_VERSION, "serviceidentities", namespace
-            )
-        except ApiException as exc:
-            log.warning(
-                "listing the identities of %s failed (%s): read one by one", namespace, exc.status
-            )
-            listed = {}
-        for key, body in listed.items():
-            state.known_identities.remember_listed(key, body)
+
+        def keep(body: dict[str, Any]) -> None:
+            meta = body["metadata"]
+            state.known_identities.remember_listed((meta["namespace"], meta["name"]), body)
+
+        # One namespace at a time: several at once would hold several pages in memory.
+        async with state.namespace_listing:
+            try:
+                await state.kube.visit_custom(
+                    API_GROUP, API_VERSION, "serviceidentities", namespace, keep
+                )
+            except ApiException as exc:
+                log.warning(
+                    "listing the identities of %s failed (%s): read one by one",
+                    namespace,
+                    exc.status,
+                )
     for key in keys:
         state.scheduler.now(key)

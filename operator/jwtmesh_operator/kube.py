@@ -178,14 +178,20 @@ class Kube:
             raise
         return cast(dict[str, Any], found)
 
-    async def list_custom(
-        self, group: str, version: str, plural: str, namespace: str
-    ) -> dict[tuple[str, str], dict[str, Any]]:
-        """(namespace, name) → every custom object of the namespace, read page by page."""
+    async def visit_custom(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str,
+        visit: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """Every custom object of the namespace, handed to `visit` as its page arrives
+        (a page of LIST_PAGE objects in memory at a time, never the whole list)."""
         call = functools.partial(
             self.custom.list_namespaced_custom_object, group, version, namespace, plural
         )
-        return await _list_pages(call, "", lambda item: item)
+        await _list_pages(call, "", visit)
 
     async def crd_owner(self, name: str) -> dict[str, Any] | None:
         """An ownerReference to a CustomResourceDefinition (None: not readable)."""

@@ -173,6 +173,7 @@ class OperatorState:
     # value wakes the namespace's identities.
     namespace_rotations: dict[str, str] = field(default_factory=dict)
     namespaces_seen: set[str] = field(default_factory=set)
+    namespace_listing: asyncio.Lock = field(default_factory=asyncio.Lock)
     # This container's memory limit (headroom.py; None: none, or not under a cgroup).
     memory_limit: int | None = None
 
