@@ -140,6 +140,56 @@ def test_a_namespace_rotation_lists_its_identities_once(
         operator.stop()
 
 
+def test_a_namespace_rotation_asked_while_no_operator_ran_happens_once(
+    local_cluster: LocalCluster, crds: list[str], cluster_objects: Any, tmp_path: Path
+) -> None:
+    """Asked while the operator is down: carried out at its start, and not again at the
+    next start (the status records it with the rotation)."""
+    ns = cluster_objects.namespace("nsdown")
+    spec = {"rotation": {"period": "720h", "prePublish": "2s", "retain": "2h"}}
+    names = ["herald", "census"]
+
+    def start(run: str) -> OperatorProcess:
+        return OperatorProcess.for_cluster(local_cluster, tmp_path / run, extra=["--namespace", ns])
+
+    operator = start("first")
+    try:
+        for name in names:
+            create_object(
+                cluster_objects.api, ns, "serviceidentities", service_identity(name, spec)
+            )
+        first = {n: cluster_objects.ready_identity(ns, n)["status"]["activeKid"] for n in names}
+    finally:
+        operator.stop()
+    cluster_objects.core.patch_namespace(
+        ns, {"metadata": {"annotations": {"jwtmesh.io/rotate": "while-down"}}}
+    )
+    operator = start("second")
+    try:
+        wait_for(
+            lambda: all(
+                cluster_objects.identity(ns, n)["status"]["activeKid"] != first[n] for n in names
+            ),
+            30,
+            "every key rotated at the start",
+        )
+        settled(operator)
+    finally:
+        operator.stop()
+    for name in names:
+        status = cluster_objects.identity(ns, name)["status"]
+        assert status["lastNamespaceRotationRequest"] == "while-down"
+        assert first[name] in {key["kid"] for key in status["keys"]}, "the old key retained"
+        assert len(status["keys"]) == 2, status["keys"]
+    operator = start("third")
+    try:
+        again = settled(operator)
+        assert again["update secrets"] == 0, again
+        assert again["patch serviceidentities/status"] == 0, again
+    finally:
+        operator.stop()
+
+
 def test_the_census_lists_page_by_page(
     local_cluster: LocalCluster, cluster_objects: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
