@@ -9,11 +9,13 @@ Both are the `jwtmesh.io/rotate` annotation, and any value it did not have befor
 The status records the last value of each that was carried out, in the same status write
 as the rotation, so a restart neither misses nor repeats one. An identity whose first keys
 are made after its namespace asked records the value without rotating: its keys are newer
-than the request.
+than the request. A value longer than RECORD_LIMIT is recorded by its SHA-256 (an
+annotation may hold 256 KiB, and a namespace's is copied into every identity's status).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,15 @@ from jwtmesh_operator.spec import ROTATE_ANNOTATION
 
 IDENTITY_RECORD = "lastRotationRequest"  # status field: the identity's annotation, done
 NAMESPACE_RECORD = "lastNamespaceRotationRequest"  # status field: its namespace's, done
+RECORD_LIMIT = 128  # characters of a value recorded as it is
+
+
+def recorded(value: Any) -> str:
+    """How the status records an annotation value."""
+    text = str(value)
+    if len(text) <= RECORD_LIMIT:
+        return text
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -33,9 +44,11 @@ class RotationRequests:
 def identity_request(
     annotations: Mapping[str, Any] | None, status: Mapping[str, Any]
 ) -> str | None:
-    """The identity's annotation value when it asks for a rotation not done yet."""
+    """The identity's annotation value (as recorded) when it asks for a rotation not done yet."""
     value = (annotations or {}).get(ROTATE_ANNOTATION)
-    return None if value is None or str(value) == status.get(IDENTITY_RECORD) else str(value)
+    if value is None or recorded(value) == status.get(IDENTITY_RECORD):
+        return None
+    return recorded(value)
 
 
 def rotation_requests(
@@ -53,7 +66,8 @@ def rotation_requests(
     if own is not None:
         record[IDENTITY_RECORD] = own
         rotate = True
-    if namespace_value is not None and namespace_value != status.get(NAMESPACE_RECORD):
-        record[NAMESPACE_RECORD] = namespace_value
+    asked = None if namespace_value is None else recorded(namespace_value)
+    if asked is not None and asked != status.get(NAMESPACE_RECORD):
+        record[NAMESPACE_RECORD] = asked
         rotate = rotate or has_keys
     return RotationRequests(rotate=rotate, record=record)

@@ -52,3 +52,20 @@ def test_a_removed_namespace_annotation_asks_nothing_and_keeps_the_record() -> N
 def test_identity_request_compares_as_text() -> None:
     assert identity_request({ROTATE: 5}, {IDENTITY_RECORD: "5"}) is None
     assert identity_request({ROTATE: 6}, {IDENTITY_RECORD: "5"}) == "6"
+
+
+def test_a_long_value_is_recorded_by_its_hash_and_still_asks_once() -> None:
+    """An annotation may hold 256 KiB; the status of every identity of the namespace would
+    carry a copy."""
+    long_value = "x" * 10_000
+    asked = rotation_requests({ROTATE: long_value}, long_value, {}, has_keys=True)
+    assert asked.rotate is True
+    assert all(v.startswith("sha256:") and len(v) == 71 for v in asked.record.values())
+    assert rotation_requests({ROTATE: long_value}, long_value, asked.record, has_keys=True) == (
+        RotationRequests(rotate=False)
+    )
+    other = rotation_requests(None, long_value + "y", asked.record, has_keys=True)
+    assert other.rotate is True
+    assert rotation_requests(None, "x" * 128, {}, has_keys=True).record == {
+        NAMESPACE_RECORD: "x" * 128
+    }
