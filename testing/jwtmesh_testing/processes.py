@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -26,11 +27,33 @@ from jwtmesh.envoy_config import PodEnvoy, render_bootstrap
 _RUNNING: set[ManagedProcess] = set()
 
 
+_LOWEST_PORT = 10000
+
+
+def _ephemeral_start() -> int:
+    """The first port the kernel hands out as a connection's source port."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port free now, below the ephemeral range: a port the kernel picked (bind to 0)
+    lies in that range, where any outgoing connection may take it as its source port
+    before the server we start binds it (seen: Envoy failing with "Address already in
+    use" while other tests ran)."""
+    highest = _ephemeral_start() - 1
+    for _ in range(100):
+        port = random.randint(_LOWEST_PORT, highest) if highest > _LOWEST_PORT else 0  # noqa: S311
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            found: int = sock.getsockname()[1]
+            return found
+    raise RuntimeError(f"no free port in {_LOWEST_PORT}-{highest}")
 
 
 def wait_for_port(port: int, timeout: float, process: ManagedProcess | None = None) -> None:
