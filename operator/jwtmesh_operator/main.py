@@ -22,7 +22,7 @@ import kopf
 from aiohttp import web
 
 from jwtmesh.logs import configure_logging
-from jwtmesh_operator import handlers, indexes, toggles
+from jwtmesh_operator import handlers, indexes, slim_watch, toggles
 from jwtmesh_operator.census import start_census
 from jwtmesh_operator.collector import keep_long_lived_frozen
 from jwtmesh_operator.diffbase import NoDiffBase
@@ -235,6 +235,7 @@ def run(config: OperatorConfig, namespaces: list[str], elect: bool) -> None:
         # thousands of lines (and ~3% of the CPU) in a sweep. Its warnings and errors stay.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     toggles.install()  # kopf's index wait, O(1) per change: restarts over thousands of objects
+    slim_watch.install()  # watch events without managedFields: a restart holds every object
     if config.webhook_address:
         from jwtmesh_operator import admission  # noqa: F401 - registers the mutate handler
     # Standalone: kopf's own peering would pause every replica but one, and a paused

@@ -96,15 +96,21 @@ def install(version: str | None = None) -> bool:
     """Use FastToggleSet wherever kopf makes a ToggleSet from now on, where kopf is a
     version it was tested with and still has the set; otherwise kopf's own set runs
     (correct, only slow to start over thousands of objects). Logs which one runs."""
-    found = version if version is not None else _kopf_version()
-    parsed = _parse(found)
-    tested = parsed is not None and TESTED_KOPF[0] <= parsed < TESTED_KOPF[1]
+    tested, found = kopf_is_tested(version)
     if not tested or not isinstance(getattr(aiotoggles, "ToggleSet", None), type):
         log.warning("kopf %s: its own ToggleSet runs (starting over many objects is slower)", found)
         return False
     aiotoggles.ToggleSet = FastToggleSet  # type: ignore[misc]
     log.info("kopf %s: FastToggleSet runs kopf's index wait", found)
     return True
+
+
+def kopf_is_tested(version: str | None) -> tuple[bool, str]:
+    """Whether kopf (this `version`, else the installed one) is one the private contracts
+    here were tested with; and the version found."""
+    found = version if version is not None else _kopf_version()
+    parsed = _parse(found)
+    return parsed is not None and TESTED_KOPF[0] <= parsed < TESTED_KOPF[1], found
 
 
 def _kopf_version() -> str:
