@@ -24,7 +24,7 @@ from jwtmesh_operator.spec import (
     default_secret_name,
 )
 from jwtmesh_operator.state import OperatorState
-from jwtmesh_operator.tenancy import Grant, IdentityRecord, Resolved, resolve_all
+from jwtmesh_operator.tenancy import Grant, IdentityRecord, Resolved
 
 IDENTITIES = (API_GROUP, API_VERSION, "serviceidentities")
 GRANTS = (API_GROUP, API_VERSION, "clusteridentitygrants")
@@ -146,7 +146,7 @@ def resolved_identities(
     indexes: dict[str, Any], state: OperatorState
 ) -> dict[tuple[str, str], Resolved]:
     """Who holds which issuer and audience: the identities and grants indexes only."""
-    return resolve_all(
+    return state.resolver.resolve_all(
         [record for records in indexes["identities"].values() for record in records],
         indexes["grants"].get("all", []),
         state.config.trust_domain,

@@ -16,6 +16,7 @@ from jwtmesh_operator.latest import LatestKnown
 from jwtmesh_operator.listed import ListedOnce
 from jwtmesh_operator.readiness import Readiness
 from jwtmesh_operator.spec import DEFAULT_TRUST_DOMAIN
+from jwtmesh_operator.tenancy import Resolver
 from jwtmesh_operator.write_budget import WRITE_RATE
 
 T = TypeVar("T")
@@ -148,6 +149,7 @@ class OperatorState:
     # resolve_all alone (identities and grants): what reconciles decide from; Secret
     # events (new keys) do not change it.
     names_memo: SourcesMemo = field(default_factory=lambda: SourcesMemo(max_age=60.0))
+    resolver: Resolver = field(default_factory=Resolver)
     readiness: Readiness = field(default_factory=Readiness)
     identities: dict[tuple[str, str], IdentityHealth] = field(default_factory=dict)
     # Identities last reported refused for a name another holds (IssuerConflict,

@@ -145,7 +145,39 @@ def resolve_all(
     """Every identity resolved; of several holding one issuer or audience, the oldest keeps
     it and the others are refused (and so never published)."""
     grant_list = list(grants)
-    result = {r.key: resolve(r, grant_list, trust_domain) for r in records}
+    return _settle_conflicts({r.key: resolve(r, grant_list, trust_domain) for r in records})
+
+
+class Resolver:
+    """`resolve_all`, keeping each identity's own names (`resolve`) while its record, the
+    grants and the trust domain stay the same: at 10,000 identities `resolve` is most of
+    `resolve_all`'s ~40 ms, which runs every 0.5 s while identities arrive. Conflicts
+    between identities are settled anew each time (they depend on all of them)."""
+
+    def __init__(self) -> None:
+        self._grants: list[Grant] | None = None
+        self._trust_domain: str | None = None
+        self._own: dict[tuple[str, str], Resolved] = {}
+
+    def resolve_all(
+        self, records: Iterable[IdentityRecord], grants: Iterable[Grant], trust_domain: str
+    ) -> dict[tuple[str, str], Resolved]:
+        grant_list = list(grants)
+        if grant_list != self._grants or trust_domain != self._trust_domain:
+            self._grants, self._trust_domain, self._own = grant_list, trust_domain, {}
+        known, own = self._own, {}
+        for record in records:
+            found = known.get(record.key)
+            # The index keeps an unchanged record as the same object: `is` first, cheaply.
+            if found is None or (found.record is not record and found.record != record):
+                found = resolve(record, grant_list, trust_domain)
+            own[record.key] = found
+        self._own = own  # identities gone are forgotten
+        return _settle_conflicts(dict(own))
+
+
+def _settle_conflicts(result: dict[tuple[str, str], Resolved]) -> dict[tuple[str, str], Resolved]:
+    """Of several identities holding one issuer or audience, the oldest keeps it."""
     holders: dict[tuple[str, str], Resolved] = {}
     for resolved in sorted(result.values(), key=_seniority):
         if resolved.refusal is not None:
