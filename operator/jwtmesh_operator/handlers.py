@@ -274,13 +274,11 @@ async def namespace_changed(name: str, labels: Any, annotations: Any, memo: Any,
     if state.config.bundle_label in labels:
         publish(changed(memo, names=False))
     asked = annotations.get(ROTATE_ANNOTATION)
-    first_sight = name not in state.namespaces_seen
-    state.namespaces_seen.add(name)
-    if asked is None:
-        state.namespace_rotations.pop(name, None)
-    elif state.namespace_rotations.get(name) != asked:
+    first_sight = name not in state.namespace_rotations
+    if first_sight or state.namespace_rotations[name] != asked:
         state.namespace_rotations[name] = asked
-        await _rotation_asked_of_namespace(state, name, prefetch=not first_sight)
+        if asked is not None:
+            await _rotation_asked_of_namespace(state, name, prefetch=not first_sight)
 
 
 async def _rotation_asked_of_namespace(

@@ -46,9 +46,8 @@ def identity_request(
 ) -> str | None:
     """The identity's annotation value (as recorded) when it asks for a rotation not done yet."""
     value = (annotations or {}).get(ROTATE_ANNOTATION)
-    if value is None or recorded(value) == status.get(IDENTITY_RECORD):
-        return None
-    return recorded(value)
+    asked = None if value is None else recorded(value)
+    return None if asked is None or asked == status.get(IDENTITY_RECORD) else asked
 
 
 def rotation_requests(

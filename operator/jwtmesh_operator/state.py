@@ -171,10 +171,9 @@ class OperatorState:
     listed_policies: ListedOnce[Stored] = field(default_factory=ListedOnce)
     listed_network_policies: ListedOnce[Stored] = field(default_factory=ListedOnce)
     census_idle: asyncio.Event = field(default_factory=_set_event)
-    # Namespace → its rotate annotation as last seen (handlers.namespace_changed): a new
-    # value wakes the namespace's identities.
-    namespace_rotations: dict[str, str] = field(default_factory=dict)
-    namespaces_seen: set[str] = field(default_factory=set)
+    # Every namespace seen → its rotate annotation as last seen (None: none;
+    # handlers.namespace_changed): a new value wakes the namespace's identities.
+    namespace_rotations: dict[str, str | None] = field(default_factory=dict)
     namespace_listing: asyncio.Lock = field(default_factory=asyncio.Lock)
     # This container's memory limit (headroom.py; None: none, or not under a cgroup).
     memory_limit: int | None = None
