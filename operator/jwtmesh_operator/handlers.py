@@ -26,9 +26,9 @@ from jwtmesh_operator.indexes import (
     operator_state,
     resolved_identities,
     revocation_records,
+    secret_record,
     sources,
 )
-from jwtmesh_operator.keystore import SECRET_TYPE
 from jwtmesh_operator.reconcile import (
     CONFLICTS,
     RETRY_AFTER_ERROR,
@@ -192,27 +192,29 @@ async def grant_event(spec: Any, memo: Any, **_: Any) -> None:
     publish(state)
 
 
-@kopf.on.event("", "v1", "secrets", field="type", value=SECRET_TYPE)
-async def identity_secret_changed(
-    namespace: Any, name: str, labels: Any, meta: Any, event: Any, memo: Any, **_: Any
-) -> None:
-    """A Secret edited or deleted by hand: its identity repairs it. The bundles follow
-    every change, our own writes included (their new keys are published from here).
-    Only labelled signing-key Secrets are sent here (main.py asks the API server for no
-    others); one whose label was taken off comes as DELETED, and its owner looks again."""
-    state = changed(memo, names=False)
-    key = (namespace, name)
-    identity = labels.get(IDENTITY_LABEL) or _owning_identity(meta)
-    if event.get("type") == "DELETED":
+def secret_event(state: OperatorState, kind: str, secret: dict[str, Any]) -> None:
+    """A signing-key Secret from the operator's own watch (secret_watch.py): LISTED at the
+    start, then ADDED, MODIFIED or DELETED. Its public keys are kept for the bundle, which
+    follows every change, our own writes included (their new keys are published from
+    here). One edited or deleted by hand is repaired by its identity. Only labelled
+    signing-key Secrets come (the API server selects them); one whose label was taken off
+    comes as DELETED, and its owner looks again."""
+    meta = secret["metadata"]
+    key = (str(meta["namespace"]), str(meta["name"]))
+    state.sources_memo.invalidate()
+    if kind == "DELETED":
+        state.signing_secrets.pop(key, None)
         state.known_secrets.deleted(key)
         own = False
-    elif IDENTITY_LABEL not in labels:
-        return  # not one of ours (only an operator without server-side selectors sees it)
     else:
-        raw, version = event.get("object") or {}, str(meta.get("resourceVersion"))
-        own = state.known_secrets.seen(key, version, lambda: raw, fill=state.acting.is_set())
+        state.signing_secrets[key] = secret_record(secret)
+        version = str(meta.get("resourceVersion"))
+        own = state.known_secrets.seen(key, version, lambda: secret, fill=state.acting.is_set())
+    if kind == "LISTED":
+        return  # before kopf starts: every identity is reconciled, and published, anyway
+    identity = (meta.get("labels") or {}).get(IDENTITY_LABEL) or _owning_identity(meta)
     if not own and identity:
-        state.scheduler.now((namespace, identity))
+        state.scheduler.now((key[0], identity))
     publish(state)
 
 

@@ -2,7 +2,9 @@
 
 kopf fills them completely before any handler runs, so a restarted operator never
 publishes a partial bundle. Each index turns an object into a small frozen record; the
-pure modules (tenancy, revocations, sources) decide from the records.
+pure modules (tenancy, revocations, sources) decide from the records. The signing-key
+Secrets are not watched by kopf but by the operator itself (secret_watch.py), their
+records kept in `OperatorState.signing_secrets`, the first LIST complete before kopf starts.
 """
 
 from __future__ import annotations
@@ -13,13 +15,12 @@ from typing import Any
 import kopf
 
 from jwtmesh.tokens.keys import PublicJwk
-from jwtmesh_operator.keystore import PUBLISHED_KEYS, SECRET_TYPE, read_published
+from jwtmesh_operator.keystore import PUBLISHED_KEYS, read_published
 from jwtmesh_operator.revocations import RevocationRecord
 from jwtmesh_operator.sources import BundleSources, SecretRecord, gather
 from jwtmesh_operator.spec import (
     API_GROUP,
     API_VERSION,
-    IDENTITY_LABEL,
     ROTATE_ANNOTATION,
     default_secret_name,
 )
@@ -33,7 +34,6 @@ CLUSTER_REVOCATIONS = (API_GROUP, API_VERSION, "clustertokenrevocations")
 INDEX_NAMES = (
     "identities",
     "grants",
-    "signing_secrets",
     "revocations",
     "cluster_revocations",
     "bundle_namespaces",
@@ -81,20 +81,19 @@ async def grants(name: str, spec: Any, **_: Any) -> Any:
     return {"all": grant}
 
 
-@kopf.index(
-    "", "v1", "secrets", labels={IDENTITY_LABEL: kopf.PRESENT}, field="type", value=SECRET_TYPE
-)
-async def signing_secrets(namespace: Any, name: str, meta: Any, body: Any, **_: Any) -> Any:
-    """Public keys only, each checked against its kid and then kept as its JWK members
+def secret_record(secret: dict[str, Any]) -> SecretRecord:
+    """What the bundle keeps of a signing-key Secret (secret_watch.py hands them on): its
+    public keys only, each checked against its kid and then kept as its JWK members
     (PublicJwk: a tenth of a parsed key's memory); the issuer is not read from here."""
-    raw = (body.get("data") or {}).get(PUBLISHED_KEYS)
+    meta = secret["metadata"]
+    raw = (secret.get("data") or {}).get(PUBLISHED_KEYS)
     try:
         _schedules, public, _damaged = read_published(base64.b64decode(raw) if raw else None)
     except ValueError:
         public = {}
     owners = frozenset(str(ref.get("uid")) for ref in meta.get("ownerReferences") or [])
     keys = {kid: PublicJwk.of(key) for kid, key in public.items()}
-    return {(namespace, name): SecretRecord(namespace, name, owners, keys)}
+    return SecretRecord(str(meta["namespace"]), str(meta["name"]), owners, keys)
 
 
 @kopf.index(*REVOCATIONS)
@@ -158,7 +157,7 @@ def sources(indexes: dict[str, Any], state: OperatorState) -> BundleSources:
     return gather(
         identities=(),
         grants=(),
-        secrets=[record for records in indexes["signing_secrets"].values() for record in records],
+        secrets=list(state.signing_secrets.values()),
         revocations=revocation_records(indexes),
         labeled_namespaces=indexes["bundle_namespaces"].get("labeled", []),
         trust_domain=state.config.trust_domain,

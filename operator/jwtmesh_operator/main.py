@@ -10,6 +10,7 @@ reconciles, its publisher writes bundles; the others wait, ready to take over.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -30,15 +31,15 @@ from jwtmesh_operator.events import EventRecorder
 from jwtmesh_operator.handlers import reconcile_one
 from jwtmesh_operator.headroom import container_memory_limit, restart_warning
 from jwtmesh_operator.http import make_app
-from jwtmesh_operator.kube import Kube, load_kube_config
+from jwtmesh_operator.kube import LIST_PAGE, Kube, load_kube_config
 from jwtmesh_operator.lease import LeaseKeeper
 from jwtmesh_operator.memory import tune_malloc
 from jwtmesh_operator.publisher import BundlePublisher
 from jwtmesh_operator.scheduler import Scheduler
+from jwtmesh_operator.secret_watch import SecretWatch
 from jwtmesh_operator.session import SessionPerCredentials
 from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.state import OperatorConfig, OperatorState
-from jwtmesh_operator.watch_selectors import narrow_watches
 from jwtmesh_operator.webhook_server import ListeningWebhookServer
 
 log = logging.getLogger("jwtmesh.operator")
@@ -61,7 +62,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     )
     settings.persistence.diffbase_storage = NoDiffBase()  # no on.create/update handlers
     settings.watching.server_timeout = 300
-    narrow_watches(settings)  # only the identities' Secrets, not every one in the cluster
+    # kopf's initial LISTs in pages (by default one response holds every object: at 10,000
+    # identities tens of MB of JSON read and parsed at once).
+    settings.watching.chunk_size = LIST_PAGE
     # kopf keeps a worker (and the object's last event) per object for this long after its
     # last event; with a thousand identities the default 5 s held ~17 MiB during a sweep.
     settings.queueing.idle_timeout = 0.5
@@ -109,9 +112,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     await runner.setup()
     await web.TCPSite(runner, _config.http_address, _config.http_port).start()
     memo["http_runner"] = runner
+    # Last, once acting is decided (a Secret listed while acting is kept for its identity's
+    # reconcile): kopf starts its watchers, and so its handlers, only after this returns.
+    secrets = SecretWatch(kube, _namespaces, functools.partial(handlers.secret_event, state))
+    listed = await secrets.list_all()
+    secrets.start()
+    memo["secret_watch"] = secrets
     log.info(
-        "jwtmesh operator started (trust domain %s)",
+        "jwtmesh operator started (trust domain %s, %d signing-key Secrets)",
         _config.trust_domain,
+        listed,
         extra={"event": "started"},
     )
 
@@ -212,6 +222,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     state: OperatorState = memo["state"]
     for task in memo.get("tasks", []):
         task.cancel()
+    if "secret_watch" in memo:
+        memo["secret_watch"].stop()
     keeper: LeaseKeeper | None = memo.get("lease")
     if keeper is not None:
         try:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from jwtmesh_operator.kube import Kube, Stored
     from jwtmesh_operator.publisher import BundlePublisher
     from jwtmesh_operator.scheduler import Scheduler
+    from jwtmesh_operator.sources import SecretRecord
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -139,6 +140,9 @@ class OperatorState:
     events: EventRecorder
     # The kopf indexes (jwtmesh_operator.indexes.INDEX_NAMES), filled before any handler runs.
     indexes: dict[str, Any] = field(default_factory=dict)
+    # The signing-key Secrets' public keys, from the operator's own watch (secret_watch.py),
+    # listed whole before kopf starts (so before any handler runs, like the indexes).
+    signing_secrets: dict[tuple[str, str], SecretRecord] = field(default_factory=dict)
     # Set while this replica holds the Lease (always, without leader election): only then
     # does it reconcile, publish and report status.
     acting: asyncio.Event = field(default_factory=asyncio.Event)
