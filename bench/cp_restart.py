@@ -67,7 +67,7 @@ def restart(
 
     steady_at = ready + wait_until("steady state after restart", caught_up, 900)
     say(f"  steady {steady_at:.1f} s after spawning (every identity reconciled)")
-    signing_at = ready + wait_until("asked-for rotations signing", signing, 900)
+    signing_at = steady_at + wait_until("asked-for rotations signing", signing, 900)
     time.sleep(10)  # a duplicated rotation would show by now
     after = bench.identities.snapshot()
     new = {key: after[key][3] - before[key][3] for key in bench.keys}

@@ -3,8 +3,8 @@ rotation costs the API server (jwtmesh_operator_api_requests_total).
 
 Every call of the `kubernetes` client goes through its REST client's `request`, so
 wrapping that one method counts them all: the scheduler's reads and writes, the
-publisher's, the Lease keeper's. kopf's own watch streams (aiohttp, a handful of
-long-lived requests) are not counted.
+publisher's, the Lease keeper's. The watch streams (kopf's, and those of informer.py on a
+client of their own, with their LISTs at the start) are not counted.
 """
 
 from __future__ import annotations

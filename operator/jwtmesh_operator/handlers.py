@@ -19,7 +19,6 @@ from jwtmesh_operator.bundles import Revocation, compromised_kids
 from jwtmesh_operator.indexes import (
     CLUSTER_REVOCATIONS,
     GRANTS,
-    IDENTITIES,
     REVOCATIONS,
     identity_record,
     namespace_rotation,
@@ -38,7 +37,13 @@ from jwtmesh_operator.reconcile import (
 )
 from jwtmesh_operator.revocation_status import report_revocation
 from jwtmesh_operator.revocations import RevocationRecord, effective, judge
-from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL, ROTATE_ANNOTATION
+from jwtmesh_operator.spec import (
+    API_GROUP,
+    API_VERSION,
+    IDENTITY_LABEL,
+    LEFTOVER_FINALIZER,
+    ROTATE_ANNOTATION,
+)
 from jwtmesh_operator.state import OperatorState
 from jwtmesh_operator.tenancy import Resolved
 
@@ -54,14 +59,16 @@ def current_sources(state: OperatorState) -> Any:
 
 
 def publish(state: OperatorState) -> None:
-    """Ask for a bundle publish soon (the publisher writes only while this replica acts)."""
-    state.publisher.request(lambda: current_sources(state))
+    """Ask for a bundle publish soon (the publisher writes only while this replica acts).
+    Never before every index is filled: a bundle built from part of the identities would
+    take the others' keys out of every Pod's trust. The sync itself asks for one."""
+    if state.readiness.synced:
+        state.publisher.request(lambda: current_sources(state))
 
 
-def changed(memo: Any, *, names: bool = True) -> OperatorState:
+def changed(state: OperatorState, *, names: bool = True) -> OperatorState:
     """Something the decisions read changed: recompute them on the next read. `names`:
     an identity or grant changed, so who holds which name may have too."""
-    state = operator_state(memo)
     state.sources_memo.invalidate()
     if names:
         state.names_memo.invalidate()
@@ -79,6 +86,10 @@ async def reconcile_one(state: OperatorState, key: tuple[str, str]) -> float | N
     writes do not change it) may be up to STALE_OK behind the last change, but only if it
     holds this identity as just read; otherwise it looks again once that is new."""
     namespace, name = key
+    if not state.readiness.synced:
+        # Asked before every index is filled (a Secret event, the Lease taken at start):
+        # decisions over part of the identities and grants could refuse this one wrongly.
+        return state.clock() + STALE_OK
 
     def names() -> dict[tuple[str, str], Resolved]:
         return resolved_identities(state.indexes, state)
@@ -89,6 +100,10 @@ async def reconcile_one(state: OperatorState, key: tuple[str, str]) -> float | N
     if body is None:
         state.forget(key)
         return None
+    if LEFTOVER_FINALIZER in (body["metadata"].get("finalizers") or ()):
+        await state.kube.drop_finalizer(
+            API_GROUP, API_VERSION, "serviceidentities", body, LEFTOVER_FINALIZER
+        )
     current = identity_record(namespace, name, body["metadata"], body.get("spec") or {})
     if resolved is not None and resolved.refusal is not None and state.names_memo.stale:
         # Never refuse on old decisions: the holder of the name may have just left.
@@ -147,44 +162,48 @@ def _refused_now(state: OperatorState) -> set[tuple[str, str]]:
     }
 
 
-@kopf.on.event(*IDENTITIES)
-async def identity_event(
-    namespace: Any, name: str, body: Any, memo: Any, event: Any, **_: Any
-) -> None:
-    """A new or changed identity is reconciled at once; a deleted one leaves the bundle,
-    and the identities last refused for a name another holds look again (one may now
-    hold it: the decisions as of now no longer refuse it, so only that report says so).
-    An update with nothing the last reconcile did not see (our own status write) is
-    ignored: the identity is already due when it next needs attention."""
-    state = operator_state(memo)
-    raw = event.get("object") or {}
-    version, acting = str(body["metadata"].get("resourceVersion")), state.acting.is_set()
-    ignored = event.get("type") == "MODIFIED" and nothing_new(body)
-    if event.get("type") != "DELETED":
+def identity_event(state: OperatorState, kind: str, body: dict[str, Any]) -> None:
+    """A ServiceIdentity from the operator's own watch (informer.py): LISTED at the start
+    (each one is reconciled once kopf's indexes are filled: `namespace_changed`), then
+    ADDED, MODIFIED or DELETED. A new or changed identity is reconciled at once; a deleted
+    one leaves the bundle, and the identities last refused for a name another holds look
+    again (one may now hold it: the decisions as of now no longer refuse it, so only that
+    report says so). An update with nothing the last reconcile did not see (our own status
+    write) is ignored: the identity is already due when it next needs attention."""
+    meta = body["metadata"]
+    key = (str(meta["namespace"]), str(meta["name"]))
+    ignored = kind == "MODIFIED" and nothing_new(body)
+    if kind == "DELETED":
+        state.identity_records.pop(key, None)
+    else:
+        state.identity_records[key] = identity_record(*key, meta, body.get("spec") or {})
         # Kept for the reconcile this event asks for (none: nothing to keep it for).
-        fill = acting and not ignored
-        state.known_identities.seen((namespace, name), version, lambda: raw, fill=fill)
+        fill = state.acting.is_set() and not ignored
+        version = str(meta.get("resourceVersion"))
+        state.known_identities.seen(key, version, lambda: body, fill=fill)
     if ignored:
         return
     # A change outside the spec (a rotation request) changes nothing the decisions read:
     # only a new spec generation, a new identity or a deleted one make them look again
     # (over every identity: at 10,000, a tenth of the operator's CPU in a rotation sweep).
-    if event.get("type") != "MODIFIED" or not spec_seen(body):
-        changed(memo)
-    if event.get("type") == "DELETED":
-        state.scheduler.forget((namespace, name))
-        state.forget((namespace, name))
-        for key in set(state.conflicted):
-            state.scheduler.now(key)
+    if kind != "MODIFIED" or not spec_seen(body):
+        changed(state)
+    if kind == "LISTED":
+        return
+    if kind == "DELETED":
+        state.scheduler.forget(key)
+        state.forget(key)
+        for conflicted in set(state.conflicted):
+            state.scheduler.now(conflicted)
     else:
-        state.scheduler.now((namespace, name))
+        state.scheduler.now(key)
     publish(state)
 
 
 @kopf.on.event(*GRANTS)
 async def grant_event(spec: Any, memo: Any, **_: Any) -> None:
     """A grant changes its identity's names and claims (and maybe frees a name)."""
-    state = changed(memo)
+    state = changed(operator_state(memo))
     identity = spec.get("identity") or {}
     state.scheduler.now((str(identity.get("namespace")), str(identity.get("name"))))
     for key in _refused_now(state) | state.conflicted:
@@ -193,7 +212,7 @@ async def grant_event(spec: Any, memo: Any, **_: Any) -> None:
 
 
 def secret_event(state: OperatorState, kind: str, secret: dict[str, Any]) -> None:
-    """A signing-key Secret from the operator's own watch (secret_watch.py): LISTED at the
+    """A signing-key Secret from the operator's own watch (informer.py): LISTED at the
     start, then ADDED, MODIFIED or DELETED. Its public keys are kept for the bundle, which
     follows every change, our own writes included (their new keys are published from
     here). One edited or deleted by hand is repaired by its identity. Only labelled
@@ -201,7 +220,7 @@ def secret_event(state: OperatorState, kind: str, secret: dict[str, Any]) -> Non
     comes as DELETED, and its owner looks again."""
     meta = secret["metadata"]
     key = (str(meta["namespace"]), str(meta["name"]))
-    state.sources_memo.invalidate()
+    changed(state, names=False)
     if kind == "DELETED":
         state.signing_secrets.pop(key, None)
         state.known_secrets.deleted(key)
@@ -213,9 +232,20 @@ def secret_event(state: OperatorState, kind: str, secret: dict[str, Any]) -> Non
     if kind == "LISTED":
         return  # before kopf starts: every identity is reconciled, and published, anyway
     identity = (meta.get("labels") or {}).get(IDENTITY_LABEL) or _owning_identity(meta)
-    if not own and identity:
-        state.scheduler.now((key[0], identity))
+    for owner in [identity] if identity else _identities_keeping(state, key):
+        if not own:
+            state.scheduler.now((key[0], owner))
     publish(state)
+
+
+def _identities_keeping(state: OperatorState, secret: tuple[str, str]) -> list[str]:
+    """The identities whose keys the Secret is to hold (for a deletion a new LIST found:
+    its event carries the name only)."""
+    return [
+        name
+        for (namespace, name), record in state.identity_records.items()
+        if namespace == secret[0] and record.secret_name == secret[1]
+    ]
 
 
 def _owning_identity(meta: Any) -> str | None:
@@ -230,7 +260,7 @@ def _owning_identity(meta: Any) -> str | None:
 
 
 async def _revocation_event(record: RevocationRecord, body: Any, memo: Any) -> None:
-    state = changed(memo, names=False)
+    state = changed(operator_state(memo), names=False)
     found = current_sources(state)
     verdict = judge(record, found.identities, state.clock())
     if record.spec.get("kid") and isinstance(verdict, Revocation):
@@ -249,7 +279,7 @@ async def revocation_event(
 ) -> None:
     record = RevocationRecord(name=name, namespace=namespace, spec=dict(spec))
     if event.get("type") == "DELETED":
-        publish(changed(memo, names=False))
+        publish(changed(operator_state(memo), names=False))
         return
     await _revocation_event(record, body, memo)
 
@@ -260,7 +290,7 @@ async def cluster_revocation_event(
 ) -> None:
     record = RevocationRecord(name=name, namespace=None, spec=dict(spec))
     if event.get("type") == "DELETED":
-        publish(changed(memo, names=False))
+        publish(changed(operator_state(memo), names=False))
         return
     await _revocation_event(record, body, memo)
 
@@ -273,8 +303,13 @@ async def namespace_changed(name: str, labels: Any, annotations: Any, memo: Any,
         # event means the operator holds the whole cluster (readiness.py).
         state.readiness.synced = True
         log.info("synced: every index is filled", extra={"event": "synced"})
+        # Every identity is reconciled once, and the bundle written: nothing asked before
+        # now was done (`publish`, `reconcile_one`).
+        for key in list(state.identity_records):
+            state.scheduler.now(key)
+        publish(changed(state))
     if state.config.bundle_label in labels:
-        publish(changed(memo, names=False))
+        publish(changed(operator_state(memo), names=False))
     asked = annotations.get(ROTATE_ANNOTATION)
     first_sight = name not in state.namespace_rotations
     if first_sight or state.namespace_rotations[name] != asked:
@@ -289,7 +324,7 @@ async def _rotation_asked_of_namespace(
     """Every identity in the namespace looks at the request (each rotates once per value).
     Read with one paged LIST first (not a GET per identity), unless the namespace is seen
     for the first time: at start every identity comes with its own event."""
-    keys = [key for key in list(state.indexes["identities"]) if key[0] == namespace]
+    keys = [key for key in list(state.identity_records) if key[0] == namespace]
     if prefetch and keys and state.acting.is_set():
 
         def keep(body: dict[str, Any]) -> None:

@@ -2,9 +2,10 @@
 
 kopf fills them completely before any handler runs, so a restarted operator never
 publishes a partial bundle. Each index turns an object into a small frozen record; the
-pure modules (tenancy, revocations, sources) decide from the records. The signing-key
-Secrets are not watched by kopf but by the operator itself (secret_watch.py), their
-records kept in `OperatorState.signing_secrets`, the first LIST complete before kopf starts.
+pure modules (tenancy, revocations, sources) decide from the records. The
+ServiceIdentities and signing-key Secrets are not watched by kopf but by the operator itself
+(informer.py), their records kept in `OperatorState.identity_records` and
+`.signing_secrets` (`identity_record`, `secret_record` below), listed before kopf starts.
 """
 
 from __future__ import annotations
@@ -27,12 +28,10 @@ from jwtmesh_operator.spec import (
 from jwtmesh_operator.state import OperatorState
 from jwtmesh_operator.tenancy import Grant, IdentityRecord, Resolved
 
-IDENTITIES = (API_GROUP, API_VERSION, "serviceidentities")
 GRANTS = (API_GROUP, API_VERSION, "clusteridentitygrants")
 REVOCATIONS = (API_GROUP, API_VERSION, "tokenrevocations")
 CLUSTER_REVOCATIONS = (API_GROUP, API_VERSION, "clustertokenrevocations")
 INDEX_NAMES = (
-    "identities",
     "grants",
     "revocations",
     "cluster_revocations",
@@ -62,11 +61,6 @@ def identity_record(namespace: str, name: str, meta: Any, spec: Any) -> Identity
 # The index functions are coroutines though they await nothing: kopf runs a plain function
 # in the default thread pool (the one the API calls wait in), a thread hop for every watch
 # event: ~6% of the operator's time in a 10,000-identity rotation sweep (profiled).
-@kopf.index(*IDENTITIES)
-async def identities(namespace: Any, name: str, meta: Any, spec: Any, **_: Any) -> Any:
-    return {(namespace, name): identity_record(namespace, name, meta, spec)}
-
-
 @kopf.index(*GRANTS)
 async def grants(name: str, spec: Any, **_: Any) -> Any:
     identity = spec.get("identity") or {}
@@ -82,7 +76,7 @@ async def grants(name: str, spec: Any, **_: Any) -> Any:
 
 
 def secret_record(secret: dict[str, Any]) -> SecretRecord:
-    """What the bundle keeps of a signing-key Secret (secret_watch.py hands them on): its
+    """What the bundle keeps of a signing-key Secret (informer.py hands them on): its
     public keys only, each checked against its kid and then kept as its JWK members
     (PublicJwk: a tenth of a parsed key's memory); the issuer is not read from here."""
     meta = secret["metadata"]
@@ -144,9 +138,9 @@ def revocation_records(indexes: dict[str, Any]) -> list[RevocationRecord]:
 def resolved_identities(
     indexes: dict[str, Any], state: OperatorState
 ) -> dict[tuple[str, str], Resolved]:
-    """Who holds which issuer and audience: the identities and grants indexes only."""
+    """Who holds which issuer and audience: the identities and the grants index only."""
     return state.resolver.resolve_all(
-        [record for records in indexes["identities"].values() for record in records],
+        list(state.identity_records.values()),
         indexes["grants"].get("all", []),
         state.config.trust_domain,
     )

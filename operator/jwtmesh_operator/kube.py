@@ -193,6 +193,29 @@ class Kube:
         )
         await _list_pages(call, "", visit)
 
+    def list_secrets(self, namespace: str | None) -> Callable[..., Any]:
+        """The LIST (and WATCH) call of Secrets in a namespace (None: every namespace),
+        for informer.py."""
+        if namespace is None:
+            return self.core.list_secret_for_all_namespaces
+        return functools.partial(self.core.list_namespaced_secret, namespace)
+
+    def lister_of_custom(
+        self, group: str, version: str, plural: str
+    ) -> Callable[[str | None], Callable[..., Any]]:
+        """The LIST (and WATCH) call of a custom kind, per namespace (None: every one)."""
+
+        def lister(namespace: str | None) -> Callable[..., Any]:
+            if namespace is None:
+                return functools.partial(
+                    self.custom.list_cluster_custom_object, group, version, plural
+                )
+            return functools.partial(
+                self.custom.list_namespaced_custom_object, group, version, namespace, plural
+            )
+
+        return lister
+
     async def crd_owner(self, name: str) -> dict[str, Any] | None:
         """An ownerReference to a CustomResourceDefinition (None: not readable)."""
         extensions = client.ApiextensionsV1Api(self.api)
@@ -394,6 +417,28 @@ class Kube:
             self.core.create_namespaced_event, namespace, cast(Any, body), _preload_content=False
         )
         response.data  # noqa: B018 - read to the end: the connection goes back to the pool
+
+    async def drop_finalizer(
+        self, group: str, version: str, plural: str, body: dict[str, Any], finalizer: str
+    ) -> None:
+        """Take `finalizer` off a namespaced custom object, at the version `body` has (a
+        merge patch with its resourceVersion: a conflict leaves it on for the next event)."""
+        meta = body["metadata"]
+        kept = [name for name in meta.get("finalizers") or [] if name != finalizer]
+        patch = {"metadata": {"finalizers": kept, "resourceVersion": meta["resourceVersion"]}}
+        try:
+            await asyncio.to_thread(
+                self.custom.patch_namespaced_custom_object,
+                group,
+                version,
+                meta["namespace"],
+                plural,
+                meta["name"],
+                patch,
+            )
+        except ApiException as exc:
+            if exc.status not in (404, 409):  # gone, or changed since: its event comes
+                raise
 
     async def patch_status(
         self,

@@ -23,7 +23,7 @@ import kopf
 from aiohttp import web
 
 from jwtmesh.logs import configure_logging
-from jwtmesh_operator import handlers, indexes, slim_watch, toggles
+from jwtmesh_operator import handlers, indexes, toggles
 from jwtmesh_operator.census import start_census
 from jwtmesh_operator.collector import keep_long_lived_frozen
 from jwtmesh_operator.diffbase import NoDiffBase
@@ -31,14 +31,16 @@ from jwtmesh_operator.events import EventRecorder
 from jwtmesh_operator.handlers import reconcile_one
 from jwtmesh_operator.headroom import container_memory_limit, restart_warning
 from jwtmesh_operator.http import make_app
+from jwtmesh_operator.informer import Informer
+from jwtmesh_operator.keystore import SECRET_TYPE
 from jwtmesh_operator.kube import LIST_PAGE, Kube, load_kube_config
 from jwtmesh_operator.lease import LeaseKeeper
 from jwtmesh_operator.memory import tune_malloc
 from jwtmesh_operator.publisher import BundlePublisher
 from jwtmesh_operator.scheduler import Scheduler
-from jwtmesh_operator.secret_watch import SecretWatch
 from jwtmesh_operator.session import SessionPerCredentials
 from jwtmesh_operator.sources import BundleSources
+from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL
 from jwtmesh_operator.state import OperatorConfig, OperatorState
 from jwtmesh_operator.webhook_server import ListeningWebhookServer
 
@@ -112,18 +114,42 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     await runner.setup()
     await web.TCPSite(runner, _config.http_address, _config.http_port).start()
     memo["http_runner"] = runner
-    # Last, once acting is decided (a Secret listed while acting is kept for its identity's
-    # reconcile): kopf starts its watchers, and so its handlers, only after this returns.
-    secrets = SecretWatch(kube, _namespaces, functools.partial(handlers.secret_event, state))
-    listed = await secrets.list_all()
-    secrets.start()
-    memo["secret_watch"] = secrets
+    # Last, once acting is decided (an object listed while acting is kept for its
+    # identity's reconcile): kopf starts its watchers, and so its handlers, only after this.
+    memo["informers"] = informers = _informers(state, Kube(load_kube_config(_config.kubeconfig)))
+    listed = [await informer.list_all() for informer in informers]
+    for informer in informers:
+        informer.start()
     log.info(
-        "jwtmesh operator started (trust domain %s, %d signing-key Secrets)",
+        "jwtmesh operator started (trust domain %s, %d identities, %d signing-key Secrets)",
         _config.trust_domain,
-        listed,
+        *listed,
         extra={"event": "started"},
     )
+
+
+def _informers(state: OperatorState, kube: Kube) -> list[Informer]:
+    """The identities and their Secrets, watched by the operator itself (informer.py):
+    only signing-key Secrets, selected by the API server (no other Secret of the cluster
+    reaches this process). `kube`: a client of their own, so that their long-lived watches
+    hold none of the connections the reconciles take turns on (nor are counted with them)."""
+    identities = kube.lister_of_custom(API_GROUP, API_VERSION, "serviceidentities")
+    return [
+        Informer(
+            "ServiceIdentities",
+            identities,
+            _namespaces,
+            functools.partial(handlers.identity_event, state),
+        ),
+        Informer(
+            "signing-key Secrets",
+            kube.list_secrets,
+            _namespaces,
+            functools.partial(handlers.secret_event, state),
+            label_selector=IDENTITY_LABEL,  # the label present, whatever its value
+            field_selector=f"type={SECRET_TYPE}",
+        ),
+    ]
 
 
 def _start_acting(
@@ -222,8 +248,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     state: OperatorState = memo["state"]
     for task in memo.get("tasks", []):
         task.cancel()
-    if "secret_watch" in memo:
-        memo["secret_watch"].stop()
+    for informer in memo.get("informers", []):
+        informer.stop()
     keeper: LeaseKeeper | None = memo.get("lease")
     if keeper is not None:
         try:
@@ -247,7 +273,6 @@ def run(config: OperatorConfig, namespaces: list[str], elect: bool) -> None:
         # thousands of lines (and ~3% of the CPU) in a sweep. Its warnings and errors stay.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     toggles.install()  # kopf's index wait, O(1) per change: restarts over thousands of objects
-    slim_watch.install()  # watch events without managedFields: a restart holds every object
     if config.webhook_address:
         from jwtmesh_operator import admission  # noqa: F401 - registers the mutate handler
     # Standalone: kopf's own peering would pause every replica but one, and a paused

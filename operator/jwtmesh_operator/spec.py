@@ -15,6 +15,9 @@ from jwtmesh_operator.planning import Rotation
 from jwtmesh_operator.tenancy import default_audience, default_issuer
 
 DEFAULT_TRUST_DOMAIN = "jwtmesh.cluster.local"
+# Left on identities by operators that ran a kopf daemon per identity; with no operator it
+# would block the deletion of the identity, its namespace and the CRDs for ever.
+LEFTOVER_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
 __all__ = ["API_GROUP", "API_VERSION", "IDENTITY_LABEL", "ROTATE_ANNOTATION"]
 
 

@@ -16,7 +16,7 @@ from jwtmesh_operator.latest import LatestKnown
 from jwtmesh_operator.listed import ListedOnce
 from jwtmesh_operator.readiness import Readiness
 from jwtmesh_operator.spec import DEFAULT_TRUST_DOMAIN
-from jwtmesh_operator.tenancy import Resolver
+from jwtmesh_operator.tenancy import IdentityRecord, Resolver
 from jwtmesh_operator.write_budget import WRITE_RATE
 
 T = TypeVar("T")
@@ -140,8 +140,9 @@ class OperatorState:
     events: EventRecorder
     # The kopf indexes (jwtmesh_operator.indexes.INDEX_NAMES), filled before any handler runs.
     indexes: dict[str, Any] = field(default_factory=dict)
-    # The signing-key Secrets' public keys, from the operator's own watch (secret_watch.py),
-    # listed whole before kopf starts (so before any handler runs, like the indexes).
+    # The identities and the signing-key Secrets' public keys, from the operator's own
+    # watches (informer.py), listed whole before kopf starts (before any handler runs).
+    identity_records: dict[tuple[str, str], IdentityRecord] = field(default_factory=dict)
     signing_secrets: dict[tuple[str, str], SecretRecord] = field(default_factory=dict)
     # Set while this replica holds the Lease (always, without leader election): only then
     # does it reconcile, publish and report status.
@@ -183,8 +184,8 @@ class OperatorState:
     memory_limit: int | None = None
 
     def identities_known(self) -> int:
-        """ServiceIdentities in the index (every one watched, reconciled or not)."""
-        return len(self.indexes.get("identities") or {})
+        """ServiceIdentities known (every one watched, reconciled or not)."""
+        return len(self.identity_records)
 
     def report(self, key: tuple[str, str], health: IdentityHealth, conflict: bool) -> None:
         self.identities[key] = health

@@ -343,7 +343,7 @@ def test_a_tampered_or_deleted_secret_is_repaired(
 def test_a_secret_whose_label_is_taken_off_is_refused_until_it_is_back(
     operator: OperatorProcess, cluster_objects: Any
 ) -> None:
-    """Only labelled Secrets reach the operator (secret_watch.py): taking the label off
+    """Only labelled Secrets reach the operator (informer.py): taking the label off
     an identity's Secret removes it from the watch. The identity says so (not Ready, an
     Event) instead of silently dropping its keys, and recovers when the label is back."""
     ns = cluster_objects.namespace("unlabelled")

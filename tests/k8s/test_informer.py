@@ -1,4 +1,4 @@
-"""The operator's own list and watch of signing-key Secrets (secret_watch.py) against the
+"""The operator's own list and watch of a kind (informer.py), of signing-key Secrets, against the
 real API server: only signing-key Secrets reach it, every change comes in order, and a
 watch whose resourceVersion has expired (410 Gone) lists again and hands on what it missed."""
 
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from jwtmesh_operator.informer import Informer
 from jwtmesh_operator.kube import Kube
-from jwtmesh_operator.secret_watch import SecretWatch
-from jwtmesh_testing.kubeapply import create_namespace
+from jwtmesh_testing.kubeapply import create_namespace, create_object, service_identity
 from jwtmesh_testing.localcluster import LocalCluster
 
 pytestmark = pytest.mark.k8s
@@ -76,9 +76,16 @@ def test_signing_key_secrets_listed_watched_and_listed_again_when_expired(
     core.create_namespaced_secret(ns, key_secret("unlabelled", labelled=False))
     core.create_namespaced_secret(ns, key_secret("opaque", typed=False))
 
-    async def scenario() -> SecretWatch:
+    async def scenario() -> Informer:
         seen = Seen()
-        watch = SecretWatch(Kube(api), [ns], seen)
+        watch = Informer(
+            "signing-key Secrets",
+            Kube(api).list_secrets,
+            [ns],
+            seen,
+            label_selector="jwtmesh.io/identity",
+            field_selector="type=jwtmesh.io/signing-key",
+        )
         assert await watch.list_all() == 1
         assert seen.events == [("LISTED", "first")]
         seen.events.clear()
@@ -113,4 +120,47 @@ def test_signing_key_secrets_listed_watched_and_listed_again_when_expired(
 
     watch = asyncio.run(scenario())
     assert watch.relists == 1
+    api.close()
+
+
+def test_service_identities_of_one_namespace_listed_then_watched(
+    local_cluster: LocalCluster, crds: list[str]
+) -> None:
+    """The same informer over a custom kind, scoped to a namespace as with the chart's
+    watchNamespaces: nothing of another namespace comes."""
+    api = config.new_client_from_config(config_file=str(local_cluster.kubeconfig))
+    watched, other = (f"{prefix}-{uuid.uuid4().hex[:6]}" for prefix in ("watched", "other"))
+    for ns in (watched, other):
+        create_namespace(api, ns)
+    create_object(api, watched, "serviceidentities", service_identity("herald"))
+    custom = client.CustomObjectsApi(api)
+
+    async def scenario() -> None:
+        seen = Seen()
+        lister = Kube(api).lister_of_custom("jwtmesh.io", "v1alpha1", "serviceidentities")
+        informer = Informer("ServiceIdentities", lister, [watched], seen)
+        assert await informer.list_all() == 1
+        informer.start()
+        try:
+            await asyncio.to_thread(
+                create_object, api, other, "serviceidentities", service_identity("elsewhere")
+            )
+            await asyncio.to_thread(
+                create_object, api, watched, "serviceidentities", service_identity("census")
+            )
+            await asyncio.to_thread(
+                custom.delete_namespaced_custom_object,
+                "jwtmesh.io",
+                "v1alpha1",
+                watched,
+                "serviceidentities",
+                "herald",
+            )
+            await seen.until([("LISTED", "herald"), ("ADDED", "census"), ("DELETED", "herald")])
+            await asyncio.sleep(1.0)
+            assert ("ADDED", "elsewhere") not in seen.events
+        finally:
+            informer.stop()
+
+    asyncio.run(scenario())
     api.close()

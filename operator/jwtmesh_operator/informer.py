@@ -1,17 +1,18 @@
-"""The signing-key Secrets, listed and watched by the operator itself rather than by kopf.
+"""The operator's own list and watch of one kind (an informer): its ServiceIdentities and
+signing-key Secrets, the two kinds with an object per identity, are not watched by kopf.
 
 kopf keeps every object it lists in a worker of its own, holding the whole object, until
-every index is filled: a restart over 10,000 identities held their 10,000 Secrets (private
-keys included) at once on top of the identities. Here each Secret is handed on as its page
-arrives and the page is dropped; what stays is what the caller keeps of it (its public keys).
+every index is filled: a restart over 10,000 identities held 20,000 objects (private keys
+included) at once, twice the memory the running operator needs. Here each object is handed
+on as its page arrives and the page is dropped; what stays is what the caller keeps of it
+(a small record, and a compressed copy for the next reconcile).
 
 Like client-go's informer: a LIST in pages, then a WATCH from the list's resourceVersion
 with bookmarks; a watch the server ends is resumed from the last version seen, and one whose
 version has expired (410 Gone) is replaced by a new LIST whose differences from what was
 handed on are handed on as events. The first LIST is awaited before kopf starts its
-watchers (main.py), so no handler ever sees part of the Secrets, as with kopf's indexes.
-Only signing-key Secrets are asked for (label and type, selected by the API server): no
-other Secret in the cluster reaches this process.
+watchers (main.py), so no handler ever sees part of these objects, as with kopf's indexes.
+Selectors are applied by the API server: nothing else of the kind reaches this process.
 
 Each watch runs in a thread of its own (the `kubernetes` client blocks) and hands every
 event to the event loop, in the order the API server sent them.
@@ -20,91 +21,64 @@ event to the event loop, in the order the API server sent them.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from jwtmesh_operator.keystore import SECRET_TYPE
-from jwtmesh_operator.kube import LIST_PAGE, Kube
-from jwtmesh_operator.spec import IDENTITY_LABEL
+from jwtmesh_operator.kube import LIST_PAGE
 
-log = logging.getLogger("jwtmesh.operator.secrets")
+log = logging.getLogger("jwtmesh.operator.informer")
 
-LABEL_SELECTOR = IDENTITY_LABEL  # the label present, whatever its value
-FIELD_SELECTOR = f"type={SECRET_TYPE}"
 WATCH_SECONDS = 300  # the server ends each watch after this; it is resumed where it stopped
 BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds between attempts after an error
 
 Key = tuple[str, str]  # (namespace, name)
-Secret = dict[str, Any]  # as the API serves it (JSON)
-# (LISTED | ADDED | MODIFIED | DELETED, the Secret); LISTED: found by the first LIST.
-Deliver = Callable[[str, Secret], None]
+Object = dict[str, Any]  # as the API serves it (JSON)
+# (LISTED | ADDED | MODIFIED | DELETED, the object); LISTED: found by the first LIST.
+Deliver = Callable[[str, Object], None]
+# The collection's LIST (and WATCH) call in a namespace (None: every namespace).
+Lister = Callable[[str | None], Callable[..., Any]]
 
 
 class Expired(Exception):
     """The resourceVersion a watch asked for is no longer kept (410 Gone): list again."""
 
 
-@dataclass(frozen=True)
-class Seen:
-    """What a watch remembers of a Secret it handed on: enough to tell a later LIST's
-    changes and to say which Secret went away (and whose it was)."""
-
-    version: str
-    labels: Mapping[str, str]
-    owners: tuple[Mapping[str, Any], ...]
-
-
-def seen(secret: Secret) -> Seen:
-    meta = secret["metadata"]
-    labels = meta.get("labels") or {}
-    return Seen(
-        version=str(meta.get("resourceVersion", "")),
-        labels={IDENTITY_LABEL: labels[IDENTITY_LABEL]} if IDENTITY_LABEL in labels else {},
-        owners=tuple(meta.get("ownerReferences") or ()),
-    )
-
-
-def key_of(secret: Secret) -> Key:
-    meta = secret["metadata"]
+def key_of(found: Object) -> Key:
+    meta = found["metadata"]
     return str(meta["namespace"]), str(meta["name"])
 
 
-def tombstone(key: Key, last: Seen) -> Secret:
-    """A Secret a new LIST no longer shows, as its DELETED event would carry it."""
-    return {
-        "metadata": {
-            "namespace": key[0],
-            "name": key[1],
-            "resourceVersion": last.version,
-            "labels": dict(last.labels),
-            "ownerReferences": list(last.owners),
-        }
-    }
+def version_of(found: Object) -> str:
+    return str(found["metadata"].get("resourceVersion", ""))
+
+
+def tombstone(key: Key, version: str) -> Object:
+    """An object a new LIST no longer shows, as a DELETED event made up for it carries it
+    (its name; the caller finds the rest in what it kept)."""
+    return {"metadata": {"namespace": key[0], "name": key[1], "resourceVersion": version}}
 
 
 def relist_changes(
-    known: Mapping[Key, Seen], listed: Mapping[Key, Secret]
-) -> list[tuple[str, Secret]]:
-    """The events a watch missed, from what it handed on and what a new LIST shows: new
-    Secrets ADDED, changed ones MODIFIED, vanished ones DELETED (a Secret deleted and made
+    known: Mapping[Key, str], listed: Mapping[Key, Object]
+) -> list[tuple[str, Object]]:
+    """The events a watch missed, from the versions it handed on and what a new LIST shows:
+    new objects ADDED, changed ones MODIFIED, vanished ones DELETED (one deleted and made
     again under its name meanwhile comes as MODIFIED, at its new version)."""
-    changes: list[tuple[str, Secret]] = []
-    for key, secret in listed.items():
+    changes: list[tuple[str, Object]] = []
+    for key, found in listed.items():
         before = known.get(key)
         if before is None:
-            changes.append(("ADDED", secret))
-        elif before.version != seen(secret).version:
-            changes.append(("MODIFIED", secret))
+            changes.append(("ADDED", found))
+        elif before != version_of(found):
+            changes.append(("MODIFIED", found))
     changes.extend(
-        ("DELETED", tombstone(key, last)) for key, last in known.items() if key not in listed
+        ("DELETED", tombstone(key, version)) for key, version in known.items() if key not in listed
     )
     return changes
 
@@ -124,26 +98,37 @@ def lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield bytes(pending)
 
 
-class SecretWatch:
-    """The signing-key Secrets of `namespaces` (empty: every namespace). `deliver` runs in
-    the event loop for every Secret: `list_all` hands on the current ones (LISTED), then
-    `start` follows their changes until `stop`."""
+class Informer:
+    """Every object of one kind in `namespaces` (empty: every namespace) matching the
+    selectors. `deliver` runs in the event loop for each: `list_all` hands on the current
+    ones (LISTED), then `start` follows their changes until `stop`."""
 
-    def __init__(self, kube: Kube, namespaces: Sequence[str], deliver: Deliver) -> None:
-        self._kube = kube
+    def __init__(
+        self,
+        what: str,
+        lister: Lister,
+        namespaces: Sequence[str],
+        deliver: Deliver,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> None:
+        self.what = what  # for the logs: "signing-key Secrets"
+        self._lister = lister
         self._scopes: list[str | None] = list(namespaces) or [None]
         self._deliver = deliver
+        self._selectors = {"label_selector": label_selector, "field_selector": field_selector}
         self._stopping = threading.Event()
-        # Per scope: what was handed on (each map touched by one thread at a time: the
-        # event loop for the first LIST, then that scope's watch thread).
-        self._known: dict[str | None, dict[Key, Seen]] = {scope: {} for scope in self._scopes}
+        # Per scope, the version of each object handed on (each map touched by one thread
+        # at a time: the event loop for the first LIST, then that scope's watch thread).
+        self._known: dict[str | None, dict[Key, str]] = {scope: {} for scope in self._scopes}
         self._versions: dict[str | None, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.relists = 0  # LISTs after an expired watch
 
     async def list_all(self) -> int:
-        """Every signing-key Secret, handed on page by page; returns how many. Tried until
-        it succeeds: the operator cannot publish a bundle without them (a Secret handed on
+        """Every object, handed on page by page; returns how many. Tried until it
+        succeeds: the operator cannot publish a bundle without them (an object handed on
         twice is harmless: same version, same record)."""
         for failures in itertools.count():
             try:
@@ -151,10 +136,11 @@ class SecretWatch:
             except Exception:
                 delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
                 log.warning(
-                    "listing signing-key Secrets failed; again in %.0f s",
+                    "listing %s failed; again in %.0f s",
+                    self.what,
                     delay,
                     exc_info=True,
-                    extra={"event": "secret_list_failed"},
+                    extra={"event": "informer_list_failed"},
                 )
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
@@ -167,9 +153,9 @@ class SecretWatch:
             token: str | None = None
             while True:
                 page = await asyncio.to_thread(self._list_page, scope, token)
-                for secret in page.get("items") or []:
-                    known[key_of(secret)] = seen(secret)
-                    self._deliver("LISTED", secret)
+                for found in page.get("items") or []:
+                    known[key_of(found)] = version_of(found)
+                    self._deliver("LISTED", found)
                     count += 1
                 meta = page.get("metadata") or {}
                 token = meta.get("continue")
@@ -183,7 +169,7 @@ class SecretWatch:
         """Follow every scope listed, each in a thread of its own."""
         for scope in self._scopes:
             thread = threading.Thread(
-                target=self._follow, args=(scope,), name=f"secrets-{scope or 'all'}", daemon=True
+                target=self._follow, args=(scope,), name=f"watch {self.what}", daemon=True
             )
             thread.start()
 
@@ -208,17 +194,18 @@ class SecretWatch:
                 delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
                 failures += 1
                 log.warning(
-                    "watching signing-key Secrets failed; resuming in %.0f s",
+                    "watching %s failed; resuming in %.0f s",
+                    self.what,
                     delay,
                     exc_info=True,
-                    extra={"event": "secret_watch_failed"},
+                    extra={"event": "informer_watch_failed"},
                 )
                 self._stopping.wait(delay)
 
     def _watch(self, scope: str | None) -> None:
         """One watch, from the last version seen, until the server ends it."""
         options: dict[str, Any] = {
-            **self._selectors(),
+            **self._selectors,
             "watch": True,
             "allow_watch_bookmarks": True,
             "resource_version": self._versions[scope],
@@ -227,7 +214,7 @@ class SecretWatch:
             "_request_timeout": (10, WATCH_SECONDS + 60),
         }
         try:
-            response = self._call(scope)(**options)
+            response = self._lister(scope)(**options)
         except ApiException as exc:
             if exc.status == 410:
                 raise Expired from exc
@@ -241,70 +228,60 @@ class SecretWatch:
             response.release_conn()
 
     def _take(self, scope: str | None, event: dict[str, Any]) -> None:
-        kind, secret = str(event.get("type")), event.get("object") or {}
+        kind, found = str(event.get("type")), event.get("object") or {}
         if kind == "ERROR":
-            if secret.get("code") == 410:
-                raise Expired(secret.get("message"))
-            raise RuntimeError(f"watch error: {secret.get('message') or secret}")
-        self._versions[scope] = str(secret["metadata"]["resourceVersion"])
+            if found.get("code") == 410:
+                raise Expired(found.get("message"))
+            raise RuntimeError(f"watch error: {found.get('message') or found}")
+        self._versions[scope] = version_of(found)
         if kind == "BOOKMARK":
             return
-        key, known = key_of(secret), self._known[scope]
+        key, known = key_of(found), self._known[scope]
         if kind == "DELETED":
             known.pop(key, None)
         else:
-            known[key] = seen(secret)
-        self._hand_on(kind, secret)
+            known[key] = version_of(found)
+        self._hand_on(kind, found)
 
     def _relist(self, scope: str | None) -> None:
         """A new LIST (in pages) in place of the expired watch; what changed meanwhile is
         handed on as events."""
         self.relists += 1
-        listed: dict[Key, Secret] = {}
+        listed: dict[Key, Object] = {}
         token: str | None = None
         while True:
             page = self._list_page(scope, token)
-            listed.update((key_of(secret), secret) for secret in page.get("items") or [])
+            listed.update((key_of(found), found) for found in page.get("items") or [])
             meta = page.get("metadata") or {}
             token = meta.get("continue")
             if not token:
                 break
         changes = relist_changes(self._known[scope], listed)
         log.info(
-            "signing-key Secrets listed again (the watch had expired): %d changes",
+            "%s listed again (the watch had expired): %d changes",
+            self.what,
             len(changes),
-            extra={"event": "secret_relist"},
+            extra={"event": "informer_relist"},
         )
-        self._known[scope] = {key: seen(secret) for key, secret in listed.items()}
+        self._known[scope] = {key: version_of(found) for key, found in listed.items()}
         self._versions[scope] = str(meta.get("resourceVersion", ""))
-        for kind, secret in changes:
-            self._hand_on(kind, secret)
+        for kind, found in changes:
+            self._hand_on(kind, found)
 
-    def _hand_on(self, kind: str, secret: Secret) -> None:
+    def _hand_on(self, kind: str, found: Object) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             self._stopping.set()
             return
         try:
-            loop.call_soon_threadsafe(self._deliver, kind, secret)
+            loop.call_soon_threadsafe(self._deliver, kind, found)
         except RuntimeError:  # the loop closed meanwhile: the operator is exiting
             self._stopping.set()
 
-    # --- requests ------------------------------------------------------------------------
-
-    def _call(self, scope: str | None) -> Callable[..., Any]:
-        core = self._kube.core
-        if scope is None:
-            return core.list_secret_for_all_namespaces
-        return functools.partial(core.list_namespaced_secret, scope)
-
-    def _selectors(self) -> dict[str, str]:
-        return {"label_selector": LABEL_SELECTOR, "field_selector": FIELD_SELECTOR}
-
     def _list_page(self, scope: str | None, token: str | None) -> dict[str, Any]:
-        options: dict[str, Any] = {**self._selectors(), "limit": LIST_PAGE}
+        options: dict[str, Any] = {**self._selectors, "limit": LIST_PAGE}
         if token:
             options["_continue"] = token
-        response = self._call(scope)(**options, _preload_content=False)
+        response = self._lister(scope)(**options, _preload_content=False)
         page: dict[str, Any] = json.loads(response.data)
         return page
