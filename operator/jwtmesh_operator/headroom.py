@@ -1,13 +1,15 @@
 """Will the next restart fit in the container's memory limit? Said while there is time.
 
-A restart lists every identity and its Secret, and kopf holds each listed object (with a
-worker) until every index is filled, so the restart's peak grows with the mesh and is far
-above the running operator's: measured with bench/controlplane.py (one run each in
-bench/results/), 172-174 MiB at 1,000 identities and 595-720 MiB at 10,000, against 101-104
-MiB idle. A limit below that peak lets the operator run for weeks and then be OOM-killed at
-every start. The estimate errs high (it is fitted to the 10,000 runs' worst). It was
-measured with ES256 keys; an RSA-3072 identity's Secret is ~4x larger, so a mesh of RSA
-identities needs more room than it says (not measured).
+A restart lists every identity and its Secret, so its peak grows with the mesh. Until
+2026-11-27 kopf held every listed object (with a worker) until its indexes were filled, and
+a restart peaked at about twice the running operator (549-720 MiB at 10,000 identities); the
+operator now lists and watches those two kinds itself (informer.py) and a restart peaks
+with the running operator: measured with bench/controlplane.py (bench/results/), 132.4 MiB
+at 1,000 identities and 231.9 MiB at 10,000 (a sweep's peak 129.7 and 243.9 MiB), against
+103 MiB idle. A limit below the peak lets the operator run for weeks and then be OOM-killed
+at every start. The estimate errs high (~10-15% above those runs). It was measured with
+ES256 keys; an RSA-3072 identity's Secret is ~4x larger, so a mesh of RSA identities needs
+more room than it says (not measured).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 MIB = 1024 * 1024
-RESTART_BASE_BYTES = 112 * MIB
-RESTART_BYTES_PER_IDENTITY = 64 * 1024
+RESTART_BASE_BYTES = 128 * MIB
+RESTART_BYTES_PER_IDENTITY = 16 * 1024
 # The limit to warn at: the estimate's own error, and room for a sweep during the restart.
 WARN_AT = 0.9
 # Above this a cgroup v1 "limit" means none (it prints the largest page-aligned 64-bit value).
