@@ -231,9 +231,9 @@ def secret_event(state: OperatorState, kind: str, secret: dict[str, Any]) -> Non
         own = state.known_secrets.seen(key, version, lambda: secret, fill=state.acting.is_set())
     if kind == "LISTED":
         return  # before kopf starts: every identity is reconciled, and published, anyway
-    identity = (meta.get("labels") or {}).get(IDENTITY_LABEL) or _owning_identity(meta)
-    for owner in [identity] if identity else _identities_keeping(state, key):
-        if not own:
+    if not own:  # edited or deleted by someone else: its identity repairs it
+        identity = (meta.get("labels") or {}).get(IDENTITY_LABEL) or _owning_identity(meta)
+        for owner in [identity] if identity else _identities_keeping(state, key):
             state.scheduler.now((key[0], owner))
     publish(state)
 
@@ -309,7 +309,7 @@ async def namespace_changed(name: str, labels: Any, annotations: Any, memo: Any,
             state.scheduler.now(key)
         publish(changed(state))
     if state.config.bundle_label in labels:
-        publish(changed(operator_state(memo), names=False))
+        publish(changed(state, names=False))
     asked = annotations.get(ROTATE_ANNOTATION)
     first_sight = name not in state.namespace_rotations
     if first_sight or state.namespace_rotations[name] != asked:
@@ -323,7 +323,7 @@ async def _rotation_asked_of_namespace(
 ) -> None:
     """Every identity in the namespace looks at the request (each rotates once per value).
     Read with one paged LIST first (not a GET per identity), unless the namespace is seen
-    for the first time: at start every identity comes with its own event."""
+    for the first time: at start every identity was just listed, and is reconciled anyway."""
     keys = [key for key in list(state.identity_records) if key[0] == namespace]
     if prefetch and keys and state.acting.is_set():
 
