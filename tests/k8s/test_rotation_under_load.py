@@ -92,10 +92,16 @@ def test_rotations_under_load_lose_no_request(
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (apt-get install wrk; .ci/run installs it)")
     rotations = int(os.environ.get("JWTMESH_SOAK_ROTATIONS", "10"))
-    operator = OperatorProcess.for_cluster(local_cluster, tmp_path, name="soak-operator")
+    # Its own namespace only: a cluster-wide operator here publishes to every namespace the
+    # session's earlier tests left (~48), and on a slow machine that publish outlasted the
+    # 2 s prePublish (CI, 2026-11-27: unknown_kid in bursts at each rotation). Watching one
+    # namespace, the operator's scoped informers run too.
+    ns = cluster_objects.namespace("soak")
+    operator = OperatorProcess.for_cluster(
+        local_cluster, tmp_path, name="soak-operator", extra=["--namespace", ns]
+    )
     cleanups = [operator.stop]
     try:
-        ns = cluster_objects.namespace("soak")
         create_object(cluster_objects.api, ns, "serviceidentities", service_identity("census"))
         create_object(
             cluster_objects.api, ns, "serviceidentities", service_identity("herald", FAST)
