@@ -134,15 +134,7 @@ class Informer:
             try:
                 return await self._list_all()
             except Exception:
-                delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
-                log.warning(
-                    "listing %s failed; again in %.0f s",
-                    self.what,
-                    delay,
-                    exc_info=True,
-                    extra={"event": "informer_list_failed"},
-                )
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self._failed("listing", failures, "informer_list_failed"))
         raise AssertionError("unreachable")
 
     async def _list_all(self) -> int:
@@ -177,6 +169,19 @@ class Informer:
         """The threads end at their next event or error (they never delay an exit)."""
         self._stopping.set()
 
+    def _failed(self, doing: str, failures: int, event: str) -> float:
+        """Log the failure (from inside its `except`); returns the seconds to wait."""
+        delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
+        log.warning(
+            "%s %s failed; again in %.0f s",
+            doing,
+            self.what,
+            delay,
+            exc_info=True,
+            extra={"event": event},
+        )
+        return delay
+
     # --- the watch threads ---------------------------------------------------------------
 
     def _follow(self, scope: str | None) -> None:
@@ -191,16 +196,8 @@ class Informer:
             except Exception:  # the API server away, a dropped connection: resume later
                 if self._stopping.is_set():
                     return
-                delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
+                self._stopping.wait(self._failed("watching", failures, "informer_watch_failed"))
                 failures += 1
-                log.warning(
-                    "watching %s failed; resuming in %.0f s",
-                    self.what,
-                    delay,
-                    exc_info=True,
-                    extra={"event": "informer_watch_failed"},
-                )
-                self._stopping.wait(delay)
 
     def _watch(self, scope: str | None) -> None:
         """One watch, from the last version seen, until the server ends it."""
