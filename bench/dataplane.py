@@ -54,7 +54,7 @@ from jwtmesh_testing.processes import (
     wait_for_port,
 )
 
-JWTMESH = ["c_jwtmesh_grpc", "c_jwtmesh_grpc_unix", "d_jwtmesh_http"]
+JWTMESH = ["c_jwtmesh_grpc", "c_jwtmesh_grpc_unix", "c_jwtmesh_grpc_core", "d_jwtmesh_http"]
 FLOOR = "e_floor_http"  # a fixed 200 on asyncio (floor_authorizer.py): the HTTP mode's floor
 BASELINE = ["c_jwtmesh_grpc_baseline", "d_jwtmesh_http_baseline"]
 PAIRED = ("valid", "mixed_10pct_invalid", "distinct_tokens", "fixed_1000_rps")
@@ -167,9 +167,10 @@ class Stack:
 
 def start_sidecars(
     workdir: Path, bundle: Path, grpc_threads: int
-) -> tuple[ManagedProcess, ManagedProcess, dict[str, AuthzEndpoint], int]:
-    """Two sidecars, as injection runs one per Pod with one listener (`--grpc` or `--http`):
-    gRPC on TCP and a unix socket, and HTTP with the metrics endpoint."""
+) -> tuple[ManagedProcess, ManagedProcess, ManagedProcess, dict[str, AuthzEndpoint], int]:
+    """Three sidecars, as injection runs one per Pod with one listener (`--grpc` or `--http`):
+    gRPC on the default server (asyncio, grpc_h2.py) on TCP and a unix socket, gRPC on
+    grpcio's core layer (`grpcServer: core`), and HTTP with the metrics endpoint."""
     grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
     socket = str(workdir / "authz.sock")
     common = {
@@ -188,6 +189,12 @@ def start_sidecars(
         workdir,
         "grpc-sidecar",
     )
+    core_port = free_port()
+    core_sidecar = start_sidecar(
+        {**common, "listen": {"grpc": f"127.0.0.1:{core_port}"}, "grpcServer": "core"},
+        workdir,
+        "grpc-core-sidecar",
+    )
     http_sidecar = start_sidecar(
         {
             **common,
@@ -202,9 +209,10 @@ def start_sidecars(
     endpoints = {
         "c_jwtmesh_grpc": AuthzEndpoint("grpc", port=grpc_port),
         "c_jwtmesh_grpc_unix": AuthzEndpoint("grpc", port=None, unix_socket=socket),
+        "c_jwtmesh_grpc_core": AuthzEndpoint("grpc", port=core_port),
         "d_jwtmesh_http": AuthzEndpoint("http", port=http_port),
     }
-    return grpc_sidecar, http_sidecar, endpoints, metrics_port
+    return grpc_sidecar, core_sidecar, http_sidecar, endpoints, metrics_port
 
 
 def start_floor(workdir: Path) -> tuple[ManagedProcess, AuthzEndpoint]:
@@ -223,7 +231,7 @@ def start_stack(
     workdir: Path, key: SigningKey, bundle: Path, grpc_threads: int, baseline: str | None
 ) -> Stack:
     """The sidecars and an Envoy per variant."""
-    grpc_sidecar, http_sidecar, endpoints, metrics_port = start_sidecars(
+    grpc_sidecar, core_sidecar, http_sidecar, endpoints, metrics_port = start_sidecars(
         workdir, bundle, grpc_threads
     )
     floor, floor_endpoint = start_floor(workdir)
@@ -238,6 +246,7 @@ def start_stack(
     sidecars.update(
         {name: grpc_sidecar if name.startswith("c_") else http_sidecar for name in endpoints}
     )
+    sidecars["c_jwtmesh_grpc_core"] = core_sidecar
     sidecars[FLOOR] = floor
     if baseline is not None:
         base_sidecar, base_endpoints = start_baseline(workdir, bundle, grpc_threads, baseline)

@@ -4,7 +4,8 @@ Envoy (`--concurrency 1`) with gRPC ext_authz to a jwtmesh sidecar, one valid ES
 (a cache hit after the first request), wrk for --seconds. py-spy samples whichever sidecar
 thread holds the GIL (`--gil`), so the samples are Python's share of the CPU; the sidecar's
 total CPU comes from /proc. The report splits each Check into our handler
-(`check_method`'s `check` and all it calls), the server loop around it (grpc_server.py), and
+(`check_method`'s `check` and all it calls), the server loop around it (grpc_h2.py, or
+grpc_server.py with `--server core`), and
 the time spent outside Python (grpc's C core, thread wake-ups, system calls).
 
     python bench/profile_grpc.py --seconds 10
@@ -37,7 +38,7 @@ from bench_wrk import token_file, wrk
 from jwtmesh.envoy_config import AuthzEndpoint
 from jwtmesh_testing.processes import free_port, start_envoy, start_sidecar
 
-HANDLER = "check (jwtmesh/sidecar/grpc_adapter.py"
+HANDLER = "check (jwtmesh_sidecar/grpc_adapter.py"
 RATE = 250  # py-spy samples per second
 
 
@@ -76,6 +77,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--server", choices=("asyncio", "core", "public"), default="asyncio")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     for tool in ("wrk", py_spy):
@@ -94,6 +96,7 @@ def main() -> int:
             "listen": {"grpc": f"127.0.0.1:{grpc_port}"},
             "trust": {"bundleFiles": [str(bundle)]},
             "noPolicy": True,
+            "grpcServer": args.server,
         },
         workdir,
     )

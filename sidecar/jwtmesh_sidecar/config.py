@@ -12,7 +12,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import AfterValidator, Field, ValidationError
@@ -32,6 +32,9 @@ from jwtmesh_sidecar.strict import StrictModel, one_line
 from jwtmesh_sidecar.trust_store import JwksUrl
 
 GRPC_SERVER_ENV = "JWTMESH_GRPC_SERVER"
+# asyncio: our HTTP/2 server (grpc_h2.py); core: grpcio's core layer; public: grpc.server().
+GrpcServerKind = Literal["asyncio", "core", "public"]
+GRPC_SERVERS: tuple[str, ...] = get_args(GrpcServerKind)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -121,7 +124,7 @@ class SidecarModel(StrictModel):
     verification: VerificationModel = Field(default_factory=VerificationModel)
     egress: EgressModel = Field(default_factory=EgressModel)
     grpc_threads: int = Field(default=2, ge=1, le=64)
-    grpc_server: Literal["core", "public"] = "core"
+    grpc_server: GrpcServerKind = "asyncio"
     poll_interval_seconds: float = Field(default=0.2, ge=0.01, le=60)
     log_level: LogLevel = "info"
 
@@ -160,7 +163,7 @@ class SidecarConfig:
     egress_token_lifetime: float
     poll_interval: float
     grpc_threads: int
-    grpc_server: str  # "core" or "public": grpcio's grpc.server() (grpc_server.py)
+    grpc_server: str  # one of GRPC_SERVERS
     log_level: str
 
     def verifier_settings(self) -> VerifierSettings:
@@ -221,8 +224,9 @@ def _check(config: SidecarConfig) -> SidecarConfig:
 def _grpc_server(document_value: str) -> str:
     # The environment wins, so a whole test run can be pointed at the fallback.
     value = os.environ.get(GRPC_SERVER_ENV) or document_value
-    if value not in ("core", "public"):
-        raise ConfigError(f"{GRPC_SERVER_ENV}: expected core or public, got {value!r}")
+    if value not in GRPC_SERVERS:
+        expected = ", ".join(GRPC_SERVERS)
+        raise ConfigError(f"{GRPC_SERVER_ENV}: expected one of {expected}, got {value!r}")
     return value
 
 

@@ -6,6 +6,7 @@ raises; anything unexpected is answered with a denial.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -51,15 +52,36 @@ def _header_options(headers: tuple[tuple[str, str], ...]) -> list[Any]:
     ]
 
 
+def _allowed_response(
+    upstream_headers: tuple[tuple[str, str], ...], remove_headers: tuple[str, ...]
+) -> Any:
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=code_pb2.OK),
+        ok_response=external_auth_pb2.OkHttpResponse(
+            headers=_header_options(upstream_headers), headers_to_remove=list(remove_headers)
+        ),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _allowed_bytes(
+    upstream_headers: tuple[tuple[str, str], ...], remove_headers: tuple[str, ...]
+) -> bytes:
+    """An allowed answer carries only these two, and a caller's every request with one
+    token repeats them: building the protobuf again cost more than a cached decision."""
+    return bytes(_allowed_response(upstream_headers, remove_headers).SerializeToString())
+
+
+def response_bytes(decision: Decision) -> bytes:
+    """The CheckResponse for `decision`, serialized."""
+    if decision.allowed:
+        return _allowed_bytes(decision.upstream_headers, decision.remove_headers)
+    return bytes(to_check_response(decision).SerializeToString())
+
+
 def to_check_response(decision: Decision) -> Any:
     if decision.allowed:
-        return external_auth_pb2.CheckResponse(
-            status=status_pb2.Status(code=code_pb2.OK),
-            ok_response=external_auth_pb2.OkHttpResponse(
-                headers=_header_options(decision.upstream_headers),
-                headers_to_remove=list(decision.remove_headers),
-            ),
-        )
+        return _allowed_response(decision.upstream_headers, decision.remove_headers)
     return external_auth_pb2.CheckResponse(
         status=status_pb2.Status(
             code=int(reason_for(decision.reason).grpc_code), message=decision.reason
@@ -89,7 +111,7 @@ def check_method(service: DecisionService) -> UnaryMethod:
     def check(request: bytes) -> Reply:
         try:
             decision = service.check(to_check_input(CheckRequest.FromString(request)))
-            return Reply(to_check_response(decision).SerializeToString())
+            return Reply(response_bytes(decision))
         except Exception:
             log.exception("Check failed; denying")
             return Reply(_FAIL_CLOSED_BYTES)

@@ -20,6 +20,7 @@ from jwtmesh.addresses import split_host_port
 from jwtmesh_sidecar.answer_memo import AnswerMemo
 from jwtmesh_sidecar.errors import StartupError
 from jwtmesh_sidecar.grpc_adapter import CHECK_METHOD, HEALTH_METHOD, check_method, health_method
+from jwtmesh_sidecar.grpc_h2 import AsyncioServer
 from jwtmesh_sidecar.grpc_server import (
     GrpcServer,
     PublicServer,
@@ -71,9 +72,14 @@ def start_grpc(
     kind: str,
     readiness: Callable[[], list[str]] = lambda: [],
 ) -> GrpcServer:
-    choice = choose_server(kind, grpc.__version__, missing_from_core())
-    log.info("%s", choice.log_line, extra={"event": "grpc_server"})
-    server: GrpcServer = (UnaryServer if choice.core else PublicServer)(
+    server_class: type[AsyncioServer | UnaryServer | PublicServer]
+    if kind == "asyncio":
+        server_class, log_line = AsyncioServer, "gRPC server: asyncio (HTTP/2 on asyncio)"
+    else:
+        choice = choose_server(kind, grpc.__version__, missing_from_core())
+        server_class, log_line = (UnaryServer if choice.core else PublicServer), choice.log_line
+    log.info("%s", log_line, extra={"event": "grpc_server"})
+    server: GrpcServer = server_class(
         {
             CHECK_METHOD: check_method(service),
             HEALTH_METHOD: health_method(

@@ -1,7 +1,7 @@
 """One Envoy per ext_authz mode (processes.AUTHZ_MODES) in front of one echo upstream, each
 asking a real sidecar process: the stack the data-plane hardening tests attack.
 
-The gRPC (core server) and HTTP modes share one sidecar, the gRPC fallback has its own,
+The gRPC (default server) and HTTP modes share one sidecar, grpcio's servers have their own,
 as in tests/e2e/test_envoy_dataplane.py. `raw_exchange` sends exact bytes, so a test can
 send what no HTTP client library would (a header with an underscore, a body cut short).
 """
@@ -27,7 +27,11 @@ from jwtmesh_testing.processes import (
     start_sidecar,
 )
 
-_SIDECARS = (("sidecar", ("grpc", "http")), ("sidecar-public", ("grpc-public",)))
+_SIDECARS = (
+    ("sidecar", ("grpc", "http")),
+    ("sidecar-core", ("grpc-core",)),
+    ("sidecar-public", ("grpc-public",)),
+)
 
 
 @dataclass

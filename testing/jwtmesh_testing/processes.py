@@ -190,16 +190,16 @@ def start_sidecar(
     return process
 
 
-AUTHZ_MODES = ("grpc", "grpc-public", "http")
-"""How a test's Envoy asks the sidecar: gRPC on grpcio's core layer (the sidecar's
-default), gRPC on the public grpc.server() fallback, or HTTP."""
+AUTHZ_MODES = ("grpc", "grpc-core", "grpc-public", "http")
+"""How a test's Envoy asks the sidecar: gRPC on the sidecar's own HTTP/2 server on asyncio
+(its default), gRPC on grpcio's core layer, gRPC on grpcio's public grpc.server(), or HTTP."""
 
 
 def authz_mode(mode: str) -> tuple[str, dict[str, Any]]:
     """For one of AUTHZ_MODES: what Envoy and the sidecar speak ("grpc" or "http", for
     AuthzEndpoint and the sidecar's listen key) and the sidecar settings it needs."""
-    if mode == "grpc-public":
-        return "grpc", {"grpcServer": "public"}
+    if mode.startswith("grpc-"):
+        return "grpc", {"grpcServer": mode.removeprefix("grpc-")}
     return mode, {}
 
 

@@ -107,9 +107,13 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     upstream = EchoUpstream().start()
     mesh = Mesh(herald, other, volume, revoked, upstream, {}, {})
     mesh.bundle([herald])
-    # One sidecar answers gRPC (core server) and HTTP; a second runs the gRPC fallback.
+    # One sidecar answers gRPC (its default server) and HTTP; grpcio's servers run alone.
     sidecars, behind = [], {}  # behind: mode -> sidecar, its authz port, its metrics port
-    for name, modes in (("sidecar", ("grpc", "http")), ("sidecar-public", ("grpc-public",))):
+    for name, modes in (
+        ("sidecar", ("grpc", "http")),
+        ("sidecar-core", ("grpc-core",)),
+        ("sidecar-public", ("grpc-public",)),
+    ):
         ports = {mode: free_port() for mode in modes}
         metrics_port = free_port()
         listen = {authz_mode(mode)[0]: f"127.0.0.1:{port}" for mode, port in ports.items()}
@@ -181,8 +185,10 @@ def port(request: pytest.FixtureRequest, mesh: Mesh) -> int:
 
 
 def test_each_grpc_mode_runs_the_server_it_is_named_for(mesh: Mesh) -> None:
-    core, _ = mesh.sidecars[mesh.envoy_ports["grpc"]]
+    default, _ = mesh.sidecars[mesh.envoy_ports["grpc"]]
+    core, _ = mesh.sidecars[mesh.envoy_ports["grpc-core"]]
     public, _ = mesh.sidecars[mesh.envoy_ports["grpc-public"]]
+    assert "gRPC server: asyncio (HTTP/2 on asyncio)" in default.log_tail(200)
     assert "gRPC server: core (grpcio " in core.log_tail(200)
     assert "gRPC server: public grpc.server() fallback because grpcServer is public" in (
         public.log_tail(200)

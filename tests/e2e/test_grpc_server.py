@@ -1,4 +1,5 @@
-"""The one-thread gRPC server, called by a real grpcio client over TCP and a unix socket."""
+"""The sidecar's own gRPC servers (grpcio's core layer, and HTTP/2 on asyncio), called by a
+real grpcio client over TCP and a unix socket."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from envoy.service.auth.v3 import external_auth_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jwtmesh_sidecar.grpc_adapter import CHECK_METHOD, HEALTH_METHOD, check_method, health_method
-from jwtmesh_sidecar.grpc_server import Reply, UnaryServer
+from jwtmesh_sidecar.grpc_h2 import AsyncioServer
+from jwtmesh_sidecar.grpc_server import GrpcServer, Reply, UnaryServer
 from jwtmesh_testing.processes import free_port
 
 ECHO = "/test.Echo/Echo"
@@ -33,18 +35,26 @@ def _broken(_request: bytes) -> Reply:
     raise RuntimeError("secret internals that must not reach the caller")
 
 
-@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
-def server(request: pytest.FixtureRequest) -> Iterator[tuple[UnaryServer, int, Path]]:
+SERVERS = {
+    "core-1-thread": (UnaryServer, 1),
+    "core-2-threads": (UnaryServer, 2),
+    "asyncio": (AsyncioServer, 1),
+}
+
+
+@pytest.fixture(params=list(SERVERS))
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[GrpcServer, int, Path]]:
     # unix socket paths are limited to ~100 bytes; tmp_path can be longer
     short = Path(f"/tmp/jwtmesh-grpc-{free_port()}.sock")
-    server = UnaryServer(
+    server_class, threads = SERVERS[request.param]
+    server: GrpcServer = server_class(
         {
             ECHO: lambda request: Reply(request[::-1]),
             BROKEN: _broken,
             CHECK_METHOD: check_method(_ExplodingService()),  # type: ignore[arg-type]
             HEALTH_METHOD: health_method(frozenset({"envoy.service.auth.v3.Authorization"})),
         },
-        threads=request.param,
+        threads=threads,
     )
     port = server.add_port("127.0.0.1:0")
     assert port > 0
@@ -60,7 +70,7 @@ def _echo(channel: grpc.Channel, payload: bytes) -> bytes:
     return bytes(call(payload, timeout=5))
 
 
-def test_answers_over_tcp_and_unix_socket(server: tuple[UnaryServer, int, Path]) -> None:
+def test_answers_over_tcp_and_unix_socket(server: tuple[GrpcServer, int, Path]) -> None:
     _, port, sock = server
     with grpc.insecure_channel(f"127.0.0.1:{port}") as tcp:
         assert _echo(tcp, b"abc") == b"cba"
@@ -69,7 +79,7 @@ def test_answers_over_tcp_and_unix_socket(server: tuple[UnaryServer, int, Path])
 
 
 def test_many_concurrent_calls_each_get_their_own_answer(
-    server: tuple[UnaryServer, int, Path],
+    server: tuple[GrpcServer, int, Path],
 ) -> None:
     _, port, _ = server
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, ThreadPoolExecutor(16) as pool:
@@ -78,7 +88,7 @@ def test_many_concurrent_calls_each_get_their_own_answer(
     assert answers == [p[::-1] for p in payloads]
 
 
-def test_unknown_method_is_unimplemented(server: tuple[UnaryServer, int, Path]) -> None:
+def test_unknown_method_is_unimplemented(server: tuple[GrpcServer, int, Path]) -> None:
     _, port, _ = server
     with (
         grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
@@ -88,7 +98,7 @@ def test_unknown_method_is_unimplemented(server: tuple[UnaryServer, int, Path]) 
     assert error.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 
-def test_failing_method_is_internal_without_details(server: tuple[UnaryServer, int, Path]) -> None:
+def test_failing_method_is_internal_without_details(server: tuple[GrpcServer, int, Path]) -> None:
     _, port, _ = server
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         with pytest.raises(grpc.RpcError) as error:
@@ -100,7 +110,7 @@ def test_failing_method_is_internal_without_details(server: tuple[UnaryServer, i
 
 @pytest.mark.parametrize("request_bytes", [b"\xff\xff\xff", b""])
 def test_check_fails_closed_when_anything_goes_wrong(
-    server: tuple[UnaryServer, int, Path], request_bytes: bytes
+    server: tuple[GrpcServer, int, Path], request_bytes: bytes
 ) -> None:
     _, port, _ = server
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -112,7 +122,7 @@ def test_check_fails_closed_when_anything_goes_wrong(
     assert "secret" not in response.denied_response.body
 
 
-def test_health(server: tuple[UnaryServer, int, Path]) -> None:
+def test_health(server: tuple[GrpcServer, int, Path]) -> None:
     _, port, _ = server
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -124,16 +134,20 @@ def test_health(server: tuple[UnaryServer, int, Path]) -> None:
         assert error.value.code() is grpc.StatusCode.NOT_FOUND
 
 
-@pytest.mark.parametrize("threads", [1, 3])
-def test_stop_closes_the_port_and_ends_every_thread(threads: int) -> None:
-    server = UnaryServer({ECHO: lambda request: Reply(request)}, threads=threads)
+@pytest.mark.parametrize(
+    ("server_class", "threads"), [(UnaryServer, 1), (UnaryServer, 3), (AsyncioServer, 1)]
+)
+def test_stop_closes_the_port_and_ends_every_thread(
+    server_class: type[UnaryServer | AsyncioServer], threads: int
+) -> None:
+    server = server_class({ECHO: lambda request: Reply(request)}, threads=threads)
     port = server.add_port("127.0.0.1:0")
     server.start()
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         assert _echo(channel, b"a") == b"a"
     server.stop(grace=0.5)
     deadline = time.monotonic() + 5
-    while any(t.name.startswith("jwtmesh-grpc-") for t in threading.enumerate()):
+    while any(t.name.startswith("jwtmesh-grpc") for t in threading.enumerate()):
         assert time.monotonic() < deadline, "a server thread outlived stop()"
         time.sleep(0.05)
     with socket.socket() as probe:

@@ -44,7 +44,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     bundle.write_bytes(render_bundle(KEYS.bundle(now, "stolen-jti", now - 200)))
     cases = catalogue(KEYS, now, revoked_jti="stolen-jti", cutoff=now - 200)
     upstream = EchoUpstream().start()
-    grpc_port, http_port, public_port = free_port(), free_port(), free_port()
+    grpc_port, http_port = free_port(), free_port()
+    own = {mode: free_port() for mode in ("grpc-core", "grpc-public")}
     sidecar = start_sidecar(
         {
             "identity": KEYS.audience,
@@ -54,20 +55,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         },
         workdir,
     )
-    public = start_sidecar(  # the same over grpcio's public gRPC server
-        {
-            "identity": KEYS.audience,
-            "listen": {"grpc": f"127.0.0.1:{public_port}"},
-            "trust": {"bundleFiles": [str(bundle)]},
-            "noPolicy": True,
-            **authz_mode("grpc-public")[1],
-        },
-        workdir,
-        "sidecar-public",
-    )
+    others = [  # the same over the other gRPC servers
+        start_sidecar(
+            {
+                "identity": KEYS.audience,
+                "listen": {"grpc": f"127.0.0.1:{port}"},
+                "trust": {"bundleFiles": [str(bundle)]},
+                "noPolicy": True,
+                **authz_mode(mode)[1],
+            },
+            workdir,
+            f"sidecar-{mode}",
+        )
+        for mode, port in own.items()
+    ]
     envoys: list[ManagedProcess] = []
     ports = {}
-    for mode, port in (("grpc", grpc_port), ("grpc-public", public_port), ("http", http_port)):
+    for mode, port in (("grpc", grpc_port), ("http", http_port), *own.items()):
         ports[mode] = free_port()
         envoys.append(
             start_envoy(
@@ -86,7 +90,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     for envoy in envoys:
         envoy.stop()
     sidecar.stop()
-    public.stop()
+    for other in others:
+        other.stop()
     upstream.stop()
 
 

@@ -80,7 +80,10 @@ SIDECAR_FILE = {
         changed("egress.audiences", {"census": 5}),
         "egress.audiences.census: expected a valid string",
     ),
-    "grpcServer unknown": (changed("grpcServer", "fast"), "grpcServer: expected 'core' or"),
+    "grpcServer unknown": (
+        changed("grpcServer", "fast"),
+        "grpcServer: expected 'asyncio', 'core' or",
+    ),
     "no policy and no noPolicy": (
         changed("policyFile-", None),
         "policyFile: required to verify inbound requests",

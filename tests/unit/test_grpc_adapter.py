@@ -13,7 +13,12 @@ from grpc_health.v1 import health_pb2
 from jwtmesh import reasons
 from jwtmesh.envoy_config import EGRESS_EXTENSION
 from jwtmesh_sidecar.decide import Decision, deny
-from jwtmesh_sidecar.grpc_adapter import health_method, to_check_input, to_check_response
+from jwtmesh_sidecar.grpc_adapter import (
+    health_method,
+    response_bytes,
+    to_check_input,
+    to_check_response,
+)
 
 
 def check_request(*, egress: bool = False, raw_body: bytes = b"", body: str = "") -> object:
@@ -91,3 +96,20 @@ def test_grpc_health_follows_readiness_and_knows_only_its_services() -> None:
     problems.clear()
     assert ask("") == health_pb2.HealthCheckResponse.SERVING
     assert ask("something.Else") == grpc.StatusCode.NOT_FOUND
+
+
+def test_the_serialized_answer_is_the_answer_built_each_time() -> None:
+    """response_bytes remembers allowed answers by their headers: the bytes must be those
+    of the message built afresh, for every decision, and differ when the headers do."""
+    decisions = [
+        Decision(True, 200, "allowed", upstream_headers=(("x-jwtmesh-subject", "a"),)),
+        Decision(True, 200, "allowed", upstream_headers=(("x-jwtmesh-subject", "b"),)),
+        Decision(True, 200, "allowed", remove_headers=("authorization",)),
+        deny(reasons.TOKEN_EXPIRED, "expired"),
+        deny(reasons.MISSING_TOKEN, "no token"),
+    ]
+    for _ in range(2):  # the second pass answers from what the first remembered
+        for decision in decisions:
+            expected = to_check_response(decision).SerializeToString()
+            assert response_bytes(decision) == expected
+    assert len({response_bytes(d) for d in decisions}) == len(decisions)

@@ -71,9 +71,15 @@ def test_a_missing_name_or_method_is_reported(monkeypatch: pytest.MonkeyPatch) -
 
 def test_config_key_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JWTMESH_GRPC_SERVER", raising=False)
-    assert config_from_dict(LISTEN).grpc_server == "core"
+    assert config_from_dict(LISTEN).grpc_server == "asyncio"
     assert config_from_dict({**LISTEN, "grpcServer": "public"}).grpc_server == "public"
-    with pytest.raises(ConfigError, match=r"grpcServer: expected .core. or .public., got .fast."):
+    assert config_from_dict({**LISTEN, "grpcServer": "core"}).grpc_server == "core"
+    with pytest.raises(
+        ConfigError, match=r"grpcServer: expected .asyncio., .core. or .public., got .fast."
+    ):
         config_from_dict({**LISTEN, "grpcServer": "fast"})
     monkeypatch.setenv("JWTMESH_GRPC_SERVER", "public")
     assert config_from_dict({**LISTEN, "grpcServer": "core"}).grpc_server == "public"
+    monkeypatch.setenv("JWTMESH_GRPC_SERVER", "fast")
+    with pytest.raises(ConfigError, match=r"JWTMESH_GRPC_SERVER: expected one of asyncio, core"):
+        config_from_dict(LISTEN)

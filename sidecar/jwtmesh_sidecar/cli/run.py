@@ -9,7 +9,7 @@ import click
 
 from jwtmesh.boundary import BoundaryCommand, CommandError
 from jwtmesh_sidecar.cli.params import HOST_PORT, NAME, HttpUrl, Pair
-from jwtmesh_sidecar.config import LOG_LEVELS
+from jwtmesh_sidecar.config import GRPC_SERVERS, LOG_LEVELS
 
 # Each flag and the configuration key it sets (docs/formats.md lists the same; the keys
 # not here are set in the file only). Flags override the file.
@@ -94,8 +94,9 @@ FLAG_KEYS: dict[str, tuple[str, ...]] = {
 )
 @click.option(
     "--grpc-server",
-    type=click.Choice(["core", "public"]),
-    help="gRPC server: core (default) or grpcio's public grpc.server().",
+    type=click.Choice(GRPC_SERVERS),
+    help="gRPC server: asyncio (HTTP/2 on asyncio, the default), core (grpcio's core layer) "
+    "or public (grpcio's grpc.server()).",
 )
 @click.option(
     "--log-level", type=click.Choice(LOG_LEVELS), help="Least severe log level (default info)."
