@@ -411,6 +411,7 @@ class GrpcH2Protocol(asyncio.Protocol):
             reply = reply_for(self._methods, stream.path, request)
         if reply.message is None or reply.code is not grpc.StatusCode.OK:
             self._out.append(self._trailers_only(stream_id, reply))
+            self._flush()
             return
         body = len(reply.message).to_bytes(5, "big") + reply.message
         out = self._out
@@ -421,6 +422,9 @@ class GrpcH2Protocol(asyncio.Protocol):
             out.append(
                 h2.frame(h2.HEADERS, h2.END_HEADERS | h2.END_STREAM, stream_id, _OK_TRAILERS)
             )
+            # Sent now, not after the rest of this read: Envoy works on this answer while
+            # we decide the next (held to the end, a read of 20 calls stalled it for all 20).
+            self._flush()
         else:
             self._blocked[stream_id] = _Blocked(stream.send_window, body, _OK_TRAILERS)
             self._send_blocked()
