@@ -21,6 +21,8 @@ strings go through a 4-bit state machine built once at import.
 
 from __future__ import annotations
 
+import functools
+
 from jwtmesh_sidecar.hpack_huffman import EOS, HUFFMAN_CODES
 
 __all__ = ["HeaderDecoder", "HpackError", "encode_literal", "huffman_decode"]
@@ -212,8 +214,16 @@ def _string(block: bytes, pos: int) -> tuple[bytes, int]:
     if end > len(block):
         raise HpackError("truncated string")
     if first & 0x80:
+        if length <= _REMEMBERED_HUFFMAN_BYTES:
+            return _remembered_huffman(block[pos:end]), end
         return huffman_decode(block[pos:end]), end
     return block[pos:end], end
+
+
+# Envoy sends some fields as the same literal on every call, never indexed (its gRPC
+# client's `:path`: 31 Huffman-coded octets per Check), so short strings are decoded once.
+_REMEMBERED_HUFFMAN_BYTES = 128
+_remembered_huffman = functools.lru_cache(maxsize=256)(huffman_decode)
 
 
 def _integer(value: int, prefix_bits: int, flags: int) -> bytes:

@@ -302,6 +302,27 @@ def test_huffman_round_trip(data: bytes) -> None:
     assert huffman_decode(huffman_encode(data)) == data
 
 
+def _huffman_literal(name: bytes, coded: bytes) -> bytes:
+    """'Literal without indexing, new name' with a Huffman-coded value (short strings)."""
+    assert len(coded) < 0x7F, "one-octet lengths only"
+    return b"\x00" + bytes([len(name)]) + name + bytes([0x80 | len(coded)]) + coded
+
+
+@PROPERTY
+@given(st.binary(max_size=28))  # at most 30 bits each, with the 4 octets below: < 127 octets
+def test_a_huffman_value_decoded_again_is_the_same_and_a_bad_one_fails_every_time(
+    data: bytes,
+) -> None:
+    """Short Huffman strings are remembered once decoded (Envoy repeats its :path)."""
+    block = _huffman_literal(b"x", huffman_encode(data))
+    for _ in range(2):
+        assert HeaderDecoder().decode(block) == [(b"x", data)]
+    broken = _huffman_literal(b"x", huffman_encode(data) + b"\xff" * 4)  # EOS inside
+    for _ in range(2):
+        with pytest.raises(HpackError):
+            HeaderDecoder().decode(broken)
+
+
 @PROPERTY
 @given(st.binary(max_size=64))
 def test_huffman_padding_not_all_ones_is_refused(data: bytes) -> None:
