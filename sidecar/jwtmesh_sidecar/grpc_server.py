@@ -333,12 +333,18 @@ def missing_from_core() -> list[str]:
 
 @dataclass(frozen=True)
 class ServerChoice:
-    core: bool  # UnaryServer on grpcio's core; False: PublicServer
+    server: str  # "asyncio" (grpc_h2.py), "core" (UnaryServer) or "public" (PublicServer)
     log_line: str  # which server runs, and why the fallback if it is one
+
+    @property
+    def core(self) -> bool:
+        return self.server == "core"
 
 
 def choose_server(requested: str, grpcio_version: str, missing: Sequence[str]) -> ServerChoice:
-    """Which gRPC server to run: `requested` is the configuration's "core" or "public"."""
+    """Which gRPC server to run: `requested` is the configuration's grpcServer."""
+    if requested == "asyncio":  # ours: no grpcio version or private name to check
+        return ServerChoice("asyncio", "gRPC server: asyncio (HTTP/2 on asyncio)")
     found = re.match(r"(\d+)\.(\d+)", grpcio_version)
     version = (int(found[1]), int(found[2])) if found else None
     low, high = TESTED_GRPCIO
@@ -349,5 +355,5 @@ def choose_server(requested: str, grpcio_version: str, missing: Sequence[str]) -
     elif version is None or not low <= version < high:
         why = f"grpcio {grpcio_version} is outside the tested range {TESTED_RANGE}"
     else:
-        return ServerChoice(True, f"gRPC server: core (grpcio {grpcio_version})")
-    return ServerChoice(False, f"gRPC server: public grpc.server() fallback because {why}")
+        return ServerChoice("core", f"gRPC server: core (grpcio {grpcio_version})")
+    return ServerChoice("public", f"gRPC server: public grpc.server() fallback because {why}")

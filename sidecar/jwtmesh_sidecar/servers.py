@@ -64,6 +64,13 @@ def check_can_listen(key: str, address: str) -> None:
         raise _refused(key, address, exc) from None
 
 
+_SERVER_CLASSES: dict[str, type[AsyncioServer | UnaryServer | PublicServer]] = {
+    "asyncio": AsyncioServer,
+    "core": UnaryServer,
+    "public": PublicServer,
+}
+
+
 def start_grpc(
     service: DecisionService,
     tcp: str | None,
@@ -72,14 +79,9 @@ def start_grpc(
     kind: str,
     readiness: Callable[[], list[str]] = lambda: [],
 ) -> GrpcServer:
-    server_class: type[AsyncioServer | UnaryServer | PublicServer]
-    if kind == "asyncio":
-        server_class, log_line = AsyncioServer, "gRPC server: asyncio (HTTP/2 on asyncio)"
-    else:
-        choice = choose_server(kind, grpc.__version__, missing_from_core())
-        server_class, log_line = (UnaryServer if choice.core else PublicServer), choice.log_line
-    log.info("%s", log_line, extra={"event": "grpc_server"})
-    server: GrpcServer = server_class(
+    choice = choose_server(kind, grpc.__version__, missing_from_core())
+    log.info("%s", choice.log_line, extra={"event": "grpc_server"})
+    server: GrpcServer = _SERVER_CLASSES[choice.server](
         {
             CHECK_METHOD: check_method(service),
             HEALTH_METHOD: health_method(

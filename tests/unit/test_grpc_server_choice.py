@@ -83,3 +83,10 @@ def test_config_key_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JWTMESH_GRPC_SERVER", "fast")
     with pytest.raises(ConfigError, match=r"JWTMESH_GRPC_SERVER: expected one of asyncio, core"):
         config_from_dict(LISTEN)
+
+
+def test_our_asyncio_server_needs_no_grpcio_check() -> None:
+    choice = choose_server("asyncio", "1.99.0", ["cygrpc.Server"])
+    assert choice.server == "asyncio"
+    assert not choice.core
+    assert choice.log_line == "gRPC server: asyncio (HTTP/2 on asyncio)"
