@@ -163,7 +163,9 @@ def test_a_hanging_jwks_host_adds_nothing_to_the_request_path(service: Service, 
         f"{max(s for _, s in unknown.answers) * 1e3:.1f} ms"
     )
     assert set(quiet_statuses) == set(busy_statuses) == {200}, "zero 5xx, zero refusals"
-    assert len(unknown.answers) >= 25, "about 10/s for the busy phase"
+    # Paced at 10/s less each call's own time: 24 on a slow CI machine. A fetch holding the
+    # request path would leave one or two (each waiting on the 5 s timeout).
+    assert len(unknown.answers) >= 15, "unknown-issuer tokens throughout the busy phase"
     assert {status for status, _ in unknown.answers} == {401}
     assert max(seconds for _, seconds in unknown.answers) < 1.0, "refused at once"
     # Noise on a shared 2-core machine is a few ms; waiting on the host would be 5 s.
