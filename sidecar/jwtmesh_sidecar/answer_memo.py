@@ -1,4 +1,8 @@
-"""Answers remembered by the exact bytes of the request: the HTTP transport's fast lane.
+"""Answers remembered by the request: each transport's fast lane.
+
+The HTTP transport keys its memo on the request's exact bytes; the gRPC transport (on the
+asyncio server) on `decide.input_key`, every field the decision reads, because each
+CheckRequest also carries its own request id, time and source port.
 
 Envoy's HTTP ext_authz request for one caller's token on one route is the same bytes each
 time (the method, the prefixed path, the host and the few headers it is allowed to send).

@@ -61,17 +61,18 @@ class _CacheCollector:
 
 
 class _MemoCollector:
-    """Exports how many HTTP Checks the answer memo answered (answer_memo.py)."""
+    """Exports how many Checks the answer memos answered (answer_memo.py): one memo per
+    transport, each used by its own event loop's thread."""
 
-    def __init__(self, memo: AnswerMemo) -> None:
-        self._memo = memo
+    def __init__(self, *memos: AnswerMemo) -> None:
+        self._memos = memos
 
     def collect(self) -> Any:
         yield CounterMetricFamily(
             "jwtmesh_answer_memo_hits",
-            "HTTP Checks answered from the answer memo (the same request bytes allowed "
-            "before, same bundle and policy, token not expired); also in jwtmesh_decisions",
-            self._memo.hits,
+            "Checks answered from the answer memo (the same request allowed before, same "
+            "bundle and policy, token not expired); also in jwtmesh_decisions",
+            sum(memo.hits for memo in self._memos),
         )
 
 
@@ -178,6 +179,11 @@ class Sidecar:
         for key, address in (("listen.grpc", listen.grpc), ("listen.http", listen.http)):
             if address:
                 check_can_listen(key, address)
+        # No verified-token cache (cacheSize 0) means nothing remembered here either. The
+        # metric is served (0) whichever listeners run: one dashboard for every mode.
+        grpc_memo = AnswerMemo(min(MEMO_ENTRIES, config.cache_size))
+        memo = AnswerMemo(min(MEMO_ENTRIES, config.cache_size))
+        self.metrics.registry.register(_MemoCollector(grpc_memo, memo))
         if listen.grpc or listen.unix_socket:
             self._grpc = start_grpc(
                 self.service,
@@ -186,11 +192,8 @@ class Sidecar:
                 config.grpc_threads,
                 config.grpc_server,
                 self.readiness,
+                grpc_memo,
             )
-        # No verified-token cache (cacheSize 0) means nothing remembered here either. The
-        # metric is served (0) without an HTTP listener too: one dashboard for every mode.
-        memo = AnswerMemo(min(MEMO_ENTRIES, config.cache_size))
-        self.metrics.registry.register(_MemoCollector(memo))
         if listen.http:
             self._http = AuthzHttp(self.service, listen.http, memo).start()
         if listen.metrics:

@@ -21,7 +21,8 @@ from grpc_health.v1 import health_pb2
 from jwtmesh import reasons
 from jwtmesh.envoy_config import EGRESS_EXTENSION
 from jwtmesh.reasons import reason_for
-from jwtmesh_sidecar.decide import CheckInput, Decision, deny
+from jwtmesh_sidecar.answer_memo import AnswerMemo
+from jwtmesh_sidecar.decide import CheckInput, Decision, deny, input_key
 from jwtmesh_sidecar.grpc_server import Reply, UnaryMethod
 from jwtmesh_sidecar.service import DecisionService
 
@@ -104,14 +105,26 @@ CHECK_METHOD = "/envoy.service.auth.v3.Authorization/Check"
 HEALTH_METHOD = "/grpc.health.v1.Health/Check"
 
 
-def check_method(service: DecisionService) -> UnaryMethod:
+def check_method(service: DecisionService, memo: AnswerMemo | None = None) -> UnaryMethod:
     """Authorization/Check on the wire. It never fails: anything unexpected, a request
-    that does not parse included, is answered with a denial (fail closed)."""
+    that does not parse included, is answered with a denial (fail closed).
+
+    `memo`: allowed answers remembered by `input_key` (answer_memo.py), for a server that
+    calls this from one thread only (the memo has no lock); None: every Check decided."""
 
     def check(request: bytes) -> Reply:
         try:
-            decision = service.check(to_check_input(CheckRequest.FromString(request)))
-            return Reply(response_bytes(decision))
+            check_input = to_check_input(CheckRequest.FromString(request))
+            if memo is None:
+                return Reply(response_bytes(service.check(check_input)))
+            key = input_key(check_input)
+            answer = service.answer_again(memo, key)
+            if answer is None:
+                decision, basis, decided_at = service.check_for_memo(check_input)
+                answer = response_bytes(decision)
+                if basis is not None:
+                    memo.put(key, answer, decision, basis, decided_at)
+            return Reply(answer)
         except Exception:
             log.exception("Check failed; denying")
             return Reply(_FAIL_CLOSED_BYTES)

@@ -16,7 +16,9 @@ so it keeps no encoder table and ignores the peer's SETTINGS_HEADER_TABLE_SIZE.
 
 Speed: the steady state is a block of ~10 fields mostly indexed from the dynamic table, so
 that case is a few comparisons and a list index per field; strings are slices, and Huffman
-strings go through a 4-bit state machine built once at import.
+strings go through a 4-bit state machine built once at import. A block that changes nothing
+in the table is remembered by its bytes until the table changes: Envoy's gRPC client sends
+the same block for every Check once its fields are indexed.
 """
 
 from __future__ import annotations
@@ -250,6 +252,10 @@ def encode_literal(name: bytes, value: bytes) -> bytes:
 # --- The decoder (§3, §4, §6) -----------------------------------------------------------
 
 
+MAX_REMEMBERED_BLOCKS = 64  # distinct unchanging blocks per connection
+MAX_REMEMBERED_BLOCK = 1024  # octets; Envoy's steady-state block for a Check is ~50
+
+
 class HeaderDecoder:
     """The decoding context of one HTTP/2 connection: its dynamic table lives from one
     header block to the next, so one decoder per connection, fed the blocks in order."""
@@ -264,6 +270,11 @@ class HeaderDecoder:
         # Newest first (index 62 is [0]), each entry with its §4.1 size: the steady state
         # indexes these, and the header list's size needs it for every field.
         self._dynamic: list[tuple[tuple[bytes, bytes], int]] = []
+        # Blocks that changed nothing, by their bytes, with the table generation they were
+        # decoded in: Envoy's gRPC client sends the same block for every call once its
+        # fields are indexed, and the same bytes against the same table decode the same.
+        self._generation = 0  # bumped by every insertion and size update
+        self._unchanging: dict[bytes, tuple[int, list[tuple[bytes, bytes]]]] = {}
 
     @property
     def table(self) -> list[tuple[bytes, bytes]]:
@@ -289,6 +300,19 @@ class HeaderDecoder:
         bits or not all ones), a dynamic table size update above max_table_size or
         appearing after the first header field, and a decoded header list whose RFC 7540
         size (sum of len(name)+len(value)+32) exceeds max_header_list_size."""
+        generation = self._generation
+        remembered = self._unchanging.get(block)
+        if remembered is not None and remembered[0] == generation:
+            return list(remembered[1])
+        fields = self._decode(block)
+        # A block that changed the table left its generation behind: never used again.
+        if self._generation == generation and len(block) <= MAX_REMEMBERED_BLOCK:
+            if len(self._unchanging) >= MAX_REMEMBERED_BLOCKS:
+                self._unchanging.clear()  # entries of older generations go with the rest
+            self._unchanging[block] = (generation, list(fields))
+        return fields
+
+    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
         fields: list[tuple[bytes, bytes]] = []
         dynamic = self._dynamic
         budget = self._max_header_list_size  # what the header list may still take
@@ -319,6 +343,7 @@ class HeaderDecoder:
                         f"dynamic table size update to {capacity}, above {self._max_table_size}"
                     )
                 self._capacity = capacity
+                self._generation += 1
                 self._evict()
                 continue
             else:
@@ -356,6 +381,7 @@ class HeaderDecoder:
 
     def _insert(self, field: tuple[bytes, bytes], size: int) -> None:
         """Add `field` at the front of the dynamic table, evicting from the end (§4.4)."""
+        self._generation += 1
         if size > self._capacity:
             # Larger than the whole table: the table is emptied and nothing is added.
             self._dynamic.clear()

@@ -78,12 +78,14 @@ def start_grpc(
     threads: int,
     kind: str,
     readiness: Callable[[], list[str]] = lambda: [],
+    memo: AnswerMemo | None = None,
 ) -> GrpcServer:
+    """`memo` is used by the asyncio server only: grpcio's run handlers on a thread pool."""
     choice = choose_server(kind, grpc.__version__, missing_from_core())
     log.info("%s", choice.log_line, extra={"event": "grpc_server"})
     server: GrpcServer = _SERVER_CLASSES[choice.server](
         {
-            CHECK_METHOD: check_method(service),
+            CHECK_METHOD: check_method(service, memo if choice.server == "asyncio" else None),
             HEALTH_METHOD: health_method(
                 frozenset({"envoy.service.auth.v3.Authorization"}), readiness
             ),

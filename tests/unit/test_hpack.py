@@ -522,6 +522,70 @@ def test_encode_literal_decodes_back(name: bytes, value: bytes) -> None:
     assert decoder.table == []
 
 
+# --- Blocks remembered while the table stands still ---------------------------------------
+
+
+def test_a_repeated_block_follows_the_table_it_indexes() -> None:
+    decoder = HeaderDecoder()
+    refer = b"\xbe\x82"  # dynamic entry 62 (the newest), then static ":method: GET"
+    decoder.decode(literal(b"a", b"1"))
+    assert decoder.decode(refer) == [(b"a", b"1"), (b":method", b"GET")]
+    assert decoder.decode(refer) == [(b"a", b"1"), (b":method", b"GET")]  # remembered
+    decoder.decode(literal(b"b", b"2"))  # entry 62 is now "b: 2"
+    assert decoder.decode(refer) == [(b"b", b"2"), (b":method", b"GET")]
+    decoder.decode(integer(0, 5, 0x20))  # a size update to 0 empties the table
+    with pytest.raises(HpackError):
+        decoder.decode(refer)
+
+
+def test_a_block_that_changes_the_table_is_decoded_every_time() -> None:
+    decoder = HeaderDecoder()
+    for count in range(1, 4):
+        assert decoder.decode(literal(b"a", b"1")) == [(b"a", b"1")]
+        assert decoder.table == [(b"a", b"1")] * count
+
+
+def test_a_remembered_answer_is_a_copy() -> None:
+    decoder = HeaderDecoder()
+    decoder.decode(b"\x82").append((b"x", b"y"))
+    assert decoder.decode(b"\x82") == [(b":method", b"GET")]
+    decoder.decode(b"\x82").clear()
+    assert decoder.decode(b"\x82") == [(b":method", b"GET")]
+
+
+_POOL = [
+    b"\x82\x86",  # indexed, static only
+    b"\xbe",  # the newest dynamic entry
+    b"\xbf",  # the one before it
+    literal(b"a", b"1"),
+    literal(b"b", b"22"),
+    literal(b"c", b"3", flags=0x10),  # never indexed: no table change
+    integer(40, 5, 0x20),  # a size update: room for one entry
+    integer(256, 5, 0x20) + b"\x82",
+]
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from(_POOL), max_size=30))
+def test_remembering_blocks_changes_no_answer(blocks: list[bytes]) -> None:
+    remembering = HeaderDecoder(max_table_size=256)
+    reference = HeaderDecoder(max_table_size=256)
+    for block in blocks:
+        try:
+            expected: object = reference._decode(block)  # the path that remembers nothing
+        except HpackError as exc:
+            expected = str(exc)
+        try:
+            got: object = remembering.decode(block)
+        except HpackError as exc:
+            got = str(exc)
+        assert got == expected
+        assert remembering.table == reference.table
+        assert remembering.table_capacity == reference.table_capacity
+        if isinstance(expected, str):
+            return  # the connection ends here
+
+
 # --- Any input: decoded, or HpackError ------------------------------------------------
 
 
