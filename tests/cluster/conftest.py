@@ -23,6 +23,7 @@ from jwtmesh_testing.realcluster.workloads import Kube, LocalImages, cluster_run
 
 MODULE_ORDER = (
     "test_herald_census",
+    "test_grpc_mode",
     "test_webhook_replicas",
     "test_key_file",
     "test_no_path_around_envoy",
