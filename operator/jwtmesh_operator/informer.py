@@ -83,6 +83,11 @@ def relist_changes(
     return changes
 
 
+def list_version(page: dict[str, Any]) -> str:
+    """The resourceVersion a LIST's page was read at: a watch resumes from the last one."""
+    return str((page.get("metadata") or {}).get("resourceVersion", ""))
+
+
 def lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """The non-empty lines of a streamed body (a watch sends one JSON event per line)."""
     pending = bytearray()
@@ -142,18 +147,14 @@ class Informer:
         count = 0
         for scope in self._scopes:
             known = self._known[scope]
-            token: str | None = None
-            while True:
-                page = await asyncio.to_thread(self._list_page, scope, token)
+            pages = self._pages(scope)
+            # Each page fetched off the loop, its objects handed on in it.
+            while (page := await asyncio.to_thread(next, pages, None)) is not None:
                 for found in page.get("items") or []:
                     known[key_of(found)] = version_of(found)
                     self._deliver("LISTED", found)
                     count += 1
-                meta = page.get("metadata") or {}
-                token = meta.get("continue")
-                if not token:
-                    self._versions[scope] = str(meta.get("resourceVersion", ""))
-                    break
+                self._versions[scope] = list_version(page)
         self._loop = loop
         return count
 
@@ -245,14 +246,10 @@ class Informer:
         handed on as events."""
         self.relists += 1
         listed: dict[Key, Object] = {}
-        token: str | None = None
-        while True:
-            page = self._list_page(scope, token)
+        version = ""
+        for page in self._pages(scope):
             listed.update((key_of(found), found) for found in page.get("items") or [])
-            meta = page.get("metadata") or {}
-            token = meta.get("continue")
-            if not token:
-                break
+            version = list_version(page)
         changes = relist_changes(self._known[scope], listed)
         log.info(
             "%s listed again (the watch had expired): %d changes",
@@ -261,7 +258,7 @@ class Informer:
             extra={"event": "informer_relist"},
         )
         self._known[scope] = {key: version_of(found) for key, found in listed.items()}
-        self._versions[scope] = str(meta.get("resourceVersion", ""))
+        self._versions[scope] = version
         for kind, found in changes:
             self._hand_on(kind, found)
 
@@ -274,6 +271,16 @@ class Informer:
             loop.call_soon_threadsafe(self._deliver, kind, found)
         except RuntimeError:  # the loop closed meanwhile: the operator is exiting
             self._stopping.set()
+
+    def _pages(self, scope: str | None) -> Iterator[dict[str, Any]]:
+        """One LIST in pages of LIST_PAGE, each fetched when the one before was taken."""
+        token: str | None = None
+        while True:
+            page = self._list_page(scope, token)
+            yield page
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
 
     def _list_page(self, scope: str | None, token: str | None) -> dict[str, Any]:
         options: dict[str, Any] = {**self._selectors, "limit": LIST_PAGE}
