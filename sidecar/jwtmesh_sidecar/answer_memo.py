@@ -27,6 +27,7 @@ One memo per event loop: used from one thread, so no lock.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from jwtmesh_sidecar.decide import Decision
@@ -60,17 +61,17 @@ class AnswerMemo:
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._max_entries = max_entries
-        self._entries: dict[bytes, Remembered] = {}
+        self._entries: dict[Hashable, Remembered] = {}
         self.hits = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(
-        self, request: bytes, now: float, verifier: object, policy: object
+        self, request: Hashable, now: float, verifier: object, policy: object
     ) -> Remembered | None:
-        """The remembered answer to exactly these bytes, if it still holds now with the
-        Verifier and policy in force."""
+        """The remembered answer to exactly this request (its bytes, or its key), if it
+        still holds now with the Verifier and policy in force."""
         entry = self._entries.get(request)
         if entry is None:
             return None
@@ -85,13 +86,20 @@ class AnswerMemo:
         return None
 
     def put(
-        self, request: bytes, answer: bytes, decision: Decision, basis: Basis, decided_at: float
+        self,
+        request: Hashable,
+        size: int,
+        answer: bytes,
+        decision: Decision,
+        basis: Basis,
+        decided_at: float,
     ) -> None:
+        """`size`: the request's bytes on the wire, which bound what its key holds."""
         if (
             decision.valid_until is None
             or not decision.allowed
             or self._max_entries <= 0
-            or len(request) > MAX_REQUEST_BYTES
+            or size > MAX_REQUEST_BYTES
         ):
             return
         self._entries.pop(request, None)

@@ -42,17 +42,16 @@ class CheckInput:
     egress: bool = False
 
 
-def input_key(request: CheckInput) -> bytes:
-    """Every field of `request`, unambiguously (length-prefixed; the body last): two
-    requests with the same key are decided alike with the same bundle, policy and clock.
-    The gRPC answer memo's key: a CheckRequest also carries a request id, a time and a source
-    port, none of which a decision reads, so its own bytes never repeat."""
-    parts = [request.method, request.path, request.host]
-    for name in sorted(request.headers):
-        parts += (name, request.headers[name])
-    text = "".join([f"{len(part)}:{part}" for part in parts])
-    head = ("E" if request.egress else "I") + text
-    return head.encode("utf-8", "surrogatepass") + b"\0" + (request.body or b"")
+InputKey = tuple[bool, str, str, str, bytes | None, tuple[tuple[str, str], ...]]
+
+
+def input_key(request: CheckInput) -> InputKey:
+    """Every field of `request`, hashable: two requests with the same key are decided
+    alike with the same bundle, policy and clock. The gRPC answer memo's key: a CheckRequest
+    also carries a request id, a time and a source port, none of which a decision reads, so
+    its own bytes never repeat."""
+    headers = tuple(sorted(request.headers.items()))
+    return (request.egress, request.method, request.path, request.host, request.body, headers)
 
 
 @dataclass(frozen=True)

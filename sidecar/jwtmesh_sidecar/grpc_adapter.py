@@ -123,7 +123,7 @@ def check_method(service: DecisionService, memo: AnswerMemo | None = None) -> Un
                 decision, basis, decided_at = service.check_for_memo(check_input)
                 answer = response_bytes(decision)
                 if basis is not None:
-                    memo.put(key, answer, decision, basis, decided_at)
+                    memo.put(key, len(request), answer, decision, basis, decided_at)
             return Reply(answer)
         except Exception:
             log.exception("Check failed; denying")

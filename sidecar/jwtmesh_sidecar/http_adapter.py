@@ -162,7 +162,7 @@ class AuthzHttpProtocol(asyncio.Protocol):
             decision, basis, decided_at = self._service.check_for_memo(request)
             answer = render_response(decision)
             if basis is not None and not closing:
-                self._memo.put(wire, answer, decision, basis, decided_at)
+                self._memo.put(wire, len(wire), answer, decision, basis, decided_at)
         self._transport.write(answer)
         if closing:
             self._transport.close()

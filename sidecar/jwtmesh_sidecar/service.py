@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, TextIO
 
 from jwtmesh import reasons
@@ -121,8 +121,8 @@ class DecisionService:
         basis = self._basis()
         return self._check(request, now), basis, now
 
-    def answer_again(self, memo: AnswerMemo, request: bytes) -> bytes | None:
-        """The answer remembered for exactly these request bytes while it still holds,
+    def answer_again(self, memo: AnswerMemo, request: Hashable) -> bytes | None:
+        """The answer remembered for exactly this request (bytes or key) while it holds,
         counted in the metrics as a decision; None: decide (`check_for_memo`)."""
         inbound = self._inbound
         if inbound is None:
