@@ -86,15 +86,19 @@ def _versus_baseline(summary: Summary) -> dict[str, float]:
 
 
 def _versus_floor(summary: Summary) -> dict[str, float]:
-    """The HTTP sidecar's CPU per Check against the floor authorizer's (a fixed 200 on
-    asyncio, bench/floor_authorizer.py), per workload, in the same run."""
+    """Each mode's CPU per Check against its floor authorizer's (a fixed answer, nothing
+    parsed or decided, bench/floor_authorizer.py), per workload, in the same run."""
     out = {}
     for workload, per in summary.items():
-        ours, floor = per.get("d_jwtmesh_http"), per.get("e_floor_http")
-        if ours is not None and floor is not None and floor.get("sidecar_cpu_us_per_request"):
-            out[f"d_jwtmesh_http CPU per check / floor ({workload})"] = (
-                ours["sidecar_cpu_us_per_request"] / floor["sidecar_cpu_us_per_request"]
-            )
+        for ours_name, floor_name in (
+            ("d_jwtmesh_http", "e_floor_http"),
+            ("c_jwtmesh_grpc", "e_floor_grpc"),
+        ):
+            ours, floor = per.get(ours_name), per.get(floor_name)
+            if ours is not None and floor is not None and floor.get("sidecar_cpu_us_per_request"):
+                out[f"{ours_name} CPU per check / floor ({workload})"] = (
+                    ours["sidecar_cpu_us_per_request"] / floor["sidecar_cpu_us_per_request"]
+                )
     return out
 
 

@@ -5,8 +5,8 @@ with Envoy and the load generator, where the sidecar sleeps a millisecond betwee
     python bench/check_cold.py --checks 2000
 
 In-process, the adapter's whole path (wire bytes in, wire bytes out) through the
-DecisionService, for a token in the cache (hit) and a distinct token (miss, ES256); the
-HTTP mode with its answer memo (a hit is then a memo hit) and without it. No
+DecisionService, for a token in the cache (hit) and a distinct token (miss, ES256); each
+mode with its answer memo (a hit is then a memo hit) and without it. No
 socket, so what it does not show is the kernel's part (epoll, recv, send, the wake-up) and
 the server's loop; `bench/dataplane.py` measures those inside the sidecar's CPU per check.
 """
@@ -54,7 +54,12 @@ def summary(times: list[float]) -> dict[str, float]:
 
 def measure(stack: Stack, tokens: list[str], valid: str) -> dict[str, dict[str, float]]:
     out = {}
-    modes = (("http", http_bytes), ("http-nomemo", http_bytes), ("grpc", grpc_bytes))
+    modes = (
+        ("http", http_bytes),
+        ("http-nomemo", http_bytes),
+        ("grpc", grpc_bytes),
+        ("grpc-nomemo", grpc_bytes),
+    )
     for mode, wire_of in modes:
         _in, _out, whole = stack.adapter(mode)
         hits = [wire_of(valid)] * len(tokens)

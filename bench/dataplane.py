@@ -42,7 +42,7 @@ from bench_envoy import (
     signing_key_and_bundle,
 )
 from bench_report import Runs, chart, medians, ratios, table, verdicts
-from bench_wrk import PACED_CONNECTIONS, paced, token_file, wrk
+from bench_wrk import PACED_CONNECTIONS, paced, start_tokens_at, token_file, wrk
 
 from jwtmesh.envoy_config import AuthzEndpoint
 from jwtmesh.tokens.keys import SigningKey, generate_signing_key, verify_signature
@@ -56,16 +56,25 @@ from jwtmesh_testing.processes import (
 
 JWTMESH = ["c_jwtmesh_grpc", "c_jwtmesh_grpc_unix", "c_jwtmesh_grpc_core", "d_jwtmesh_http"]
 FLOOR = "e_floor_http"  # a fixed 200 on asyncio (floor_authorizer.py): the HTTP mode's floor
+FLOOR_GRPC = "e_floor_grpc"  # a fixed CheckResponse from grpc_h2.py: the gRPC transport's floor
 BASELINE = ["c_jwtmesh_grpc_baseline", "d_jwtmesh_http_baseline"]
 PAIRED = ("valid", "mixed_10pct_invalid", "distinct_tokens", "fixed_1000_rps")
 RATES = (100, 1000, 5000)
 WORKLOADS: dict[str, tuple[list[str], int | None, int | None]] = {
     # name: (variants, connections (None: --connections), paced rate (None: flat out))
-    "valid": (["a_no_auth", "b_jwt_authn", "b_jwt_authn_cached", *JWTMESH, FLOOR], None, None),
+    "valid": (
+        ["a_no_auth", "b_jwt_authn", "b_jwt_authn_cached", *JWTMESH, FLOOR, FLOOR_GRPC],
+        None,
+        None,
+    ),
     "mixed_10pct_invalid": (["b_jwt_authn", *JWTMESH], None, None),
     "distinct_tokens": (["b_jwt_authn", "b_jwt_authn_cached", *JWTMESH], None, None),
     **{
-        f"fixed_{rate}_rps": (["b_jwt_authn", *JWTMESH, FLOOR], PACED_CONNECTIONS, rate)
+        f"fixed_{rate}_rps": (
+            ["b_jwt_authn", *JWTMESH, FLOOR, FLOOR_GRPC],
+            PACED_CONNECTIONS,
+            rate,
+        )
         for rate in RATES
     },
 }
@@ -215,16 +224,18 @@ def start_sidecars(
     return grpc_sidecar, core_sidecar, http_sidecar, endpoints, metrics_port
 
 
-def start_floor(workdir: Path) -> tuple[ManagedProcess, AuthzEndpoint]:
+def start_floor(workdir: Path, mode: str) -> tuple[ManagedProcess, AuthzEndpoint]:
+    """The floor authorizer of `mode` ("http" or "grpc"): a fixed answer, nothing decided."""
     port = free_port()
-    say("starting the floor authorizer (a fixed 200 on asyncio)")
+    say(f"starting the {mode} floor authorizer (a fixed answer on asyncio)")
+    program = [sys.executable, str(Path(__file__).parent / "floor_authorizer.py")]
     floor = ManagedProcess(
-        "floor-authorizer",
-        [sys.executable, str(Path(__file__).parent / "floor_authorizer.py"), "--port", str(port)],
-        workdir / "floor-authorizer.log",
+        f"floor-authorizer-{mode}",
+        [*program, "--port", str(port), *(["--grpc"] if mode == "grpc" else [])],
+        workdir / f"floor-authorizer-{mode}.log",
     )
     wait_for_port(port, 30, floor)
-    return floor, AuthzEndpoint("http", port=port)
+    return floor, AuthzEndpoint(mode, port=port)
 
 
 def start_stack(
@@ -234,13 +245,15 @@ def start_stack(
     grpc_sidecar, core_sidecar, http_sidecar, endpoints, metrics_port = start_sidecars(
         workdir, bundle, grpc_threads
     )
-    floor, floor_endpoint = start_floor(workdir)
+    floor, floor_endpoint = start_floor(workdir, "http")
+    floor_grpc, floor_grpc_endpoint = start_floor(workdir, "grpc")
     variants: dict[str, tuple[dict[str, Any] | None, AuthzEndpoint | None]] = {
         "a_no_auth": (None, None),
         "b_jwt_authn": (jwt_authn_filter(key, cache=False), None),
         "b_jwt_authn_cached": (jwt_authn_filter(key, cache=True), None),
         **{name: (jwtmesh_filter(e), e) for name, e in endpoints.items()},
         FLOOR: (jwtmesh_filter(floor_endpoint), floor_endpoint),
+        FLOOR_GRPC: (jwtmesh_filter(floor_grpc_endpoint), floor_grpc_endpoint),
     }
     sidecars: dict[str, ManagedProcess | None] = {name: None for name in variants}
     sidecars.update(
@@ -248,6 +261,7 @@ def start_stack(
     )
     sidecars["c_jwtmesh_grpc_core"] = core_sidecar
     sidecars[FLOOR] = floor
+    sidecars[FLOOR_GRPC] = floor_grpc
     if baseline is not None:
         base_sidecar, base_endpoints = start_baseline(workdir, bundle, grpc_threads, baseline)
         variants.update({name: (jwtmesh_filter(e), e) for name, e in base_endpoints.items()})
@@ -283,6 +297,10 @@ def idle_cpu(process: ManagedProcess, seconds: float = 3.0) -> float:
 
 def run_workloads(args: argparse.Namespace, stack: Stack, scripts: dict[str, Path]) -> Runs:
     runs: Runs = {}
+    # Requests so far per cache (a sidecar process, or a native variant's Envoy): where its
+    # next run's token rotation begins, so a rotation never comes back to tokens the same
+    # cache saw in an earlier run (its sibling variant's, or an earlier round's).
+    sent: dict[str, int] = {}
     for workload, (variants, connections, rate) in WORKLOADS.items():
         if args.workloads and workload not in args.workloads:
             continue
@@ -297,6 +315,8 @@ def run_workloads(args: argparse.Namespace, stack: Stack, scripts: dict[str, Pat
                 sidecar = stack.sidecars[name]
                 if sidecar is not None:
                     watched["sidecar"] = sidecar
+                cache = str(sidecar.pid) if sidecar is not None else name
+                start_tokens_at(scripts[workload], sent.get(cache, 0))
                 figures = measure(
                     stack.ports[name],
                     scripts[workload],
@@ -304,6 +324,7 @@ def run_workloads(args: argparse.Namespace, stack: Stack, scripts: dict[str, Pat
                     connections or args.connections,
                     watched,
                 )
+                sent[cache] = sent.get(cache, 0) + int(figures["requests"])
                 if rate is not None:
                     figures["target_rps"] = float(rate)
                 runs[workload][name].append(figures)

@@ -148,8 +148,9 @@ class Stack:
     def adapter(
         self, mode: str
     ) -> tuple[Callable[[bytes], Any], Callable[[Decision], Any], Callable[[bytes], Any]]:
-        """(wire → CheckInput, Decision → wire, wire → wire through the service). "http" is
-        the sidecar's protocol with its answer memo, "http-nomemo" the same without."""
+        """(wire → CheckInput, Decision → wire, wire → wire through the service). "http" and
+        "grpc" are the sidecar's protocols with their answer memo, "-nomemo" the same
+        without."""
         if mode in ("http", "http-nomemo"):
             memo = AnswerMemo(MAX_ENTRIES if mode == "http" else 0)
             return self.http_input, http_adapter.render_response, http_protocol(self.service, memo)
@@ -160,7 +161,8 @@ class Stack:
         def grpc_out(decision: Decision) -> bytes:
             return bytes(grpc_adapter.to_check_response(decision).SerializeToString())
 
-        return grpc_in, grpc_out, grpc_adapter.check_method(self.service)
+        memo = AnswerMemo(MAX_ENTRIES) if mode == "grpc" else None
+        return grpc_in, grpc_out, grpc_adapter.check_method(self.service, memo)
 
 
 def build_stack(key: SigningKey) -> Stack:
