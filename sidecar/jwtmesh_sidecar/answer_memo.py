@@ -12,6 +12,9 @@ Decision, rendering) then costs the sidecar several times what it costs warm
 (docs/performance.md, "Issue 14, 2026-11-27"). A repeated request is answered here from the
 bytes it sent, with the bytes answered last time.
 
+A request is remembered the second time it is allowed, not the first: most requests that
+come once (a fresh token per call) never cost an entry.
+
 Only what would be answered the same is remembered, and only while it would be:
 - an allowed inbound decision (never a denial, whose log line and unknown-key refresh must
   happen each time, an audited one, or an egress token);
@@ -27,6 +30,7 @@ One memo per event loop: used from one thread, so no lock.
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -57,11 +61,17 @@ class Remembered:
 
 
 class AnswerMemo:
-    """At most `max_entries` requests of at most MAX_REQUEST_BYTES; the oldest goes first."""
+    """At most `max_entries` requests of at most MAX_REQUEST_BYTES, each remembered when it
+    is allowed for the second time; the oldest goes first."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._max_entries = max_entries
         self._entries: dict[Hashable, Remembered] = {}
+        # Hashes of requests allowed once and not yet remembered: a request is remembered
+        # when it is allowed a second time, so a stream of distinct tokens (each seen once)
+        # keeps an int per request here instead of the request, its decision and its answer
+        # (docs/performance.md, "Issue 14, 2026-11-27 (night)").
+        self._seen_once: OrderedDict[int, None] = OrderedDict()
         self.hits = 0
 
     def __len__(self) -> int:
@@ -102,6 +112,13 @@ class AnswerMemo:
             or size > MAX_REQUEST_BYTES
         ):
             return
+        seen = hash(request)  # a collision only remembers a request one decision early
+        if seen not in self._seen_once:
+            self._seen_once[seen] = None
+            if len(self._seen_once) > self._max_entries:
+                self._seen_once.popitem(last=False)
+            return
+        del self._seen_once[seen]
         self._entries.pop(request, None)
         while len(self._entries) >= self._max_entries:
             del self._entries[next(iter(self._entries))]

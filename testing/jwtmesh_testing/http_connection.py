@@ -50,9 +50,21 @@ class HttpConnection:
             inbound, None, self.metrics, DecisionLog(self.log), clock=lambda: self.now
         )
         self.memo = AnswerMemo(self.remember)
+        self.reconnect()
+
+    def reconnect(self) -> None:
+        """A new connection to the same sidecar (the same memo)."""
         self.transport = RecordingTransport()
         self.protocol = AuthzHttpProtocol(self.service, self.memo)
         self.protocol.connection_made(self.transport)
+
+    def prime(self, data: bytes) -> bytes:
+        """Send `data` until the memo holds it (twice: a request is remembered when it is
+        allowed a second time); the answer."""
+        answers = {self.send(data), self.send(data)}
+        assert len(answers) == 1
+        assert data in self.memo._entries, "the request was not remembered"
+        return answers.pop()
 
     def send(self, *chunks: bytes) -> bytes:
         """Everything answered to these reads, in order."""

@@ -66,15 +66,26 @@ def test_a_repeated_allowed_request_gets_the_same_bytes_and_counts_as_a_decision
     data = request(token())
     first = sidecar.send(data)
     assert status_of(first) == 200
+    assert len(sidecar.memo) == 0, "remembered when allowed a second time, not the first"
+    assert sidecar.send(data) == first
+    assert (len(sidecar.memo), sidecar.memo.hits) == (1, 0)
     assert sidecar.send(data) == first == sidecar.answer_without_memo(data)
     assert sidecar.memo.hits == 1
-    assert sidecar.decisions("allow", "allowed") == 2
+    assert sidecar.decisions("allow", "allowed") == 3
+
+
+def test_requests_seen_once_cost_no_entry() -> None:
+    sidecar = connection(remember=4)
+    for _ in range(10):
+        assert status_of(sidecar.send(request(token()))) == 200
+    assert len(sidecar.memo) == 0
+    assert len(sidecar.memo._seen_once) == 4, "bounded as the entries are"
 
 
 def test_a_request_that_differs_in_one_byte_is_decided_on_its_own() -> None:
     sidecar = connection(policy=policy_from_dict({"rules": [{"paths": ["/users/1"]}]}))
     tok = token()
-    assert status_of(sidecar.send(request(tok, "/inbound/users/1"))) == 200
+    assert status_of(sidecar.prime(request(tok, "/inbound/users/1"))) == 200
     assert status_of(sidecar.send(request(tok, "/inbound/users/2"))) == 403
     assert sidecar.memo.hits == 0
 
@@ -83,8 +94,7 @@ def test_a_new_bundle_revoking_the_token_is_obeyed_at_once() -> None:
     sidecar = connection()
     leaked = token()
     data = request(leaked)
-    assert status_of(sidecar.send(data)) == 200
-    assert status_of(sidecar.send(data)) == 200
+    assert status_of(sidecar.prime(data)) == 200
     sidecar.verifier = Verifier(bundle(revoked={jti_of(leaked): NOW + 60}), SETTINGS)
     refused = sidecar.send(data)
     assert status_of(refused) == 401
@@ -95,7 +105,7 @@ def test_a_new_bundle_revoking_the_token_is_obeyed_at_once() -> None:
 def test_a_new_bundle_without_the_key_is_obeyed_at_once() -> None:
     sidecar = connection()
     data = request(token())
-    assert status_of(sidecar.send(data)) == 200
+    assert status_of(sidecar.prime(data)) == 200
     sidecar.verifier = Verifier(TrustBundle({ISS: IssuerTrust({})}), SETTINGS)
     assert status_of(sidecar.send(data)) == 401
 
@@ -103,7 +113,7 @@ def test_a_new_bundle_without_the_key_is_obeyed_at_once() -> None:
 def test_a_replaced_verifier_is_not_kept_alive_by_the_memo() -> None:
     """An entry must not pin an old bundle (megabytes at thousands of issuers) in memory."""
     sidecar = connection()
-    sidecar.send(request(token()))
+    sidecar.prime(request(token()))
     old = weakref.ref(sidecar.verifier)
     sidecar.verifier = Verifier(bundle(), SETTINGS)
     gc.collect()
@@ -114,7 +124,7 @@ def test_a_replaced_verifier_is_not_kept_alive_by_the_memo() -> None:
 def test_a_new_policy_is_obeyed_at_once() -> None:
     sidecar = connection()
     data = request(token())
-    assert status_of(sidecar.send(data)) == 200
+    assert status_of(sidecar.prime(data)) == 200
     sidecar.policy = policy_from_dict({"rules": [{"paths": ["/elsewhere"]}]})
     assert status_of(sidecar.send(data)) == 403
     assert sidecar.memo.hits == 0
@@ -128,7 +138,7 @@ def test_a_new_policy_is_obeyed_at_once() -> None:
 def test_an_answer_ends_when_the_token_does(later: float, expected: int) -> None:
     sidecar = connection()
     data = request(token(lifetime=60))
-    assert status_of(sidecar.send(data)) == 200
+    assert status_of(sidecar.prime(data)) == 200
     sidecar.now = NOW + later
     assert status_of(sidecar.send(data)) == expected
     assert status_of(sidecar.answer_without_memo(data)) == expected
@@ -137,7 +147,7 @@ def test_an_answer_ends_when_the_token_does(later: float, expected: int) -> None
 def test_a_clock_turned_back_decides_again() -> None:
     sidecar = connection(now=NOW + 10)
     data = request(token())
-    assert status_of(sidecar.send(data)) == 200
+    assert status_of(sidecar.prime(data)) == 200
     sidecar.now = NOW + 5
     sidecar.send(data)
     assert sidecar.memo.hits == 0
@@ -166,15 +176,17 @@ def test_an_audited_denial_is_never_remembered() -> None:
 def test_a_request_asking_to_close_is_not_remembered_and_still_closes() -> None:
     sidecar = connection()
     data = request(token(), extra="connection: close\r\n")
-    assert status_of(sidecar.send(data)) == 200
-    assert sidecar.transport.closed
+    for _ in range(2):  # twice: a request is remembered when allowed a second time
+        sidecar.reconnect()
+        assert status_of(sidecar.send(data)) == 200
+        assert sidecar.transport.closed
     assert len(sidecar.memo) == 0
 
 
 def test_a_request_split_across_reads_or_sent_with_the_next_is_answered_in_full() -> None:
     sidecar = connection()
     data = request(token())
-    first = sidecar.send(data)
+    first = sidecar.prime(data)
     assert sidecar.send(data[:50], data[50:]) == first
     assert sidecar.send(data + data) == first + first
     assert sidecar.memo.hits == 0, "only one whole request in one read is looked up"
@@ -184,13 +196,13 @@ def test_the_memo_is_bounded_in_entries_and_request_size() -> None:
     sidecar = connection(remember=2)
     datas = [request(token()) for _ in range(3)]
     for data in datas:
-        sidecar.send(data)
+        sidecar.prime(data)
     assert len(sidecar.memo) == 2
     sidecar.send(datas[0])
     assert sidecar.memo.hits == 0, "the oldest entry went first"
     big = request(token(), extra=f"x-jwtmesh-pad: {'a' * MAX_REQUEST_BYTES}\r\n")
-    sidecar.send(big)
-    sidecar.send(big)
+    for _ in range(3):
+        sidecar.send(big)
     assert sidecar.memo.hits == 0
 
 

@@ -80,7 +80,8 @@ def test_checks_that_differ_in_request_id_time_and_port_are_answered_from_the_me
     sidecar, forgetful = Sidecar(), Sidecar(remember=False)
     first = sidecar.answer(check_request("1", 40000))
     assert first.status.code == 0
-    for request_id, port in (("2", 40001), ("3", 40002)):
+    # Remembered when allowed the second time; answered from the memo from the third.
+    for request_id, port in (("2", 40001), ("3", 40002), ("4", 40003)):
         request = check_request(request_id, port)
         assert sidecar.answer(request) == first == forgetful.answer(request)
     assert sidecar.memo is not None
@@ -100,7 +101,10 @@ def test_a_check_that_differs_in_what_a_decision_reads_is_decided_on_its_own(
     other: dict[str, Any],
 ) -> None:
     sidecar, forgetful = Sidecar(), Sidecar(remember=False)
-    sidecar.answer(check_request())
+    sidecar.answer(check_request("1"))
+    sidecar.answer(check_request("2"))  # remembered now
+    assert sidecar.memo is not None
+    assert len(sidecar.memo) == 1
     request = check_request(**other)
     assert sidecar.answer(request) == forgetful.answer(request)
     assert sidecar.memo is not None
@@ -111,6 +115,8 @@ def test_a_new_bundle_revoking_the_token_is_obeyed_at_once() -> None:
     sidecar = Sidecar()
     assert sidecar.answer(check_request("1")).status.code == 0
     assert sidecar.answer(check_request("2")).status.code == 0
+    assert sidecar.memo is not None
+    assert len(sidecar.memo) == 1, "remembered: the new bundle must still be obeyed"
     jti = Verifier(bundle(), SETTINGS).verify(TOKEN, NOW).claims["jti"]
     sidecar.verifier = Verifier(bundle({jti: NOW + 3600}), SETTINGS)
     refused = sidecar.answer(check_request("3"))
