@@ -156,13 +156,22 @@ def test_of_two_identities_claiming_one_name_the_first_keeps_it(
         cluster_objects.api, dev, "serviceidentities", service_identity("a", {field: name})
     )
     first = cluster_objects.ready_identity(dev, "a")["status"]
+    holder = {first["activeKid"]}
+    # Ready comes before the (debounced, write-budgeted) publish: wait for a's key first,
+    # so the check below is about b displacing it, not about a slow publish (a CI run saw
+    # the bundle without a's issuer 1.5 s after b was refused).
+    wait_for(
+        lambda: cluster_objects.bundle_kids(dev, first["issuer"]) == holder or None,
+        30,
+        "the first identity's key in the bundle",
+    )
     create_object(
         cluster_objects.api, dev, "serviceidentities", service_identity("b", {field: name})
     )
     condition = not_ready(cluster_objects, dev, "b", reason)
     assert f"{dev}/a" in condition["message"]
     time.sleep(1.5)
-    assert cluster_objects.bundle_kids(dev, first["issuer"]) == {first["activeKid"]}
+    assert cluster_objects.bundle_kids(dev, first["issuer"]) == holder
     cluster_objects.delete_identity(dev, "a")
     assert cluster_objects.ready_identity(dev, "b", timeout=30)["status"][field] == name
 
