@@ -26,6 +26,14 @@ from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL
 from jwtmesh_operator.tenancy import resolve, service_account_refusal
 
 _DEFAULT_SERVICE_ACCOUNT = "default"
+# A refused Pod is Forbidden, as the API server answers a webhook denial that names no
+# code. kopf's own default (500) reads as "Internal error" in kubectl and tells clients
+# that retrying might help.
+FORBIDDEN = 403
+
+
+def _refused(message: str) -> kopf.AdmissionError:
+    return kopf.AdmissionError(message, code=FORBIDDEN)
 
 
 @kopf.on.mutate(
@@ -41,13 +49,13 @@ async def inject_sidecars(body: Any, labels: Any, patch: Any, memo: Any, **kwarg
         API_GROUP, API_VERSION, "serviceidentities", namespace, name
     )
     if found is None:
-        raise kopf.AdmissionError(
+        raise _refused(
             f"no ServiceIdentity {name!r} in namespace {namespace!r} (label {IDENTITY_LABEL})"
         )
     record = identity_record(namespace, name, found.get("metadata", {}), found.get("spec") or {})
     spec = body.get("spec", {})
     if spec.get("hostNetwork"):
-        raise kopf.AdmissionError(
+        raise _refused(
             "a hostNetwork Pod cannot use a jwtmesh identity: its ports are the node's, so "
             "Envoy could not stand between the network and the app"
         )
@@ -55,7 +63,7 @@ async def inject_sidecars(body: Any, labels: Any, patch: Any, memo: Any, **kwarg
         record, spec.get("serviceAccountName") or _DEFAULT_SERVICE_ACCOUNT
     )
     if refusal is not None:
-        raise kopf.AdmissionError(refusal)
+        raise _refused(refusal)
     # The acting operator resolved the audience (grants included) into status; before it
     # has, the identity's own names are the ones it will get.
     audience = (found.get("status") or {}).get("audience") or resolve(
@@ -73,7 +81,7 @@ async def inject_sidecars(body: Any, labels: Any, patch: Any, memo: Any, **kwarg
     try:
         injection = inject(body, identity, settings)
     except InjectionError as exc:
-        raise kopf.AdmissionError(str(exc)) from exc
+        raise _refused(str(exc)) from exc
     if injection is None:
         return
     patch.spec["containers"] = injection.containers

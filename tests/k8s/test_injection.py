@@ -110,6 +110,7 @@ def test_a_pod_naming_an_unknown_identity_is_refused_with_a_reason(
     ns = cluster_objects.namespace("unknown")
     with pytest.raises(ApiException) as refused:
         create_pod(cluster_objects, ns, pod("ghost-0", {"jwtmesh.io/identity": "ghost"}))
+    assert refused.value.status == 403, "a refused Pod is Forbidden, not an internal error"
     assert "no ServiceIdentity 'ghost'" in json.loads(refused.value.body)["message"]
 
 

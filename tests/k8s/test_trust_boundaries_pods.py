@@ -35,6 +35,7 @@ POLICY_BINDING = "jwtmesh-jwtmesh-tenancy"
 def refused_pod(cluster_objects: Any, ns: str, body: dict[str, Any]) -> str:
     with pytest.raises(ApiException) as refused:
         create_pod(cluster_objects.core, ns, body)
+    assert refused.value.status == 403, "a refused Pod is Forbidden, not an internal error"
     return str(json.loads(refused.value.body)["message"])
 
 
