@@ -8,6 +8,10 @@ LOCK := requirements-dev.lock
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml testing/pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 FAST := -m "not envoy and not k8s and not soak and not fuzz and not slow and not cluster"
 PYTEST_ARGS ?=
+# make test runs these markers one at a time, after the rest ran JOBS at a time: their
+# assertions (latency, rates, zero failed requests in a window, RSS) must not share the cores.
+ALONE := soak or timing
+JOBS ?= 3
 
 .PHONY: wrk help venv lint typecheck test test-fast test-min lock binaries clean load demo e2e-kind bench profile-grpc cluster cluster-down images e2e
 
@@ -38,10 +42,13 @@ test-fast: $(STAMP) ## unit and property tests only (under a minute: no Envoy, A
 	$(PY) -m pytest $(FAST) $(PYTEST_ARGS)
 
 test-min: ## the fast suite on the oldest versions pyproject.toml allows (requirements-min.lock)
-	hack/test-min.sh $(FAST)
+	hack/test-min.sh $(FAST) -n 2
 
 test: $(STAMP) lint typecheck binaries test-min ## everything: lint, types, oldest versions, unit, property, fuzzing, Envoy and Kubernetes end to end (the real cluster: make e2e)
-	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
+	@echo "[test] the tests that measure nothing, $(JOBS) at a time (most wait on an API server)"
+	$(PY) -m pytest -m "not cluster and not ($(ALONE))" -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
+	@echo "[test] the tests that measure time, load or memory, one at a time"
+	$(PY) -m pytest -m "not cluster and ($(ALONE))" $(PYTEST_ARGS)
 
 lock: $(STAMP) ## refresh the lock files from pyproject.toml (uv), then run make test
 	hack/lock.sh

@@ -19,7 +19,7 @@ else
 fi
 "$PY" -m jwtmesh_testing.realcluster up
 say "tests/cluster"
-if ! JWTMESH_REQUIRE_CLUSTER=1 "$PY" -m pytest -m cluster -v -s tests/cluster ${PYTEST_ARGS:-}; then
+if ! JWTMESH_REQUIRE_CLUSTER=1 "$PY" -m pytest -m cluster -v -s --durations=12 tests/cluster ${PYTEST_ARGS:-}; then
   say "FAILED after $((SECONDS - started)) s; the cluster as it was:"
   "$PY" -m jwtmesh_testing.realcluster diagnose || true
   exit 1

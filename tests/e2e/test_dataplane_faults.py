@@ -27,7 +27,7 @@ from jwtmesh_testing.processes import (
     start_sidecar,
 )
 
-pytestmark = pytest.mark.envoy
+pytestmark = [pytest.mark.envoy, pytest.mark.timing]
 ISS = "https://mesh.test/herald"
 KEY = generate_signing_key()
 

@@ -33,7 +33,7 @@ from jwtmesh_testing.processes import (
     start_sidecar,
 )
 
-pytestmark = pytest.mark.envoy
+pytestmark = [pytest.mark.envoy, pytest.mark.timing]
 
 AUDIENCE = "census.default"
 HERALD = "https://jwtmesh.test/ns/default/herald"

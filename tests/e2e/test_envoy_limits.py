@@ -27,7 +27,7 @@ from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, render_bundle
 from jwtmesh_testing.modestack import ModeStack, envoy_per_mode
 from jwtmesh_testing.processes import AUTHZ_MODES
 
-pytestmark = pytest.mark.envoy
+pytestmark = [pytest.mark.envoy, pytest.mark.timing]
 KEY = generate_signing_key()
 LIMITS = EnvoyLimits(
     request_headers_timeout=1.5,

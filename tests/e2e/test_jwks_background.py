@@ -29,7 +29,7 @@ from jwtmesh_testing.kubelet_volume import KubeletVolume
 from jwtmesh_testing.modestack import ModeStack, envoy_per_mode
 from jwtmesh_testing.processes import AUTHZ_MODES
 
-pytestmark = pytest.mark.envoy
+pytestmark = [pytest.mark.envoy, pytest.mark.timing]
 AUDIENCE = "census"
 KNOWN = "https://mesh.test/herald"
 KEY = generate_signing_key()

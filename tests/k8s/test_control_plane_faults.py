@@ -13,7 +13,7 @@ from jwtmesh_testing.kubeapply import create_object, service_identity, wait_for
 from jwtmesh_testing.localcluster import LocalCluster
 from jwtmesh_testing.operator_process import OperatorProcess
 
-pytestmark = pytest.mark.k8s
+pytestmark = [pytest.mark.k8s, pytest.mark.timing]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from jwtmesh_testing.demo import run_demo
 from jwtmesh_testing.localcluster import LocalCluster
 
-pytestmark = pytest.mark.k8s
+pytestmark = [pytest.mark.k8s, pytest.mark.timing]
 
 
 def test_the_demo_scenario_passes_end_to_end(

@@ -19,7 +19,7 @@ from jwtmesh_testing.kubeapply import create_object, service_identity, wait_for
 from jwtmesh_testing.localcluster import LocalCluster
 from jwtmesh_testing.operator_process import OperatorProcess
 
-pytestmark = pytest.mark.k8s
+pytestmark = [pytest.mark.k8s, pytest.mark.timing]
 RETAIN = 31.0
 FAST = {"rotation": {"period": "5s", "prePublish": "2s", "retain": "31s"}, "maxTokenLifetime": "1s"}
 
