@@ -336,10 +336,6 @@ class ServerChoice:
     server: str  # "asyncio" (grpc_h2.py), "core" (UnaryServer) or "public" (PublicServer)
     log_line: str  # which server runs, and why the fallback if it is one
 
-    @property
-    def core(self) -> bool:
-        return self.server == "core"
-
 
 def choose_server(requested: str, grpcio_version: str, missing: Sequence[str]) -> ServerChoice:
     """Which gRPC server to run: `requested` is the configuration's grpcServer."""

@@ -25,7 +25,7 @@ import pytest
 
 from jwtmesh_sidecar.grpc_server import Reply, UnaryServer
 
-pytestmark = pytest.mark.soak  # tens of seconds: not in the fast suite
+pytestmark = pytest.mark.slow  # tens of seconds: not in the fast suite; contention is welcome
 
 ECHO = "/test.Echo/Echo"
 SLOW = "/test.Echo/Slow"  # holds its poller a little, so stop() finds calls in flight

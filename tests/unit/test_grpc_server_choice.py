@@ -20,14 +20,14 @@ LISTEN = {
 @pytest.mark.parametrize("version", ["1.66.0", "1.78.0", "1.85.3", "1.85.0rc1"])
 def test_core_within_the_tested_range_with_the_contract(version: str) -> None:
     choice = choose_server("core", version, [])
-    assert choice.core
+    assert choice.server == "core"
     assert choice.log_line == f"gRPC server: core (grpcio {version})"
 
 
 @pytest.mark.parametrize("version", ["1.65.2", "1.86.0", "1.86.0rc1", "2.0.0", "unknown"])
 def test_public_outside_the_tested_range(version: str) -> None:
     choice = choose_server("core", version, [])
-    assert not choice.core
+    assert choice.server == "public"
     assert choice.log_line == (
         f"gRPC server: public grpc.server() fallback because grpcio {version} "
         "is outside the tested range >=1.66,<1.86"
@@ -36,19 +36,19 @@ def test_public_outside_the_tested_range(version: str) -> None:
 
 def test_public_when_the_contract_is_missing_even_in_range() -> None:
     choice = choose_server("core", "1.85.3", ["cygrpc.Server.destroy"])
-    assert not choice.core
+    assert choice.server == "public"
     assert choice.log_line.endswith("because grpcio 1.85.3 lacks cygrpc.Server.destroy")
 
 
 def test_public_when_asked_for_even_if_core_would_do() -> None:
     choice = choose_server("public", "1.85.3", [])
-    assert not choice.core
+    assert choice.server == "public"
     assert choice.log_line.endswith("fallback because grpcServer is public")
 
 
 def test_the_installed_grpcio_is_tested_and_has_the_contract() -> None:
     assert missing_from_core() == []
-    assert choose_server("core", grpc.__version__, []).core, grpc.__version__
+    assert choose_server("core", grpc.__version__, []).server == "core", grpc.__version__
 
 
 def test_a_missing_name_or_method_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,5 +88,4 @@ def test_config_key_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_our_asyncio_server_needs_no_grpcio_check() -> None:
     choice = choose_server("asyncio", "1.99.0", ["cygrpc.Server"])
     assert choice.server == "asyncio"
-    assert not choice.core
     assert choice.log_line == "gRPC server: asyncio (HTTP/2 on asyncio)"
