@@ -38,14 +38,28 @@ def _ephemeral_start() -> int:
         return 32768
 
 
+def _port_range() -> tuple[int, int]:
+    """Where free_port looks: below the ephemeral range and, under pytest-xdist, in this
+    worker's own slice of it, so two workers never pick the same port between its check
+    and the bind by the server it is for."""
+    lowest, highest = _LOWEST_PORT, _ephemeral_start() - 1
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker.startswith("gw") and worker[2:].isdigit() and workers > 1:
+        width = (highest - lowest + 1) // workers
+        lowest += int(worker[2:]) % workers * width
+        highest = lowest + width - 1
+    return lowest, highest
+
+
 def free_port() -> int:
     """A port free now, below the ephemeral range: a port the kernel picked (bind to 0)
     lies in that range, where any outgoing connection may take it as its source port
     before the server we start binds it (seen: Envoy failing with "Address already in
     use" while other tests ran)."""
-    highest = _ephemeral_start() - 1
+    lowest, highest = _port_range()
     for _ in range(100):
-        port = random.randint(_LOWEST_PORT, highest) if highest > _LOWEST_PORT else 0  # noqa: S311
+        port = random.randint(lowest, highest) if highest > lowest else 0  # noqa: S311
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -53,7 +67,7 @@ def free_port() -> int:
                 continue
             found: int = sock.getsockname()[1]
             return found
-    raise RuntimeError(f"no free port in {_LOWEST_PORT}-{highest}")
+    raise RuntimeError(f"no free port in {lowest}-{highest}")
 
 
 def wait_for_port(port: int, timeout: float, process: ManagedProcess | None = None) -> None:
