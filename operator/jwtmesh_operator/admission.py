@@ -26,14 +26,16 @@ from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL
 from jwtmesh_operator.tenancy import resolve, service_account_refusal
 
 _DEFAULT_SERVICE_ACCOUNT = "default"
-# A refused Pod is Forbidden, as the API server answers a webhook denial that names no
-# code. kopf's own default (500) reads as "Internal error" in kubectl and tells clients
+# A refused Pod is Forbidden (it may not have the identity), as the API server answers a
+# webhook denial that names no code, or a Bad Request (its jwtmesh annotations cannot be
+# read). kopf's own default (500) reads as "Internal error" in kubectl and tells clients
 # that retrying might help.
 FORBIDDEN = 403
+BAD_REQUEST = 400
 
 
-def _refused(message: str) -> kopf.AdmissionError:
-    return kopf.AdmissionError(message, code=FORBIDDEN)
+def _refused(message: str, code: int = FORBIDDEN) -> kopf.AdmissionError:
+    return kopf.AdmissionError(message, code=code)
 
 
 @kopf.on.mutate(
@@ -81,7 +83,7 @@ async def inject_sidecars(body: Any, labels: Any, patch: Any, memo: Any, **kwarg
     try:
         injection = inject(body, identity, settings)
     except InjectionError as exc:
-        raise _refused(str(exc)) from exc
+        raise _refused(str(exc), BAD_REQUEST) from exc
     if injection is None:
         return
     patch.spec["containers"] = injection.containers

@@ -114,6 +114,18 @@ def test_a_pod_naming_an_unknown_identity_is_refused_with_a_reason(
     assert "no ServiceIdentity 'ghost'" in json.loads(refused.value.body)["message"]
 
 
+def test_a_pod_with_an_unreadable_annotation_is_a_bad_request(
+    injecting_operator: OperatorProcess, cluster_objects: Any
+) -> None:
+    ns = cluster_objects.namespace("badnote")
+    create_object(cluster_objects.api, ns, "serviceidentities", service_identity("census"))
+    labels, notes = {"jwtmesh.io/identity": "census"}, {"jwtmesh.io/authz-mode": "pigeon"}
+    with pytest.raises(ApiException) as refused:
+        create_pod(cluster_objects, ns, pod("pigeon-0", labels, notes))
+    assert refused.value.status == 400, "the Pod is refused for its own input"
+    assert "jwtmesh.io/authz-mode must be http or grpc" in json.loads(refused.value.body)["message"]
+
+
 def test_a_pod_is_never_injected_twice(
     injecting_operator: OperatorProcess, cluster_objects: Any
 ) -> None:
