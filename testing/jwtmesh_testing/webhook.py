@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -125,3 +126,13 @@ def create_pod(core: Any, namespace: str, body: dict[str, Any], timeout: float =
             if exc.status != 500 or time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def refused_pod(core: Any, namespace: str, body: dict[str, Any]) -> tuple[int, str]:
+    """The HTTP status and message with which the API server refuses to create the Pod
+    (it fails the test if the Pod is created)."""
+    try:
+        create_pod(core, namespace, body)
+    except ApiException as exc:
+        return int(exc.status), str(json.loads(exc.body or "{}").get("message", exc.reason))
+    raise AssertionError(f"Pod {body['metadata']['name']} was created; a refusal was expected")

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from jwtmesh_testing import webhook
 from jwtmesh_testing.kubeapply import create_object, service_identity
@@ -108,10 +107,10 @@ def test_a_pod_naming_an_unknown_identity_is_refused_with_a_reason(
     injecting_operator: OperatorProcess, cluster_objects: Any
 ) -> None:
     ns = cluster_objects.namespace("unknown")
-    with pytest.raises(ApiException) as refused:
-        create_pod(cluster_objects, ns, pod("ghost-0", {"jwtmesh.io/identity": "ghost"}))
-    assert refused.value.status == 403, "a refused Pod is Forbidden, not an internal error"
-    assert "no ServiceIdentity 'ghost'" in json.loads(refused.value.body)["message"]
+    body = pod("ghost-0", {"jwtmesh.io/identity": "ghost"})
+    status, message = webhook.refused_pod(cluster_objects.core, ns, body)
+    assert status == 403, "a refused Pod is Forbidden, not an internal error"
+    assert "no ServiceIdentity 'ghost'" in message
 
 
 def test_a_pod_with_an_unreadable_annotation_is_a_bad_request(
@@ -120,10 +119,9 @@ def test_a_pod_with_an_unreadable_annotation_is_a_bad_request(
     ns = cluster_objects.namespace("badnote")
     create_object(cluster_objects.api, ns, "serviceidentities", service_identity("census"))
     labels, notes = {"jwtmesh.io/identity": "census"}, {"jwtmesh.io/authz-mode": "pigeon"}
-    with pytest.raises(ApiException) as refused:
-        create_pod(cluster_objects, ns, pod("pigeon-0", labels, notes))
-    assert refused.value.status == 400, "the Pod is refused for its own input"
-    assert "jwtmesh.io/authz-mode must be http or grpc" in json.loads(refused.value.body)["message"]
+    status, message = webhook.refused_pod(cluster_objects.core, ns, pod("pigeon-0", labels, notes))
+    assert status == 400, "the Pod is refused for its own input"
+    assert "jwtmesh.io/authz-mode must be http or grpc" in message
 
 
 def test_a_pod_is_never_injected_twice(

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
+from jwtmesh_testing import webhook
 from jwtmesh_testing.kubeapply import (
     create_cluster_object,
     create_object,
@@ -33,10 +33,9 @@ POLICY_BINDING = "jwtmesh-jwtmesh-tenancy"
 
 
 def refused_pod(cluster_objects: Any, ns: str, body: dict[str, Any]) -> str:
-    with pytest.raises(ApiException) as refused:
-        create_pod(cluster_objects.core, ns, body)
-    assert refused.value.status == 403, "a refused Pod is Forbidden, not an internal error"
-    return str(json.loads(refused.value.body)["message"])
+    status, message = webhook.refused_pod(cluster_objects.core, ns, body)
+    assert status == 403, "a refused Pod is Forbidden, not an internal error"
+    return message
 
 
 def test_a_pod_of_another_service_account_cannot_take_the_identity(
