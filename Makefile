@@ -18,14 +18,8 @@ JOBS ?= 3
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml testing/pyproject.toml $(LOCK)
-	@echo "[setup] creating the virtual environment in $(VENV)"
-	@test -x $(PY) || python3 -m venv $(VENV)
-	@echo "[setup] installing the pinned dependencies of $(LOCK) (hashes checked, nothing resolved)"
-	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
-	@echo "[setup] installing jwtmesh and its test harness (testing/), editable"
-	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . -e testing
-	@$(PY) -m pip check --disable-pip-version-check >/dev/null
+$(STAMP): pyproject.toml testing/pyproject.toml $(LOCK) hack/venv.sh
+	@hack/venv.sh $(VENV) $(LOCK) setup
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP) ## create .venv and install everything Python needs

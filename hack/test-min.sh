@@ -11,10 +11,7 @@ stamp="$venv/.installed-$(cat pyproject.toml testing/pyproject.toml "$lock" | sh
 say() { echo "[test-min] $*"; }
 if [ ! -e "$stamp" ]; then
   say "creating $venv from $lock (the oldest allowed versions)"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r "$lock"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . -e testing
-  "$venv/bin/python" -m pip check --disable-pip-version-check >/dev/null
+  hack/venv.sh "$venv" "$lock" test-min
   rm -f "$venv"/.installed-* && touch "$stamp"
 fi
 say "$("$venv/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
