@@ -40,7 +40,7 @@ test-min: ## the fast suite on the oldest versions pyproject.toml allows (requir
 
 test: $(STAMP) lint typecheck binaries test-min ## everything: lint, types, oldest versions, unit, property, fuzzing, Envoy and Kubernetes end to end (the real cluster: make e2e)
 	@echo "[test] the tests that measure nothing, $(JOBS) at a time (most wait on an API server)"
-	$(PY) -m pytest -m "not cluster and not ($(ALONE))" -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not cluster and not ($(ALONE))" -n $(JOBS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 	@echo "[test] the tests that measure time, load or memory, one at a time"
 	$(PY) -m pytest -m "not cluster and ($(ALONE))" $(PYTEST_ARGS)
 

@@ -30,7 +30,7 @@ from jwtmesh_testing.modestack import ModeStack, envoy_per_mode, rss_kib
 from jwtmesh_testing.processes import AUTHZ_MODES
 
 # Not `timing`: the RSS measured is this sidecar's own, whatever else shares the cores.
-pytestmark = pytest.mark.envoy
+pytestmark = [pytest.mark.envoy, pytest.mark.slow]  # ~30 s per mode
 ISSUER = "https://idp.test/"  # an external issuer: its claims are its own to make
 AUDIENCE = "census"
 KEY = generate_signing_key("ES256")

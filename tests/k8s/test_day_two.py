@@ -18,7 +18,7 @@ from jwtmesh_testing.kubelet_volume import KubeletVolume
 from jwtmesh_testing.localcluster import LocalCluster
 from jwtmesh_testing.operator_process import OperatorProcess
 
-pytestmark = pytest.mark.k8s
+pytestmark = [pytest.mark.k8s, pytest.mark.slow]  # up to ~40 s per test
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 

@@ -286,9 +286,11 @@ def test_deleting_an_identity_removes_its_keys_and_its_secret(
         30,
         "herald's keys gone from the bundle",
     )
+    # The controller-manager's garbage collector deletes it (ownerReference), once its
+    # discovery, refreshed every 30 s, has seen the CRD: up to ~50 s on a busy machine.
     wait_for(
         lambda: cluster_objects.secret_data(ns, "herald-jwtmesh-key") is None,
-        30,
+        90,
         "the Secret garbage-collected",
     )
     assert cluster_objects.bundle_kids(ns, census), "the other identity is untouched"

@@ -21,7 +21,7 @@ from jwtmesh_testing.localcluster import LocalCluster
 from jwtmesh_testing.operator_metrics import api_requests, read_metrics
 from jwtmesh_testing.operator_process import OperatorProcess
 
-pytestmark = pytest.mark.k8s
+pytestmark = [pytest.mark.k8s, pytest.mark.slow]  # up to ~50 s per test
 
 
 def requests(operator: OperatorProcess) -> Counter[str]:
