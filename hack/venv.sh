@@ -5,6 +5,8 @@
 # uv installs the pins: it fetches them in parallel, ~5 s on a machine with empty caches where
 # pip took ~75 s (make test builds two of these). uv itself comes from the lock's own pin and
 # hashes, installed by pip. If uv cannot be installed or fails, pip installs the same pins.
+# Bytecode is compiled at install, as pip does: with PYTHONDONTWRITEBYTECODE set (CI sets it)
+# every process would otherwise compile kopf, kubernetes and grpc again at each start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=$1 lock=$2 tag=$3
@@ -27,7 +29,7 @@ with_uv() {
   [ -n "$(uv_pin)" ] || { say "no uv pin in $lock"; return 1; }
   "${pip[@]}" install --require-hashes --no-deps -r <(uv_pin) || return 1
   local uv=("$venv/bin/uv" pip --quiet)
-  "${uv[@]}" install --python "$py" --require-hashes --no-deps -r "$lock" || return 1
+  "${uv[@]}" install --python "$py" --compile-bytecode --require-hashes --no-deps -r "$lock" || return 1
   say "installing jwtmesh and its test harness (testing/), editable"
   "${uv[@]}" install --python "$py" --no-deps --no-build-isolation -e . -e testing || return 1
   "${uv[@]}" check --python "$py" >/dev/null
