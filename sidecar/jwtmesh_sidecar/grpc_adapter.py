@@ -120,10 +120,9 @@ def check_method(service: DecisionService, memo: AnswerMemo | None = None) -> Un
             key = input_key(check_input)
             answer = service.answer_again(memo, key)
             if answer is None:
-                decision, basis, decided_at = service.check_for_memo(check_input)
-                answer = response_bytes(decision)
-                if basis is not None:
-                    memo.put(key, len(request), answer, decision, basis, decided_at)
+                answer = service.decide_and_remember(
+                    check_input, response_bytes, memo, key, len(request)
+                )
             return Reply(answer)
         except Exception:
             log.exception("Check failed; denying")

@@ -158,11 +158,12 @@ class AuthzHttpProtocol(asyncio.Protocol):
             answer = render_response(
                 deny(reasons.BAD_AUTHZ_REQUEST, "unknown authorization path prefix")
             )
+        elif closing:  # never answered from the memo: its fast path leaves connections open
+            answer = render_response(self._service.check(request))
         else:
-            decision, basis, decided_at = self._service.check_for_memo(request)
-            answer = render_response(decision)
-            if basis is not None and not closing:
-                self._memo.put(wire, len(wire), answer, decision, basis, decided_at)
+            answer = self._service.decide_and_remember(
+                request, render_response, self._memo, wire, len(wire)
+            )
         self._transport.write(answer)
         if closing:
             self._transport.close()

@@ -113,17 +113,29 @@ class DecisionService:
                 log.exception("could not write the decision log", extra={"event": "log_failed"})
         return decision
 
-    def check_for_memo(self, request: CheckInput) -> tuple[Decision, Basis | None, float]:
-        """`check`, with what the answer memo needs to tell when the same answer stops
-        holding: the Verifier and policy (taken before deciding, so a swap meanwhile makes
-        the entry miss, never stale) and the decision's clock."""
+    def decide_and_remember(
+        self,
+        request: CheckInput,
+        render: Callable[[Decision], bytes],
+        memo: AnswerMemo,
+        key: Hashable,
+        size: int,
+    ) -> bytes:
+        """`check`, its answer as `render` puts it on the wire, remembered in `memo` under
+        `key` (`size`: the request's bytes on the wire) if it may be given again. The
+        Verifier and policy are taken before deciding, so a swap meanwhile makes the entry
+        miss, never stale."""
         now = self._clock()
         basis = self._basis()
-        return self._check(request, now), basis, now
+        decision = self._check(request, now)
+        answer = render(decision)
+        if basis is not None:
+            memo.put(key, size, answer, decision, basis, now)
+        return answer
 
     def answer_again(self, memo: AnswerMemo, request: Hashable) -> bytes | None:
         """The answer remembered for exactly this request (bytes or key) while it holds,
-        counted in the metrics as a decision; None: decide (`check_for_memo`)."""
+        counted in the metrics as a decision; None: decide (`decide_and_remember`)."""
         inbound = self._inbound
         if inbound is None:
             return None
