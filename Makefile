@@ -33,10 +33,10 @@ typecheck: $(STAMP) ## mypy --strict
 	$(VENV)/bin/mypy
 
 test-fast: $(STAMP) ## unit and property tests only (under a minute: no Envoy, API server or fuzzing campaign)
-	$(PY) -m pytest $(FAST) $(PYTEST_ARGS)
+	$(PY) -m pytest $(FAST) -n auto $(PYTEST_ARGS)
 
 test-min: ## the fast suite on the oldest versions pyproject.toml allows (requirements-min.lock)
-	hack/test-min.sh $(FAST) -n 2
+	hack/test-min.sh $(FAST) -n auto
 
 test: $(STAMP) lint typecheck binaries test-min ## everything: lint, types, oldest versions, unit, property, fuzzing, Envoy and Kubernetes end to end (the real cluster: make e2e)
 	@echo "[test] the tests that measure nothing, $(JOBS) at a time (most wait on an API server)"
