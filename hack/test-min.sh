@@ -10,7 +10,7 @@ lock=requirements-min.lock
 stamp="$venv/.installed-$(cat pyproject.toml testing/pyproject.toml "$lock" | sha1sum | cut -c1-12)"
 say() { echo "[test-min] $*"; }
 if [ ! -e "$stamp" ]; then
-  say "creating $venv from $lock (the oldest allowed versions)"
+  say "$venv: the oldest versions pyproject.toml allows ($lock)"
   hack/venv.sh "$venv" "$lock" test-min
   rm -f "$venv"/.installed-* && touch "$stamp"
 fi

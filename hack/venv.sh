@@ -2,8 +2,8 @@
 # A virtual environment from a lock file: every pin installed with its hash checked, nothing
 # resolved, then jwtmesh and its test harness (testing/) editable.
 #   hack/venv.sh VENV LOCK TAG        (TAG names the step in the lines printed)
-# uv installs the pins: it fetches them in parallel, ~5 s on a machine with empty caches where
-# pip took ~75 s (make test builds two of these). uv itself comes from the lock's own pin and
+# uv installs the pins: it fetches them in parallel, ~20 s with empty caches (bytecode included)
+# where pip took ~75 s; make test builds two of these. uv itself comes from the lock's own pin and
 # hashes, installed by pip. If uv cannot be installed or fails, pip installs the same pins.
 # Bytecode is compiled at install, as pip does: with PYTHONDONTWRITEBYTECODE set (CI sets it)
 # every process would otherwise compile kopf, kubernetes and grpc again at each start.
