@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=.venv-min
 lock=requirements-min.lock
-stamp="$venv/.installed-$(cat pyproject.toml testing/pyproject.toml "$lock" | sha1sum | cut -c1-12)"
+stamp="$venv/.installed-$(cat pyproject.toml testing/pyproject.toml "$lock" hack/venv.sh | sha1sum | cut -c1-12)"
 say() { echo "[test-min] $*"; }
 if [ ! -e "$stamp" ]; then
   say "$venv: the oldest versions pyproject.toml allows ($lock)"

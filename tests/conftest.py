@@ -9,4 +9,4 @@ from jwtmesh_testing.run_order import longest_first
 
 @pytest.hookimpl(tryfirst=True)  # before tests/cluster's own order, which then prevails
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    longest_first(items)  # type: ignore[arg-type]  # list is invariant; each Item fits
+    longest_first(items)

@@ -10,7 +10,7 @@ then those that start Envoy, then the rest. tests/conftest.py applies it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 RUN_FIRST = ("slow", "fuzz", "k8s", "envoy")
 
@@ -27,12 +27,15 @@ class Collected(Protocol):  # what pytest.Item offers that the order needs
     def iter_markers(self) -> Iterable[Mark]: ...
 
 
+T = TypeVar("T", bound=Collected)
+
+
 def _rank(item: Collected) -> int:
     marks = {mark.name for mark in item.iter_markers()}
     return next((n for n, name in enumerate(RUN_FIRST) if name in marks), len(RUN_FIRST))
 
 
-def longest_first(items: list[Collected]) -> None:
+def longest_first(items: list[T]) -> None:
     """Sorts `items` in place by their file's rank: its most urgent mark. Stable, so each
     file's tests stay together and in their own order."""
     file_rank: dict[str, int] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jwtmesh_testing.run_order import Collected, longest_first
+from jwtmesh_testing.run_order import longest_first
 
 
 @dataclass
@@ -32,9 +32,8 @@ def test_files_with_a_slow_test_come_first_then_fuzz_k8s_envoy_and_the_rest() ->
         Item(Path("mixed.py"), "fast", ["envoy"]),
         Item(Path("mixed.py"), "long", ["envoy", "slow"]),
     ]
-    collected: list[Collected] = list(items)
-    longest_first(collected)
-    assert [(str(i.path), i.test) for i in items_of(collected)] == [
+    longest_first(items)
+    assert [(str(i.path), i.test) for i in items] == [
         ("mixed.py", "fast"),  # the whole file moves with its slowest test, in its own order
         ("mixed.py", "long"),
         ("fuzz.py", "a"),
@@ -46,10 +45,5 @@ def test_files_with_a_slow_test_come_first_then_fuzz_k8s_envoy_and_the_rest() ->
 
 def test_files_of_the_same_rank_keep_their_collection_order() -> None:
     items = [Item(Path(name), "t", ["k8s"]) for name in ("b.py", "a.py", "c.py")]
-    collected: list[Collected] = list(items)
-    longest_first(collected)
-    assert [str(i.path) for i in items_of(collected)] == ["b.py", "a.py", "c.py"]
-
-
-def items_of(collected: list[Collected]) -> list[Item]:
-    return [item for item in collected if isinstance(item, Item)]
+    longest_first(items)
+    assert [str(i.path) for i in items] == ["b.py", "a.py", "c.py"]
