@@ -233,8 +233,11 @@ def lra(operator: OperatorProcess, cluster_objects: Any) -> dict[str, Any]:
             create_object(
                 cluster_objects.api, "demo", "serviceidentities", service_identity(name, spec)
             )
-    for name in ("lra-coordinator", "booking", "lra-participant", "lra-ops", "intruder"):
-        cluster_objects.ready_identity("demo", name)
+    for name in wanted:  # each caller's keys in the bundle the coordinator is given
+        issuer = cluster_objects.ready_identity("demo", name)["status"]["issuer"]
+        wait_for(
+            lambda i=issuer: cluster_objects.bundle_kids("demo", i), 30, f"{name}'s published keys"
+        )
     rendered = wait_for(
         lambda: cluster_objects.core.read_namespaced_config_map(
             "lra-coordinator-jwtmesh-policy", "demo"
@@ -242,7 +245,6 @@ def lra(operator: OperatorProcess, cluster_objects: Any) -> dict[str, Any]:
         10,
         "the coordinator's policy ConfigMap",
     )
-    time.sleep(1.5)  # every caller's key in the bundle
     return {"policy": yaml.safe_load(rendered.data["policy.yaml"])}
 
 
