@@ -136,6 +136,26 @@ class ClusterObjects:
         entry = document["issuers"].get(issuer)
         return {k["kid"] for k in entry["jwks"]["keys"]} if entry else set()
 
+    def await_a_publish(self, *namespaces: str) -> None:
+        """Returns once each namespace's bundle holds something that happened after the call:
+        a new identity in each namespace (which also gives it a bundle), its key published.
+        A check that nothing changed in a bundle is made after this, never after a sleep
+        (a slow publish would make the sleep's check pass without looking at anything)."""
+        pending: dict[str, tuple[str, str]] = {}
+        for ns in namespaces:
+            marker = f"marker-{uuid.uuid4().hex[:6]}"
+            create_object(self.api, ns, "serviceidentities", service_identity(marker))
+            status = self.ready_identity(ns, marker)["status"]
+            pending[ns] = (status["issuer"], status["activeKid"])
+
+        def published_everywhere() -> bool:
+            for ns, (issuer, kid) in list(pending.items()):
+                if kid in self.bundle_kids(ns, issuer):
+                    del pending[ns]
+            return not pending
+
+        wait_for(published_everywhere, 30, f"a publish after now in {namespaces}")
+
     def event_reasons(self, namespace: str, name: str) -> set[str]:
         events = self.core.list_namespaced_event(namespace).items
         return {e.reason for e in events if e.involved_object.name == name}
