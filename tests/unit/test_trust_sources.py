@@ -258,7 +258,8 @@ def test_a_hanging_jwks_url_delays_neither_requests_nor_file_reloads(tmp_path: P
         assert took < 0.5, "the hanging fetch does not hold the file poller"
     finally:
         poller.stop()
-        silent.sock.close()
+        silent.sock.close()  # the hanging fetch fails now, while this test's output is captured
+        store.close()  # else its fetcher retries and logs "Connection refused" into later tests
 
 
 def test_a_fetch_that_fails_in_any_way_backs_off_instead_of_spinning() -> None:
