@@ -1,7 +1,8 @@
 """Herald's key rotated three times (forced, `jwtmesh.io/rotate`) while wrk sends Herald's
 tokens to Census's Service, with the kubelet's default sync of mounted ConfigMaps and
 Secrets; during the third rotation the acting operator replica is deleted. Labeled Pods
-are created throughout.
+are created throughout. During the first rotation one token's `jti` is revoked (`make
+demo`'s revoked-token check, timed while the rotations publish).
 
 Herald's `prePublish` is the example's (2 minutes): each new key is published that long
 before Herald's sidecar signs with it. Measured per rotation and per sidecar: the time
@@ -23,7 +24,7 @@ import pytest
 
 from jwtmesh.identity import active_key
 from jwtmesh_testing.realcluster.admission import AdmissionLoop, AdmissionTally, labeled_pod
-from jwtmesh_testing.realcluster.clusterapi import ClusterApi, send, sign
+from jwtmesh_testing.realcluster.clusterapi import ClusterApi, send, sign, token_part
 from jwtmesh_testing.realcluster.daemons import say
 from jwtmesh_testing.realcluster.failover import FailoverRecord, fail_over
 from jwtmesh_testing.realcluster.load import TokenFeed, Wrk, WrkResult
@@ -41,8 +42,16 @@ T = TypeVar("T")
 
 
 @dataclass
+class RevocationRecord:
+    before: str  # Census's answer to the token before its revocation
+    delay: float  # the revocation in the bundle ConfigMap → refused by Census's sidecar
+    after: str  # Census's answer afterwards
+
+
+@dataclass
 class Scenario:
     rotations: list[RotationRecord]
+    revocation: RevocationRecord
     load: WrkResult
     failover: FailoverRecord
     admission: AdmissionTally
@@ -85,6 +94,32 @@ class Background(Generic[T]):
         return outcome
 
 
+def revoke_a_token(api: ClusterApi) -> RevocationRecord:
+    """A TokenRevocation of one token's jti: in the bundle ConfigMap within seconds, in force
+    in Census's sidecar once the kubelet has updated the mounted bundle (its sync period)."""
+    herald = api.identity_keys(DEMO_NAMESPACE, "herald")
+    token = sign(herald, "census.demo", lifetime=600)
+    address, port = api.service_address(DEMO_NAMESPACE, "census")
+    before = send(address, port, "/users/7", token=token)
+    jti = token_part(token, 1)["jti"]
+    api.revoke(DEMO_NAMESPACE, "stolen-token", "herald", jti)
+    poll(
+        "the revocation in the bundle",
+        lambda: jti in api.revoked_jtis(DEMO_NAMESPACE, herald.issuer),
+        30,
+    )
+    published = time.time()
+    poll(
+        "the revocation in force in Census's sidecar",
+        lambda: send(address, port, "/users/7", token=token).status == 401,
+        150,
+        interval=0.25,
+    )
+    delay = time.time() - published
+    say(f"revocation: bundle ConfigMap → in force in Census's sidecar after {delay:.1f} s")
+    return RevocationRecord(str(before), delay, str(send(address, port, "/users/7", token=token)))
+
+
 def run_scenario(kube: Kube, api: ClusterApi, images: LocalImages, workdir: Path) -> Scenario:
     herald = api.identity_keys(DEMO_NAMESPACE, "herald")
     first = active_key(herald, time.time())
@@ -93,6 +128,7 @@ def run_scenario(kube: Kube, api: ClusterApi, images: LocalImages, workdir: Path
     pod = api.pods(DEMO_NAMESPACE, "app=herald")[0].metadata.name
     address, port = api.service_address(DEMO_NAMESPACE, "census")
     token_file = workdir / "token"
+    revocation = Background(lambda: revoke_a_token(api))
     failover = Background(
         lambda: fail_over(api, RELEASE_NAMESPACE, DEMO_NAMESPACE, "herald", herald.issuer)
     )
@@ -103,7 +139,9 @@ def run_scenario(kube: Kube, api: ClusterApi, images: LocalImages, workdir: Path
         rotations = Rotations(
             api, DEMO_NAMESPACE, "herald", verifiers(api), lambda: dict(feed.kid_first_seen)
         )
+        revocation.start()  # its wait for the kubelet overlaps the first rotation's
         records = [rotations.rotate() for _ in range(ROTATIONS - 1)]
+        revoked = revocation.result(timeout=60)
         # The last one with a failover as soon as its key is published (pending).
         records.append(rotations.rotate(on_published=failover.start))
         failed_over = failover.result(timeout=180)
@@ -112,7 +150,7 @@ def run_scenario(kube: Kube, api: ClusterApi, images: LocalImages, workdir: Path
         load = wrk.stop()
     say(f"under load: {load}; {admission.tally}; token feed errors: {feed.errors}")
     return Scenario(
-        records, load, failed_over, admission.tally, first.kid, first_probe, status_after
+        records, revoked, load, failed_over, admission.tally, first.kid, first_probe, status_after
     )
 
 
@@ -157,6 +195,11 @@ def test_each_new_key_is_in_force_in_every_sidecar_before_it_signs(scenario: Sce
         assert record.signing_at >= record.activates_at - 1
     delays = [d for r in scenario.rotations for d in r.delays().values()]
     say(f"bundle ConfigMap written → key in force: {', '.join(f'{d:.1f}' for d in delays)} s")
+
+
+def test_a_revoked_token_is_refused_with_its_reason(scenario: Scenario) -> None:
+    revocation = scenario.revocation
+    assert (revocation.before, revocation.after) == ("200", "401 token_revoked")
 
 
 def test_the_standby_operator_takes_over(scenario: Scenario) -> None:
