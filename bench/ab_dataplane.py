@@ -80,10 +80,9 @@ def render(tree: Path, listen: int, mode: str, port: int) -> dict[str, Any]:
     return config
 
 
-def start_sidecar(tree: Path, workdir: Path, bundle: Path, name: str) -> tuple[Any, int, int]:
-    """`tree`'s sidecar (gRPC and HTTP); returns it and its two ports."""
-    grpc_port, http_port = free_port(), free_port()
-    config = {
+def sidecar_config(grpc_port: int, http_port: int, bundle: Path) -> dict[str, Any]:
+    """Both sides' sidecar configuration (tests/unit/test_bench_configs.py loads it)."""
+    return {
         "identity": bench.AUDIENCE,
         "listen": {"grpc": f"127.0.0.1:{grpc_port}", "http": f"127.0.0.1:{http_port}"},
         "trust": {"bundleFiles": [str(bundle)]},
@@ -91,8 +90,13 @@ def start_sidecar(tree: Path, workdir: Path, bundle: Path, name: str) -> tuple[A
         # the strict configuration, issue 16, refuses this key: compare with refs after it)
         "verification": {"cacheSize": 10_000},
     }
+
+
+def start_sidecar(tree: Path, workdir: Path, bundle: Path, name: str) -> tuple[Any, int, int]:
+    """`tree`'s sidecar (gRPC and HTTP); returns it and its two ports."""
+    grpc_port, http_port = free_port(), free_port()
     path = workdir / f"{name}.json"
-    path.write_text(json.dumps(config))
+    path.write_text(json.dumps(sidecar_config(grpc_port, http_port, bundle)))
     argv = [sys.executable, "-m", "jwtmesh_sidecar.cli", "sidecar", "--config", str(path)]
     process = ManagedProcess(
         name, argv, workdir / f"{name}.log", env={"PYTHONPATH": pythonpath(tree)}
