@@ -12,6 +12,10 @@ PYTEST_ARGS ?=
 # assertions (latency, rates, zero failed requests in a window, RSS) must not share the cores.
 ALONE := soak or timing
 JOBS ?= 3
+# mypy's cache lives outside the checkout, like the Go-built binaries, so a new clone (CI)
+# re-checks only what it cannot find unchanged there: ~27 s cold, ~1 s warm. mypy compares
+# each file's contents, so a cache from another checkout or commit is never trusted blindly.
+MYPY_CACHE ?= $(HOME)/.cache/jwtmesh/mypy
 
 .PHONY: wrk help venv lint typecheck test test-fast test-min lock binaries clean load demo e2e-kind bench profile-grpc cluster cluster-down images e2e
 
@@ -30,7 +34,7 @@ lint: $(STAMP) ## ruff (lint + format check) and the import rules between the ro
 	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP) ## mypy --strict
-	$(VENV)/bin/mypy
+	MYPY_CACHE_DIR=$(MYPY_CACHE) $(VENV)/bin/mypy
 
 test-fast: $(STAMP) ## unit and property tests only (under a minute: no Envoy, API server or fuzzing campaign)
 	$(PY) -m pytest $(FAST) -n auto $(PYTEST_ARGS)
@@ -70,7 +74,7 @@ e2e: $(STAMP) wrk ## make demo's checks, rotation under load, failover, upgrade,
 cluster-down: $(STAMP) ## remove everything `make cluster` started or changed on this machine
 	$(PY) -m jwtmesh_testing.realcluster down
 
-clean: ## remove the venv and caches (the Go-built binaries stay cached)
+clean: ## remove the venv and caches (the Go-built binaries and mypy's cache stay in ~/.cache/jwtmesh)
 	rm -rf $(VENV) .venv-min .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 wrk:
