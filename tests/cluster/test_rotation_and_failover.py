@@ -22,12 +22,13 @@ from typing import Generic, TypeVar
 
 import pytest
 
-from jwtmesh.identity import active_key
+from jwtmesh.identity import IdentityKeys, active_key
 from jwtmesh_testing.realcluster.admission import AdmissionLoop, AdmissionTally, labeled_pod
 from jwtmesh_testing.realcluster.clusterapi import ClusterApi, send, sign, token_part
 from jwtmesh_testing.realcluster.daemons import say
 from jwtmesh_testing.realcluster.failover import FailoverRecord, fail_over
 from jwtmesh_testing.realcluster.load import TokenFeed, Wrk, WrkResult
+from jwtmesh_testing.realcluster.revocation import revoke_and_await_publish
 from jwtmesh_testing.realcluster.rotation import RotationRecord, Rotations, Verifier, poll
 from jwtmesh_testing.realcluster.workloads import (
     DEMO_NAMESPACE,
@@ -94,30 +95,32 @@ class Background(Generic[T]):
         return outcome
 
 
-def revoke_a_token(api: ClusterApi) -> RevocationRecord:
+def revoke_a_token(
+    api: ClusterApi, herald: IdentityKeys, census: tuple[str, int]
+) -> RevocationRecord:
     """A TokenRevocation of one token's jti: in the bundle ConfigMap within seconds, in force
     in Census's sidecar once the kubelet has updated the mounted bundle (its sync period)."""
-    herald = api.identity_keys(DEMO_NAMESPACE, "herald")
     token = sign(herald, "census.demo", lifetime=600)
-    address, port = api.service_address(DEMO_NAMESPACE, "census")
-    before = send(address, port, "/users/7", token=token)
+    before = send(*census, "/users/7", token=token)
     jti = token_part(token, 1)["jti"]
-    api.revoke(DEMO_NAMESPACE, "stolen-token", "herald", jti)
-    poll(
+    published = revoke_and_await_publish(
+        api,
+        DEMO_NAMESPACE,
+        "stolen-token",
+        "herald",
+        herald.issuer,
+        jti,
         "the revocation in the bundle",
-        lambda: jti in api.revoked_jtis(DEMO_NAMESPACE, herald.issuer),
-        30,
     )
-    published = time.time()
     poll(
         "the revocation in force in Census's sidecar",
-        lambda: send(address, port, "/users/7", token=token).status == 401,
+        lambda: send(*census, "/users/7", token=token).status == 401,
         150,
         interval=0.25,
     )
     delay = time.time() - published
     say(f"revocation: bundle ConfigMap → in force in Census's sidecar after {delay:.1f} s")
-    return RevocationRecord(str(before), delay, str(send(address, port, "/users/7", token=token)))
+    return RevocationRecord(str(before), delay, str(send(*census, "/users/7", token=token)))
 
 
 def run_scenario(kube: Kube, api: ClusterApi, images: LocalImages, workdir: Path) -> Scenario:
@@ -128,7 +131,7 @@ def run_scenario(kube: Kube, api: ClusterApi, images: LocalImages, workdir: Path
     pod = api.pods(DEMO_NAMESPACE, "app=herald")[0].metadata.name
     address, port = api.service_address(DEMO_NAMESPACE, "census")
     token_file = workdir / "token"
-    revocation = Background(lambda: revoke_a_token(api))
+    revocation = Background(lambda: revoke_a_token(api, herald, (address, port)))
     failover = Background(
         lambda: fail_over(api, RELEASE_NAMESPACE, DEMO_NAMESPACE, "herald", herald.issuer)
     )

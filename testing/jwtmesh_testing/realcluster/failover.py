@@ -16,6 +16,7 @@ from typing import Any
 
 from jwtmesh_testing.realcluster.clusterapi import ClusterApi
 from jwtmesh_testing.realcluster.daemons import say
+from jwtmesh_testing.realcluster.revocation import revoke_and_await_publish
 from jwtmesh_testing.realcluster.rotation import poll
 
 OPERATOR_SELECTOR = "app.kubernetes.io/name=jwtmesh,app.kubernetes.io/component=operator"
@@ -59,15 +60,15 @@ def fail_over(
         0.2,
     )
     left_at = time.time()
-    jti = secrets.token_urlsafe(16)
-    api.revoke(namespace, f"failover-{int(left_at)}", identity, jti)
-    poll(
+    revoked_at = revoke_and_await_publish(
+        api,
+        namespace,
+        f"failover-{int(left_at)}",
+        identity,
+        issuer,
+        secrets.token_urlsafe(16),
         "a revocation published by the standby",
-        lambda: jti in api.revoked_jtis(namespace, issuer),
-        60,
-        0.2,
     )
-    revoked_at = time.time()
     successor = api.acting_operator(system)
     poll(
         "two Ready operator replicas again",
