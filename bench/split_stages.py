@@ -142,7 +142,13 @@ class Stack:
         return run
 
     def evaluate_policy(self, verified: VerifiedToken) -> None:
-        caller = Caller(verified.issuer, verified.subject, verified.claims, verified.namespace)
+        caller = Caller(
+            verified.issuer,
+            verified.subject,
+            verified.claims,
+            verified.namespace,
+            verified.subject_bound,
+        )
         evaluate(self.policy, method="GET", path="/users/1", caller=caller)
 
     def adapter(

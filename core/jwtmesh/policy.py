@@ -98,12 +98,20 @@ def glob_to_regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who a verified token says is calling (namespace: a mesh identity's, from the bundle)."""
+    """Who a verified token says is calling (namespace: a mesh identity's, from the bundle).
+    `subject_bound`: the bundle binds `subject` to `issuer` (a mesh identity). An external
+    issuer (an IdP) may put any `sub` in its tokens, `herald.default` included, so a policy
+    names such a subject only together with its issuer."""
 
     issuer: str
     subject: str
     claims: Mapping[str, Any]
     namespace: str | None = None
+    subject_bound: bool = False
+
+    def is_subject(self, subjects: frozenset[str] | str, issuer_named: bool) -> bool:
+        named = self.subject == subjects if isinstance(subjects, str) else self.subject in subjects
+        return named and (self.subject_bound or issuer_named)
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,7 @@ class RoleMember:
     def matches(self, caller: Caller) -> bool:
         return (
             (self.issuer is None or caller.issuer == self.issuer)
-            and (self.subject is None or caller.subject == self.subject)
+            and (self.subject is None or caller.is_subject(self.subject, self.issuer is not None))
             and (self.namespace is None or caller.namespace == self.namespace)
             and all(requirement.holds(caller.claims) for requirement in self.claims)
         )
@@ -212,7 +220,7 @@ def evaluate(policy: Policy, *, method: str, path: str, caller: Caller) -> Polic
     if rule is not None:
         if rule.issuers and caller.issuer not in rule.issuers:
             return _deny(policy, reasons.ISSUER_NOT_ALLOWED.code, rule.name)
-        if rule.subjects and caller.subject not in rule.subjects:
+        if rule.subjects and not caller.is_subject(rule.subjects, bool(rule.issuers)):
             return _deny(policy, reasons.SUBJECT_NOT_ALLOWED.code, rule.name)
         if rule.roles and not policy.holds_any(caller, rule.roles):
             return _deny(policy, reasons.ROLE_REQUIRED.code, rule.name)

@@ -43,7 +43,10 @@ def failed_requirement(
     if reason == reasons.ISSUER_NOT_ALLOWED.code:
         return f"issuer one of [{listed(sorted(rule.issuers))}]; the caller's is {caller.issuer!r}"
     if reason == reasons.SUBJECT_NOT_ALLOWED.code:
-        return f"subject one of [{listed(sorted(rule.subjects))}]; the caller is {caller.subject!r}"
+        wanted = f"subject one of [{listed(sorted(rule.subjects))}]"
+        if caller.subject in rule.subjects:  # named, but by an issuer that may say any sub
+            return f"{wanted} of a mesh identity; {caller.issuer!r} is not one (name it in issuers)"
+        return f"{wanted}; the caller is {caller.subject!r}"
     if reason == reasons.ROLE_REQUIRED.code:
         return f"one of the roles [{listed(sorted(rule.roles))}]; {caller.subject!r} holds none"
     if reason == reasons.CLAIM_REQUIREMENT_FAILED.code:

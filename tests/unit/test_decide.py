@@ -11,7 +11,7 @@ from jwtmesh.policy import ALLOW_ALL, Policy, policy_from_dict
 from jwtmesh.tokens.errors import MissingToken
 from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.mint import mint_token
-from jwtmesh.tokens.trust import IssuerTrust, TrustBundle
+from jwtmesh.tokens.trust import IssuerTrust, MeshIdentity, TrustBundle
 from jwtmesh.tokens.verify import Verifier, VerifierSettings
 from jwtmesh_sidecar.decide import (
     CheckInput,
@@ -110,6 +110,18 @@ def test_a_policy_denial_is_a_403() -> None:
         check({"authorization": f"Bearer {token()}"}, path="/x"), inbound(policy), NOW
     )
     assert (decision.status, decision.reason) == (403, "no_matching_rule")
+
+
+@pytest.mark.parametrize(("mesh", "allowed"), [(True, True), (False, False)])
+def test_a_policy_subject_is_the_mesh_identitys_not_any_issuers(mesh: bool, allowed: bool) -> None:
+    """The same sub from a mesh issuer (bound by the bundle) and from an external one."""
+    binding = MeshIdentity(subject="herald") if mesh else None
+    bundle = TrustBundle({ISS: IssuerTrust({KEY.kid: KEY.public}, mesh=binding)})
+    verifier = Verifier(bundle, VerifierSettings(audience="census"))
+    policy = policy_from_dict({"rules": [{"paths": ["/x"], "subjects": ["herald"]}]})
+    request = check({"authorization": f"Bearer {token()}"})
+    decision = decide_inbound(request, inbound(policy, verifier), NOW)
+    assert decision.allowed is allowed, decision.reason
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,8 @@ KEYS = Keys.generate()
 REVOKED, CUTOFF = "stolen", NOW - 200
 CASES = catalogue(KEYS, NOW, revoked_jti=REVOKED, cutoff=CUTOFF)
 POLICY = {
-    "roles": {"reader": [{"subject": "herald.a"}]},
+    # Issuer A is external here (no mesh binding), so its subject is named with it.
+    "roles": {"reader": [{"subject": "herald.a", "issuer": KEYS.issuer_a}]},
     "rules": [
         {"name": "read", "paths": [{"prefix": "/read"}], "methods": ["GET"], "roles": ["reader"]},
         {"name": "admin", "paths": [{"prefix": "/admin"}], "subjects": ["root.a"]},
@@ -200,6 +201,18 @@ def test_a_policy_refusal_names_the_rule_and_the_failed_requirement(
     assert report["policy"]["rule"] == "admin"
     assert report["policy"]["failedRequirement"] == (
         "rule 'admin' requires subject one of [root.a]; the caller is 'herald.a'"
+    )
+
+
+def test_a_subject_named_by_an_external_issuer_is_explained(
+    setup: tuple[Path, Sidecar],
+) -> None:
+    config, _ = setup
+    code, report = explained(config, _good(subject="root.a"), "--path", "/admin")
+    assert code == 1
+    assert report["policy"]["failedRequirement"] == (
+        "rule 'admin' requires subject one of [root.a] of a mesh identity; "
+        f"{KEYS.issuer_a!r} is not one (name it in issuers)"
     )
 
 

@@ -15,12 +15,14 @@ MESH = "https://jwtmesh.cluster.local/ns/demo/"
 SHOP = "https://jwtmesh.cluster.local/ns/shop/"
 IDP = "https://idp.example.com/realms/ops"
 CALLERS = {
-    "client": Caller(MESH + "booking", "booking.demo", {}, "demo"),
+    "client": Caller(MESH + "booking", "booking.demo", {}, "demo", subject_bound=True),
     "client (by namespace)": Caller(
-        "https://jwtmesh.cluster.local/ns/shop/cart", "cart.shop", {}, "shop"
+        "https://jwtmesh.cluster.local/ns/shop/cart", "cart.shop", {}, "shop", subject_bound=True
     ),
-    "system": Caller(MESH + "lra-participant", "lra-participant.demo", {}, "demo"),
-    "admin": Caller(MESH + "lra-ops", "lra-ops.demo", {}, "demo"),
+    "system": Caller(
+        MESH + "lra-participant", "lra-participant.demo", {}, "demo", subject_bound=True
+    ),
+    "admin": Caller(MESH + "lra-ops", "lra-ops.demo", {}, "demo", subject_bound=True),
     "admin (IdP group)": Caller(IDP, "alice", {"groups": ["lra-admins"]}),
 }
 # Every Coordinator and RecoveryCoordinator endpoint, with the one role it admits.
@@ -70,7 +72,7 @@ def test_each_endpoint_admits_only_its_role(
     [
         Caller(MESH + "intruder", "intruder.demo", {"roles": ["admin"], "groups": ["lra-admins"]}),
         Caller("https://idp.example.com/realms/other", "mallory", {"groups": ["lra-admins"]}),
-        Caller(MESH + "booking", "booking.demo", {}, "shop"),
+        Caller(MESH + "booking", "booking.demo", {}, "shop", subject_bound=True),
     ],
     ids=[
         "a mesh caller asserting roles itself",
@@ -83,6 +85,13 @@ def test_claims_a_caller_makes_about_itself_give_it_no_role(caller: Caller) -> N
         assert not evaluate(POLICY, method=method, path=path, caller=caller).allowed or (
             caller.subject == "booking.demo"
         )
+
+
+def test_an_idp_user_whose_sub_is_a_mesh_identitys_holds_none_of_its_roles() -> None:
+    """`subject: booking.demo` names the mesh identity; an IdP may issue that sub too."""
+    impostor = Caller(IDP, "booking.demo", {})
+    for _rule, method, path, _role in ENDPOINTS:
+        assert not evaluate(POLICY, method=method, path=path, caller=impostor).allowed, path
 
 
 def test_anything_not_listed_is_denied() -> None:

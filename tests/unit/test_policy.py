@@ -16,8 +16,10 @@ def decide(
     claims: dict[str, Any] | None = None,
     issuer: str = "https://a",
     subject: str = "herald.a",
+    bound: bool = True,  # a mesh identity's sub, bound to its issuer by the bundle
 ) -> Any:
-    return evaluate(policy, method=method, path=path, caller=Caller(issuer, subject, claims or {}))
+    caller = Caller(issuer, subject, claims or {}, subject_bound=bound)
+    return evaluate(policy, method=method, path=path, caller=caller)
 
 
 POLICY = policy_from_dict(
@@ -104,6 +106,29 @@ CASES = [
     ("encoded slash is ambiguous", "GET", "/admin%2Fx", {}, {}, False, "ambiguous_path"),
     ("default deny", "GET", "/elsewhere", {}, {}, False, "no_matching_rule"),
 ]
+
+
+def test_a_subject_named_alone_is_a_mesh_identitys_not_an_idps() -> None:
+    """An external issuer may put any sub in its tokens; naming it needs the issuer too."""
+    alone = policy_from_dict({"rules": [{"paths": ["/a"], "subjects": ["herald.a"]}]})
+    assert decide(alone, path="/a").allowed
+    assert decide(alone, path="/a", bound=False).reason == "subject_not_allowed"
+    with_issuer = policy_from_dict(
+        {"rules": [{"paths": ["/a"], "subjects": ["herald.a"], "issuers": ["https://a"]}]}
+    )
+    assert decide(with_issuer, path="/a", bound=False).allowed
+    roles = policy_from_dict(
+        {
+            "roles": {
+                "r": [{"subject": "herald.a"}],
+                "idp": [{"subject": "alice", "issuer": "https://a"}],
+            },
+            "rules": [{"paths": ["/r"], "roles": ["r"]}, {"paths": ["/i"], "roles": ["idp"]}],
+        }
+    )
+    assert decide(roles, path="/r").allowed
+    assert decide(roles, path="/r", bound=False).reason == "role_required"
+    assert decide(roles, path="/i", subject="alice", bound=False).allowed
 
 
 @pytest.mark.parametrize(

@@ -115,11 +115,22 @@ POLICY = policy_from_dict(
 @pytest.mark.parametrize(
     ("caller", "method", "allowed"),
     [
-        (Caller("https://m/ns/prod/herald", "herald.prod", {}, "prod"), "GET", True),
-        (Caller("https://m/ns/ops/any", "any.ops", {}, "ops"), "GET", True),
-        (Caller("https://m/ns/dev/x", "x.dev", {"groups": ["admins"]}, "dev"), "DELETE", False),
+        (
+            Caller("https://m/ns/prod/herald", "herald.prod", {}, "prod", subject_bound=True),
+            "GET",
+            True,
+        ),
+        (Caller("https://m/ns/ops/any", "any.ops", {}, "ops", subject_bound=True), "GET", True),
+        (
+            Caller(
+                "https://m/ns/dev/x", "x.dev", {"groups": ["admins"]}, "dev", subject_bound=True
+            ),
+            "DELETE",
+            False,
+        ),
         (Caller(IDP, "alice", {"groups": ["admins"]}), "DELETE", True),
         (Caller(IDP, "bob", {"groups": ["users"]}), "GET", False),
+        (Caller(IDP, "herald.prod", {}), "GET", False),
     ],
     ids=[
         "a bound subject",
@@ -127,6 +138,7 @@ POLICY = policy_from_dict(
         "claims from the wrong issuer",
         "an IdP group",
         "an IdP user without the group",
+        "an IdP user whose sub is a mesh identity's",
     ],
 )
 def test_roles_are_what_the_callees_policy_binds(

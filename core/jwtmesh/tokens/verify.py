@@ -54,6 +54,8 @@ class VerifiedToken:
     expires_at: float
     claims: dict[str, Any] = field(repr=False)
     namespace: str | None = None  # a mesh identity's namespace, from the bundle
+    # The bundle binds this sub to the issuer (a mesh identity): a policy may name it alone.
+    subject_bound: bool = False
 
     @cached_property
     def claims_b64(self) -> str:
@@ -190,4 +192,5 @@ class Verifier:
             expires_at=expires_at,
             claims=claims,
             namespace=trust.mesh.namespace if trust.mesh is not None else None,
+            subject_bound=trust.mesh is not None,
         )
