@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from jwtmesh.tokens.keys import VerificationKey
 from jwtmesh.tokens.trust import IssuerTrust, MeshIdentity, TrustBundle
+from jwtmesh.tokens.verify import MAX_LEEWAY
 
 CONFIGMAP_LIMIT = 1024 * 1024  # etcd's object limit for a ConfigMap's data
-LEEWAY = 30.0
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ def build_bundle(
     meshes: Mapping[str, MeshIdentity] | None = None,
 ) -> TrustBundle:
     """Issuer → keys from every identity's Secret, minus compromised kids, with revocations.
-    A jti revocation is dropped once its token could no longer verify anyway."""
+    A jti revocation is dropped once its token could no longer verify anyway: past its exp
+    plus the largest leeway a verifier may allow (a sidecar's own is at most that)."""
     compromised: dict[str, set[str]] = {}
     jtis: dict[str, dict[str, float]] = {}
     cutoffs: dict[str, float] = {}
@@ -36,7 +37,7 @@ def build_bundle(
         if revocation.kid is not None:
             compromised.setdefault(revocation.issuer, set()).add(revocation.kid)
         elif revocation.jti is not None and revocation.expires_at is not None:
-            if revocation.expires_at + LEEWAY >= now:
+            if revocation.expires_at + MAX_LEEWAY >= now:
                 jtis.setdefault(revocation.issuer, {})[revocation.jti] = revocation.expires_at
         elif revocation.issued_before is not None:
             cutoffs[revocation.issuer] = max(

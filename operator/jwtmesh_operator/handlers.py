@@ -270,7 +270,8 @@ async def _revocation_event(record: RevocationRecord, body: Any, memo: Any) -> N
                 state.scheduler.now(key)
     publish(state)
     if state.acting.is_set():
-        await report_revocation(state, body, record, found.identities)
+        records = revocation_records(state.indexes)
+        await report_revocation(state, body, record, records, found.identities)
 
 
 @kopf.on.event(*REVOCATIONS)

@@ -9,7 +9,7 @@ from typing import Any
 from jwtmesh_operator import conditions as cond
 from jwtmesh_operator.bundles import Revocation
 from jwtmesh_operator.desired import iso
-from jwtmesh_operator.revocations import ACCEPTED, RevocationRecord, judge
+from jwtmesh_operator.revocations import ACCEPTED, RevocationRecord, judge_all
 from jwtmesh_operator.spec import API_GROUP, API_VERSION
 from jwtmesh_operator.state import OperatorState
 from jwtmesh_operator.tenancy import Resolved
@@ -19,10 +19,13 @@ async def report_revocation(
     state: OperatorState,
     body: Any,
     record: RevocationRecord,
+    records: list[RevocationRecord],
     identities: Mapping[tuple[str, str], Resolved],
 ) -> None:
+    """`records`: every revocation, this one among them (a namespace's budget counts all)."""
     now = state.clock()
-    verdict = judge(record, identities, now)
+    others = [r for r in records if (r.namespace, r.name) != (record.namespace, record.name)]
+    verdict = judge_all([*others, record], identities, now)[(record.namespace, record.name)]
     accepted = isinstance(verdict, Revocation)
     reason = ACCEPTED if isinstance(verdict, Revocation) else verdict.reason
     if isinstance(verdict, Revocation):

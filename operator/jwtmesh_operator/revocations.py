@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from jwtmesh.tokens.verify import MAX_LEEWAY
 from jwtmesh_operator.bundles import Revocation
 from jwtmesh_operator.tenancy import Refusal, Resolved
 
@@ -23,7 +24,12 @@ CROSS_NAMESPACE = "CrossNamespace"  # names an issuer or identity outside its na
 UNKNOWN_IDENTITY = "UnknownIdentity"  # names an identity (or issuer) that does not exist
 FUTURE_CUTOFF = "FutureCutoff"  # issuedBefore later than now: it would revoke future tokens
 INVALID_REVOCATION = "InvalidRevocation"  # a time that does not parse
+TOO_MANY_REVOCATIONS = "TooManyRevocations"  # over its namespace's jti revocations in force
 MAX_CUTOFF_AHEAD = 60.0  # seconds of clock skew tolerated for issuedBefore
+# Every jti revocation is in every namespace's bundle until its token expires (70 to 330 bytes
+# each), so one namespace's TokenRevocations could otherwise fill the trust domain's bundle
+# for all. A real incident needs a few; many tokens at once are one issuedBefore or kid.
+MAX_JTI_REVOCATIONS_PER_NAMESPACE = 1000
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,34 @@ def judge(
     )
 
 
+def judge_all(
+    records: list[RevocationRecord], identities: Mapping[tuple[str, str], Resolved], now: float
+) -> dict[tuple[str | None, str], Revocation | Refusal]:
+    """Each revocation's verdict, (namespace, name) → it, with each namespace's budget of jti
+    revocations in force applied: past it, the ones expiring last are refused."""
+    verdicts: dict[tuple[str | None, str], Revocation | Refusal] = {
+        (record.namespace, record.name): judge(record, identities, now) for record in records
+    }
+    in_force: dict[str, list[tuple[float, str]]] = {}
+    for (namespace, name), verdict in verdicts.items():
+        if namespace is None or not isinstance(verdict, Revocation):
+            continue  # a cluster admin's ClusterTokenRevocations are not budgeted
+        expires_at = verdict.expires_at
+        if verdict.jti is not None and expires_at is not None and expires_at + MAX_LEEWAY >= now:
+            in_force.setdefault(namespace, []).append((expires_at, name))
+    for namespace, entries in in_force.items():
+        for _, name in sorted(entries)[MAX_JTI_REVOCATIONS_PER_NAMESPACE:]:
+            verdicts[(namespace, name)] = Refusal(
+                TOO_MANY_REVOCATIONS,
+                f"namespace {namespace!r} has more than {MAX_JTI_REVOCATIONS_PER_NAMESPACE} "
+                "token (jti) revocations in force; those expiring last are refused: revoke "
+                "many tokens with issuedBefore or kid, and delete revocations no longer needed",
+            )
+    return verdicts
+
+
 def effective(
     records: list[RevocationRecord], identities: Mapping[tuple[str, str], Resolved], now: float
 ) -> list[Revocation]:
-    verdicts = (judge(record, identities, now) for record in records)
+    verdicts = judge_all(records, identities, now).values()
     return [verdict for verdict in verdicts if isinstance(verdict, Revocation)]

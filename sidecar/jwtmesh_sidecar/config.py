@@ -24,6 +24,7 @@ from jwtmesh.tokens.verify import (
     DEFAULT_LEEWAY,
     DEFAULT_MAX_LIFETIME,
     DEFAULT_MAX_TOKEN_BYTES,
+    MAX_LEEWAY,
     VerifierSettings,
 )
 from jwtmesh_sidecar.decide import TokenSettings
@@ -95,7 +96,7 @@ class TokenModel(StrictModel):
 
 
 class VerificationModel(StrictModel):
-    leeway_seconds: float = Field(default=DEFAULT_LEEWAY, ge=0, le=300)
+    leeway_seconds: float = Field(default=DEFAULT_LEEWAY, ge=0, le=MAX_LEEWAY)
     max_lifetime_seconds: float = Field(default=DEFAULT_MAX_LIFETIME, ge=1, le=86_400)
     max_token_bytes: int = Field(default=DEFAULT_MAX_TOKEN_BYTES, ge=256, le=1 << 20)
     require_jti: bool = True

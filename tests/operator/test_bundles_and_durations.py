@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from jwtmesh.tokens.errors import Revoked
 from jwtmesh.tokens.keys import generate_signing_key
-from jwtmesh_operator.bundles import LEEWAY, Revocation, build_bundle, compromised_kids
+from jwtmesh.tokens.mint import mint_token
+from jwtmesh.tokens.trust import IssuerTrust, TrustBundle
+from jwtmesh.tokens.verify import MAX_LEEWAY, Verifier, VerifierSettings
+from jwtmesh_operator.bundles import Revocation, build_bundle, compromised_kids
 from jwtmesh_operator.durations import format_duration, parse_duration
 
 NOW = 1_800_000_000.0
@@ -30,10 +34,30 @@ def test_a_compromised_kid_leaves_only_its_own_issuer() -> None:
 
 
 def test_a_jti_revocation_lasts_until_its_token_could_no_longer_verify() -> None:
-    live = Revocation(issuer=HERALD, jti="live", expires_at=NOW - LEEWAY)
-    gone = Revocation(issuer=HERALD, jti="gone", expires_at=NOW - LEEWAY - 1)
+    live = Revocation(issuer=HERALD, jti="live", expires_at=NOW - MAX_LEEWAY)
+    gone = Revocation(issuer=HERALD, jti="gone", expires_at=NOW - MAX_LEEWAY - 1)
     bundle = build_bundle(PUBLISHED, [live, gone], NOW)
-    assert dict(bundle.issuers[HERALD].revoked_jtis) == {"live": NOW - LEEWAY}
+    assert dict(bundle.issuers[HERALD].revoked_jtis) == {"live": NOW - MAX_LEEWAY}
+
+
+def test_a_revoked_token_is_refused_by_a_sidecar_with_the_largest_leeway_until_it_expires() -> None:
+    """A sidecar allowed the most leeway accepts a token until exp + MAX_LEEWAY; the
+    revocation must still be in the bundle at every moment before that."""
+    key = generate_signing_key()
+    token = mint_token(
+        key, issuer=HERALD, subject="herald", audience="census", now=NOW, lifetime=60
+    )
+    exp = NOW + 60
+    settings = VerifierSettings(audience="census", leeway=MAX_LEEWAY, require_jti=True)
+    jti = (
+        Verifier(TrustBundle({HERALD: IssuerTrust({key.kid: key.public})}), settings)
+        .verify(token, NOW)
+        .jti
+    )
+    for at in (exp, exp + 31, exp + MAX_LEEWAY - 0.5):
+        bundle = build_bundle({HERALD: {key.kid: key.public}}, [Revocation(HERALD, jti, exp)], at)
+        with pytest.raises(Revoked):
+            Verifier(bundle, settings).verify(token, at)
 
 
 def test_of_several_cutoffs_for_one_issuer_the_latest_wins() -> None:

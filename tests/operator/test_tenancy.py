@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from jwtmesh_operator.revocations import RevocationRecord, judge
+from jwtmesh_operator.revocations import (
+    MAX_JTI_REVOCATIONS_PER_NAMESPACE,
+    RevocationRecord,
+    effective,
+    judge,
+    judge_all,
+)
 from jwtmesh_operator.tenancy import (
     Grant,
     IdentityRecord,
@@ -190,3 +196,31 @@ def test_a_revocation_reaches_its_own_namespace_only(
 ) -> None:
     verdict = judge(RevocationRecord("r", namespace, spec), IDENTITIES, NOW)
     assert (verdict.reason if isinstance(verdict, Refusal) else "accepted") == outcome
+
+
+def test_one_namespace_cannot_fill_every_bundle_with_jti_revocations() -> None:
+    """Past its budget of jti revocations in force, a namespace's revocations expiring last
+    are refused (the attacker's far-future ones first); other namespaces keep theirs."""
+    soon, late = "2027-01-15T08:00:00Z", "9999-12-31T23:59:59Z"
+    flood = [
+        RevocationRecord(
+            f"f{i}", "dev", {"identity": "own", "jti": f"{i:0256d}", "expiresAt": late}
+        )
+        for i in range(MAX_JTI_REVOCATIONS_PER_NAMESPACE)
+    ]
+    real = RevocationRecord("stolen", "dev", {"identity": "own", "jti": "s", "expiresAt": soon})
+    expired = RevocationRecord(
+        "old", "dev", {"identity": "own", "jti": "o", "expiresAt": "2020-01-01T00:00:00Z"}
+    )
+    prod = RevocationRecord("p", "prod", {"identity": "payments", "jti": "p", "expiresAt": late})
+    verdicts = judge_all([*flood, real, expired, prod], IDENTITIES, NOW)
+    refused = [key for key, v in verdicts.items() if isinstance(v, Refusal)]
+    assert refused == [("dev", f"f{MAX_JTI_REVOCATIONS_PER_NAMESPACE - 1}")]
+    assert verdicts[("dev", f"f{MAX_JTI_REVOCATIONS_PER_NAMESPACE - 1}")].reason == (
+        "TooManyRevocations"
+    )
+    kept = effective([*flood, real, expired, prod], IDENTITIES, NOW)
+    assert {r.jti for r in kept} >= {"s", "p"}, "the real one and another namespace's stay"
+    assert len([r for r in kept if r.issuer.endswith("/ns/dev/own")]) == (
+        MAX_JTI_REVOCATIONS_PER_NAMESPACE + 1  # the expired one costs no budget
+    )

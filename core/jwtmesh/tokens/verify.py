@@ -29,6 +29,9 @@ from jwtmesh.tokens.keys import verify_signature
 from jwtmesh.tokens.trust import TrustBundle
 
 DEFAULT_LEEWAY = 30.0
+# The most clock skew a verifier may be configured to tolerate: a revoked token stays in
+# the bundle until its exp plus this, so no verifier accepts it after its revocation left.
+MAX_LEEWAY = 300.0
 DEFAULT_MAX_LIFETIME = 3600.0
 DEFAULT_MAX_TOKEN_BYTES = 8192
 DEFAULT_CACHE_SIZE = 10_000
