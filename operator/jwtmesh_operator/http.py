@@ -1,6 +1,5 @@
 """HTTP for verifiers outside the cluster and for the kubelet and Prometheus.
 
-- `/.well-known/jwks.json`: every published key (kids are thumbprints, so they never clash);
 - `<issuer path>/.well-known/openid-configuration` and `<issuer path>/jwks.json`: per issuer,
   for issuers under the configured public URL only: the full issuer is that URL plus the
   request path, so an issuer of another origin is never served at a look-alike path, and
@@ -9,6 +8,9 @@
   and once the injection webhook, if served, listens), `/metrics`. Every JWKS answer
   is 503 (never cached) while there is nothing trustworthy to serve: not synced yet,
   standing by, or no key published at all.
+
+There is no merged `/.well-known/jwks.json` (404, saying why): a verifier that takes an
+issuer's keys from a set holding every issuer's would accept any namespace's key for it.
 """
 
 from __future__ import annotations
@@ -161,6 +163,12 @@ def metrics_text(state: OperatorState) -> str:
     return "\n".join(lines) + "\n"
 
 
+MERGED_JWKS_REFUSED = (
+    "keys are served per issuer: <issuer>/jwks.json (or its .well-known/openid-configuration);"
+    " one set of every issuer's keys would let any namespace's key verify as any issuer\n"
+)
+
+
 def unavailable(reason: str) -> web.HTTPServiceUnavailable:
     """503 that no cache keeps: a verifier must ask again, never remember "no keys"."""
     return web.HTTPServiceUnavailable(
@@ -183,11 +191,8 @@ def make_app(state: OperatorState, sources: Callable[[], BundleSources | None]) 
             headers={"cache-control": "max-age=60"},
         )
 
-    async def all_keys(_: web.Request) -> web.Response:
-        keys = [key for issuer in current().published.values() for key in issuer.values()]
-        if not keys:
-            raise unavailable("no published keys: nothing trustworthy to serve")
-        return as_json(jwks(keys))
+    async def no_merged_keys(_: web.Request) -> web.Response:
+        raise web.HTTPNotFound(text=MERGED_JWKS_REFUSED)
 
     base = state.config.public_base_url
 
@@ -219,7 +224,7 @@ def make_app(state: OperatorState, sources: Callable[[], BundleSources | None]) 
         return web.Response(text=metrics_text(state), content_type="text/plain")
 
     app = web.Application()
-    app.router.add_get("/.well-known/jwks.json", all_keys)
+    app.router.add_get("/.well-known/jwks.json", no_merged_keys)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

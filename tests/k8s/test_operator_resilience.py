@@ -69,9 +69,14 @@ def test_two_replicas_one_acts_through_the_lease_and_the_other_takes_over(
         standby = second if acting is first else first
 
         # The standing-by replica indexes everything too: its JWKS has the new key.
+        census_jwks = f"/ns/{ns}/census/jwks.json"
+
         def same_keys() -> bool:
-            keys = json.loads(standby.get("/.well-known/jwks.json"))["keys"]
-            return bool(keys) and keys == json.loads(acting.get("/.well-known/jwks.json"))["keys"]
+            try:
+                keys = json.loads(standby.get(census_jwks))["keys"]
+            except OSError:  # 404 until the standby has indexed the identity
+                return False
+            return bool(keys) and keys == json.loads(acting.get(census_jwks))["keys"]
 
         wait_for(same_keys, 10, "the standby serves the acting replica's keys")
 

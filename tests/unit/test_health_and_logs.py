@@ -155,7 +155,7 @@ def test_the_operator_answers_503_until_it_has_something_trustworthy() -> None:
         async with TestClient(TestServer(_operator_app(readiness, published))) as client:
 
             async def ask(step: str) -> None:
-                for path in ("/readyz", "/.well-known/jwks.json"):
+                for path in ("/readyz", "/ns/a/h/jwks.json"):
                     answer = await client.get(path)
                     seen.append(
                         (f"{step} {path}", answer.status, answer.headers.get("cache-control"))
@@ -170,12 +170,29 @@ def test_the_operator_answers_503_until_it_has_something_trustworthy() -> None:
 
     assert asyncio.run(scenario()) == [
         ("before sync /readyz", 503, "no-store"),
-        ("before sync /.well-known/jwks.json", 503, "no-store"),
+        ("before sync /ns/a/h/jwks.json", 503, "no-store"),
         ("synced, no keys /readyz", 200, None),
-        ("synced, no keys /.well-known/jwks.json", 503, "no-store"),
+        ("synced, no keys /ns/a/h/jwks.json", 404, None),
         ("synced, a key /readyz", 200, None),
-        ("synced, a key /.well-known/jwks.json", 200, "max-age=60"),
+        ("synced, a key /ns/a/h/jwks.json", 200, "max-age=60"),
     ]
+
+
+def test_no_merged_jwks_is_served() -> None:
+    """One set of every issuer's keys would let a verifier that reads an issuer's keys from
+    it accept any namespace's key for that issuer: only per-issuer sets are served."""
+
+    async def scenario() -> tuple[int, str]:
+        readiness = Readiness()
+        readiness.synced = True
+        published = {"https://jwtmesh.test/ns/a/h": {KEY.kid: KEY.public}}
+        async with TestClient(TestServer(_operator_app(readiness, published))) as client:
+            answer = await client.get("/.well-known/jwks.json")
+            return answer.status, await answer.text()
+
+    status, text = asyncio.run(scenario())
+    assert status == 404
+    assert "per issuer: <issuer>/jwks.json" in text
 
 
 def test_a_standby_replica_is_ready_and_serves_keys_once_synced() -> None:
