@@ -21,6 +21,7 @@ from jwtmesh_operator.injection import (
     InjectionError,
     InjectionSettings,
     inject,
+    key_mount_refusal,
 )
 from jwtmesh_operator.spec import API_GROUP, API_VERSION, IDENTITY_LABEL
 from jwtmesh_operator.tenancy import resolve, service_account_refusal
@@ -63,7 +64,7 @@ async def inject_sidecars(body: Any, labels: Any, patch: Any, memo: Any, **kwarg
         )
     refusal = service_account_refusal(
         record, spec.get("serviceAccountName") or _DEFAULT_SERVICE_ACCOUNT
-    )
+    ) or key_mount_refusal(spec, record.secret_name)
     if refusal is not None:
         raise _refused(refusal)
     # The acting operator resolved the audience (grants included) into status; before it

@@ -43,10 +43,11 @@ BODY_LIMIT = 1 << 20  # the sidecar reads at most 1 MiB of body per check
 
 SIDECAR = "jwtmesh-sidecar"
 ENVOY = "jwtmesh-envoy"
+KEY_VOLUME = "jwtmesh-identity"  # the private keys: mounted into the sidecar only
 MOUNTS = {
     "jwtmesh-bundle": "/etc/jwtmesh/bundle",
     "jwtmesh-policy": "/etc/jwtmesh/policy",
-    "jwtmesh-identity": "/etc/jwtmesh/identity",
+    KEY_VOLUME: "/etc/jwtmesh/identity",
 }
 AUTHZ_PORT = 15004
 TOKEN_PORT = 15003
@@ -168,6 +169,27 @@ def inject(
     )
 
 
+def key_mount_refusal(spec: Mapping[str, Any], secret_name: str) -> str | None:
+    """Why a Pod may not have its identity injected as written, or None: only the injected
+    sidecar mounts the private keys, so none of the Pod's own containers may mount the
+    volume injection adds (by its name), nor may the Pod mount the key Secret itself."""
+    for volume in spec.get("volumes") or []:
+        if (volume.get("secret") or {}).get("secretName") == secret_name:
+            return (
+                f"volume {str(volume.get('name'))[:63]!r} mounts Secret {secret_name!r}, the "
+                "identity's private keys: only the injected jwtmesh-sidecar reads them"
+            )
+    for kind in ("initContainers", "containers", "ephemeralContainers"):
+        for container in spec.get(kind) or []:
+            for mount in container.get("volumeMounts") or []:
+                if mount.get("name") == KEY_VOLUME:
+                    return (
+                        f"container {str(container.get('name'))[:63]!r} mounts {KEY_VOLUME!r}, "
+                        "the identity's private keys: only the injected jwtmesh-sidecar does"
+                    )
+    return None
+
+
 def memory_limit(resources: Mapping[str, Any]) -> int:
     """The container's memory limit in bytes (a Kubernetes quantity), or the default."""
     raw = str((resources.get("limits") or {}).get("memory", f"{ENVOY_MEMORY_MIB}Mi"))
@@ -227,7 +249,7 @@ def _sidecar_container(
         "--policy",
         f"{MOUNTS['jwtmesh-policy']}/policy.yaml",
         "--identity-keys",
-        f"{MOUNTS['jwtmesh-identity']}/signing-keys.json",
+        f"{MOUNTS[KEY_VOLUME]}/signing-keys.json",
         "--token-endpoint",
         f"127.0.0.1:{TOKEN_PORT}",
         "--metrics",
@@ -296,7 +318,7 @@ def _volumes(
             "configMap": {"name": f"{identity.name}{settings.policy_suffix}", "optional": True},
         },
         {
-            "name": "jwtmesh-identity",
+            "name": KEY_VOLUME,
             # Private keys: 0400, made group-readable (0440 root:<fsGroup>) by the kubelet
             # for the Pod's fsGroup, and mounted into the sidecar only.
             "secret": {"secretName": identity.secret_name, "defaultMode": KEY_FILE_MODE},

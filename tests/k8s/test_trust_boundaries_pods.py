@@ -69,6 +69,16 @@ def test_a_host_network_pod_is_refused(cluster_objects: Any, prod: Any) -> None:
     assert "hostNetwork" in refused_pod(cluster_objects, prod.namespace, body)
 
 
+def test_a_pod_whose_app_mounts_the_key_volume_is_refused(cluster_objects: Any, prod: Any) -> None:
+    """Naming the volume injection adds would hand the app the private keys."""
+    body = pod("peek", {"jwtmesh.io/identity": "payments"})
+    body["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "jwtmesh-identity", "mountPath": "/keys"}
+    ]
+    message = refused_pod(cluster_objects, prod.namespace, body)
+    assert "mounts 'jwtmesh-identity', the identity's private keys" in message
+
+
 def test_the_private_key_is_mode_0400_and_mounted_in_the_sidecar_only(
     cluster_objects: Any, prod: Any
 ) -> None:

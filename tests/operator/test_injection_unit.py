@@ -15,6 +15,7 @@ from jwtmesh_operator.injection import (
     InjectionError,
     InjectionSettings,
     inject,
+    key_mount_refusal,
     parse_destinations,
 )
 
@@ -146,3 +147,56 @@ def test_the_bundle_volume_projects_the_manifest_every_shard_and_the_single_obje
     args = containers_by_name(result)[SIDECAR]["args"]
     assert args[args.index("--bundle-dir") + 1] == "/etc/jwtmesh/bundle"
     assert "--bundle" not in args
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (
+            lambda s: s["containers"][0].update(
+                volumeMounts=[{"name": "jwtmesh-identity", "mountPath": "/k"}]
+            ),
+            "container 'app'",
+        ),
+        (
+            lambda s: s.update(
+                initContainers=[
+                    {
+                        "name": "init",
+                        "volumeMounts": [{"name": "jwtmesh-identity", "mountPath": "/k"}],
+                    }
+                ]
+            ),
+            "container 'init'",
+        ),
+        (
+            lambda s: s["volumes"].append(
+                {"name": "keys", "secret": {"secretName": "census-jwtmesh-key"}}
+            ),
+            "volume 'keys'",
+        ),
+    ],
+    ids=[
+        "the app mounts the injected key volume",
+        "an init container does",
+        "a volume of the key Secret",
+    ],
+)
+def test_only_the_injected_sidecar_may_mount_the_private_keys(change: Any, named: str) -> None:
+    spec = pod()["spec"]
+    assert key_mount_refusal(spec, CENSUS.secret_name) is None
+    change(spec)
+    refusal = key_mount_refusal(spec, CENSUS.secret_name)
+    assert refusal is not None
+    assert refusal.startswith(named), refusal
+    assert "private keys" in refusal
+
+
+def test_the_pods_own_volumes_and_the_public_bundle_stay_mountable() -> None:
+    spec = pod()["spec"]
+    spec["containers"][0]["volumeMounts"] = [
+        {"name": "data", "mountPath": "/data"},
+        {"name": "jwtmesh-bundle", "mountPath": "/bundle"},
+    ]
+    spec["volumes"].append({"name": "other", "secret": {"secretName": "tls"}})
+    assert key_mount_refusal(spec, CENSUS.secret_name) is None
