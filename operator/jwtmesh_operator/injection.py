@@ -155,7 +155,7 @@ def inject(
 ) -> Injection | None:
     spec = pod.get("spec", {})
     containers = list(spec.get("containers", []))
-    if any(c.get("name") in (SIDECAR, ENVOY) for c in containers):
+    if _injected_before(spec):
         return None  # never inject twice
     envoy_config, destinations = pod_envoy(pod, memory_limit(settings.envoy_resources))
     return Injection(
@@ -169,10 +169,16 @@ def inject(
     )
 
 
+def _injected_before(spec: Mapping[str, Any]) -> bool:
+    return any(c.get("name") in (SIDECAR, ENVOY) for c in spec.get("containers") or [])
+
+
 def key_mount_refusal(spec: Mapping[str, Any], secret_name: str) -> str | None:
     """Why a Pod may not have its identity injected as written, or None: only the injected
     sidecar mounts the private keys, so none of the Pod's own containers may mount the
     volume injection adds (by its name), nor may the Pod mount the key Secret itself."""
+    if _injected_before(spec):
+        return None  # a copied spec: injection adds nothing to it, no key included
     for volume in spec.get("volumes") or []:
         if (volume.get("secret") or {}).get("secretName") == secret_name:
             return (

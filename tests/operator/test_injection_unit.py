@@ -192,6 +192,15 @@ def test_only_the_injected_sidecar_may_mount_the_private_keys(change: Any, named
     assert "private keys" in refusal
 
 
+def test_a_spec_copied_from_an_injected_pod_is_left_as_it_is() -> None:
+    """Injection adds nothing to it (never twice), so it hands no key to anyone."""
+    injected = inject(pod(ports=[8080]), CENSUS, SETTINGS)
+    assert injected is not None
+    copied = {"containers": injected.containers, "volumes": injected.volumes}
+    assert key_mount_refusal(copied, CENSUS.secret_name) is None
+    assert inject({"spec": copied}, CENSUS, SETTINGS) is None
+
+
 def test_the_pods_own_volumes_and_the_public_bundle_stay_mountable() -> None:
     spec = pod()["spec"]
     spec["containers"][0]["volumeMounts"] = [
