@@ -20,6 +20,7 @@ import yaml
 
 from jwtmesh import reasons
 from jwtmesh.errors import JwtmeshError
+from jwtmesh.json_values import same_json
 
 MODES = ("enforce", "audit")
 
@@ -30,7 +31,8 @@ class PolicyError(JwtmeshError, ValueError):
 
 @dataclass(frozen=True)
 class ClaimRequirement:
-    """`claim` (a dotted path) must hold: equals a value, or contain any/all of some values."""
+    """`claim` (a dotted path) must hold: equals a value, or contain any/all of some values.
+    Values compare as JSON, type for type (`same_json`): `true` is not `1`, `1` is not `1.0`."""
 
     claim: str
     equals: Any = None
@@ -44,18 +46,24 @@ class ClaimRequirement:
                 return False
             value = value[part]
         if self.equals is not None:
-            return bool(value == self.equals)
+            return same_json(value, self.equals)
         values = value if isinstance(value, list) else [value]
-        if self.any_of and not any(wanted in values for wanted in self.any_of):
+
+        def has(wanted: Any) -> bool:
+            return any(same_json(item, wanted) for item in values)
+
+        if self.any_of and not any(has(wanted) for wanted in self.any_of):
             return False
-        return all(wanted in values for wanted in self.all_of)
+        return all(has(wanted) for wanted in self.all_of)
 
 
 @dataclass(frozen=True)
 class PathMatcher:
     """exact: the path itself; prefix: whole segments (`/users` matches `/users` and
-    `/users/...`, never `/users-internal`); glob: see `glob_to_regex`. `fold` compares
-    ASCII case-insensitively (the second reading `evaluate` checks)."""
+    `/users/...`, never `/users-internal`); glob: see `glob_to_regex`. A trailing `/` in a
+    pattern changes nothing, as for a prefix: an exact or glob `pattern` is stored without
+    it (`_trimmed`) and matches a path with or without one. `fold` compares
+    case-insensitively (the second reading `evaluate` checks)."""
 
     kind: str  # exact | prefix | glob
     pattern: str
@@ -67,7 +75,7 @@ class PathMatcher:
         if fold:
             path = path.lower()
         if self.kind == "exact":
-            return path == pattern
+            return _trimmed(path) == pattern
         if self.kind == "prefix":
             base = pattern.rstrip("/")
             return not base or path == base or path.startswith(base + "/")
@@ -76,8 +84,14 @@ class PathMatcher:
         return regex.fullmatch(path) is not None
 
 
+def _trimmed(path: str) -> str:
+    """Without its trailing slash: many frameworks route `/a/` as `/a` (the root stays)."""
+    return path[:-1] if len(path) > 1 and path.endswith("/") else path
+
+
 def glob_to_regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    """`**` matches across segments, `*` within one segment, `?` one character."""
+    """`**` matches across segments, `*` within one segment, `?` one character; a trailing
+    `/` is optional (`pattern` comes without one)."""
     out = []
     index = 0
     while index < len(pattern):
@@ -93,7 +107,7 @@ def glob_to_regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
         else:
             out.append(re.escape(pattern[index]))
             index += 1
-    return re.compile("".join(out), flags)
+    return re.compile("".join(out) + "/?", flags)
 
 
 @dataclass(frozen=True)
@@ -155,6 +169,13 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     mode: str = "enforce"
     roles: Mapping[str, tuple[RoleMember, ...]] = field(default_factory=dict)
+    # Some pattern has upper case, so even an all-lower-case path has a case-folded reading
+    # to check; computed once here, so the usual all-lower-case policy pays nothing for it.
+    upper_case_patterns: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        upper = any(m.pattern != m.pattern.lower() for rule in self.rules for m in rule.paths)
+        object.__setattr__(self, "upper_case_patterns", upper)
 
     def holds_any(self, caller: Caller, wanted: frozenset[str]) -> bool:
         return any(member.matches(caller) for role in wanted for member in self.roles.get(role, ()))
@@ -193,12 +214,13 @@ def _matching_rule(policy: Policy, method: str, path: str) -> tuple[Rule | None,
     """(the first rule matching the path as written, whether the path is ambiguous).
 
     Ambiguous: another reading an app may route by picks a different rule (or none):
-    the path ASCII case-folded (many frameworks route case-insensitively), or without
-    its trailing slash (many route `/a/` as `/a`)."""
+    path and patterns case-folded (many frameworks route case-insensitively; needed when
+    either has upper case), or the path without its trailing slash (many route `/a/` as
+    `/a`; only a glob ending in `*` can still tell them apart)."""
     chosen = _first_rule(policy, method, path)
-    paths = [path, path[:-1]] if len(path) > 1 and path.endswith("/") else [path]
+    paths = list(dict.fromkeys((path, _trimmed(path))))
     readings = [(reading, False) for reading in paths[1:]]
-    if path != path.lower():
+    if policy.upper_case_patterns or path != path.lower():
         readings += [(reading, True) for reading in paths]
     ambiguous = any(
         _first_rule(policy, method, reading, fold) is not chosen for reading, fold in readings
@@ -233,14 +255,24 @@ def evaluate(policy: Policy, *, method: str, path: str, caller: Caller) -> Polic
 # --- parsing -------------------------------------------------------------------------
 
 
-def _string_list(value: Any, where: str) -> tuple[str, ...]:
+def _given(document: dict[str, Any], key: str, where: str, absent: str) -> Any:
+    """`document[key]`, None when absent. Given but empty (`[]`, or null: a template that
+    rendered nothing) is refused: read as absent, it would admit every caller."""
+    value = document.get(key)
+    if key in document and (value is None or value == []):
+        raise PolicyError(f"{where}.{key} is empty: remove it to {absent}, or name one")
+    return value
+
+
+def _strings(document: dict[str, Any], key: str, where: str, absent: str) -> frozenset[str]:
+    value = _given(document, key, where, absent)
     if value is None:
-        return ()
+        return frozenset()
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise PolicyError(f"{where} must be a string or a list of strings")
-    return tuple(value)
+        raise PolicyError(f"{where}.{key} must be a string or a list of strings")
+    return frozenset(value)
 
 
 def _parse_path(value: Any, where: str) -> PathMatcher:
@@ -253,9 +285,20 @@ def _parse_path(value: Any, where: str) -> PathMatcher:
         raise PolicyError(f"{where} must be one of exact/prefix/glob with a non-empty pattern")
     if not pattern.startswith("/"):
         raise PolicyError(f"{where}: paths start with '/'")
-    if kind != "glob":
+    if kind == "prefix":
+        return PathMatcher(kind, pattern)
+    pattern = _trimmed(pattern)  # `{exact: /a/}` covers `/a` too, as a prefix does
+    if kind == "exact":
         return PathMatcher(kind, pattern)
     return PathMatcher(kind, pattern, glob_to_regex(pattern), glob_to_regex(pattern, re.IGNORECASE))
+
+
+def _values(value: dict[str, Any], key: str, where: str) -> list[Any]:
+    listed = value.get(key, [])
+    if key in value and not (isinstance(listed, list) and listed):
+        # A string would be read letter by letter; an empty list would be no requirement.
+        raise PolicyError(f"{where}.{key} must be a non-empty list of values")
+    return list(listed)
 
 
 def _parse_claim(value: Any, where: str) -> ClaimRequirement:
@@ -265,14 +308,14 @@ def _parse_claim(value: Any, where: str) -> ClaimRequirement:
     unknown = set(value) - known
     if unknown:
         raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}")
-    any_of = list(value.get("anyOf", []))
+    any_of = _values(value, "anyOf", where)
     if "contains" in value:
         any_of.append(value["contains"])
     requirement = ClaimRequirement(
         claim=value["claim"],
         equals=value.get("equals"),
         any_of=tuple(any_of),
-        all_of=tuple(value.get("allOf", [])),
+        all_of=tuple(_values(value, "allOf", where)),
     )
     if requirement.equals is None and not requirement.any_of and not requirement.all_of:
         raise PolicyError(f"{where} needs equals, contains, anyOf or allOf")
@@ -292,26 +335,25 @@ def _parse_rule(value: Any, index: int) -> Rule:
         raw_paths = [value["path"], *raw_paths]
     if not isinstance(raw_paths, list) or not raw_paths:
         raise PolicyError(f"{where} needs at least one path")
-    raw_claims = value.get("claims", [])
-    if not isinstance(raw_claims, list):
-        raise PolicyError(f"{where}.claims must be a list")
+    methods = _strings(value, "methods", where, "admit any method")
     return Rule(
         name=str(value.get("name", where)),
         paths=tuple(_parse_path(p, f"{where}.paths[{i}]") for i, p in enumerate(raw_paths)),
-        methods=frozenset(
-            m.upper() for m in _string_list(value.get("methods"), f"{where}.methods")
-        ),
-        issuers=frozenset(_string_list(value.get("issuers"), f"{where}.issuers")),
-        subjects=frozenset(_string_list(value.get("subjects"), f"{where}.subjects")),
-        claims=tuple(_parse_claim(c, f"{where}.claims[{i}]") for i, c in enumerate(raw_claims)),
-        roles=frozenset(_string_list(value.get("roles"), f"{where}.roles")),
+        methods=frozenset(method.upper() for method in methods),
+        issuers=_strings(value, "issuers", where, "admit any trusted issuer"),
+        subjects=_strings(value, "subjects", where, "admit any subject"),
+        claims=_claim_list(value, where),
+        roles=_strings(value, "roles", where, "require no role"),
     )
 
 
-def _claim_list(value: Any, where: str) -> tuple[ClaimRequirement, ...]:
-    if not isinstance(value, list):
-        raise PolicyError(f"{where} must be a list")
-    return tuple(_parse_claim(c, f"{where}[{i}]") for i, c in enumerate(value))
+def _claim_list(value: dict[str, Any], where: str) -> tuple[ClaimRequirement, ...]:
+    claims = _given(value, "claims", where, "require no claim")
+    if claims is None:
+        return ()
+    if not isinstance(claims, list):
+        raise PolicyError(f"{where}.claims must be a list")
+    return tuple(_parse_claim(c, f"{where}.claims[{i}]") for i, c in enumerate(claims))
 
 
 def _parse_member(value: Any, where: str) -> RoleMember:
@@ -329,7 +371,7 @@ def _parse_member(value: Any, where: str) -> RoleMember:
         issuer=value.get("issuer"),
         subject=value.get("subject"),
         namespace=value.get("namespace"),
-        claims=_claim_list(value.get("claims", []), f"{where}.claims"),
+        claims=_claim_list(value, where),
     )
 
 

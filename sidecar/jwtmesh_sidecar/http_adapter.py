@@ -53,7 +53,10 @@ def _clean(value: str) -> str:
     return value.replace("\r", "").replace("\n", "")
 
 
-def render_response(decision: Decision) -> bytes:
+def render_response(decision: Decision, head: bool = False) -> bytes:
+    """`head`: the answer to a HEAD request, which has no body (RFC 9110 9.3.2): its
+    content-length is the GET answer's, and body bytes after it would be read by Envoy as
+    the next response (a protocol error and a dropped connection per refused HEAD)."""
     status = decision.status
     lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
     if decision.allowed:
@@ -65,7 +68,11 @@ def render_response(decision: Decision) -> bytes:
         lines += [f"{name}: {_clean(value)}" for name, value in decision.client_headers]
         body = decision.body.encode("utf-8")
     lines.append(f"content-length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + (b"" if head else body)
+
+
+def render_head_response(decision: Decision) -> bytes:
+    return render_response(decision, head=True)
 
 
 BAD_REQUEST_ANSWER = render_response(
@@ -153,17 +160,16 @@ class AuthzHttpProtocol(asyncio.Protocol):
         wire = bytes(self._buffer[: raw.size])
         del self._buffer[: raw.size]
         closing = raw.headers.get("connection", "").lower() == "close"
+        render = render_head_response if raw.method == "HEAD" else render_response
         request = to_check_input(raw.method, raw.target, raw.headers, raw.body)
         if request is None:
-            answer = render_response(
-                deny(reasons.BAD_AUTHZ_REQUEST, "unknown authorization path prefix")
-            )
+            answer = render(deny(reasons.BAD_AUTHZ_REQUEST, "unknown authorization path prefix"))
         elif closing:  # never answered from the memo: its fast path leaves connections open
-            answer = render_response(self._service.check(request))
+            answer = render(self._service.check(request))
         else:
-            answer = self._service.decide_and_remember(
-                request, render_response, self._memo, wire, len(wire)
-            )
+            # The memo's key is the request's bytes, method first: a HEAD's answer (no body)
+            # is never given to a GET, nor a GET's to a HEAD.
+            answer = self._service.decide_and_remember(request, render, self._memo, wire, len(wire))
         self._transport.write(answer)
         if closing:
             self._transport.close()

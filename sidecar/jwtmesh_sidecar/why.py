@@ -36,7 +36,8 @@ def failed_requirement(
     if reason == reasons.NO_MATCHING_RULE.code:
         return f"no rule matches {method.upper()} {shown(route_path(path))}"
     if reason == reasons.AMBIGUOUS_PATH.code:
-        return f"the path {shown(route_path(path))} can be read two ways (.., //, %2f, ...)"
+        readings = "(.., //, %2f, ;, its case, a trailing /)"
+        return f"the path {shown(route_path(path))} can be read two ways {readings}"
     rule = _rule(policy, result.rule)
     if rule is None:
         return reasons.reason_for(reason).meaning

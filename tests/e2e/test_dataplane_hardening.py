@@ -1,7 +1,8 @@
 """The data-plane hardening findings on the request path, through a real Envoy and a real
 sidecar, in every ext_authz mode: each test is named for the finding it closes.
 
-5: the policy matches what apps route on (HEAD, `;`, case, prefix segments);
+5: the policy matches what apps route on (HEAD, `;`, case, trailing slash, prefix segments),
+   and a refused HEAD never breaks Envoy's connection to the sidecar;
 6: a body-bound token never covers a body cut at the buffer limit;
 7: a header name with an underscore never reaches the app;
 9: a policy 403 carries `WWW-Authenticate: Bearer ... error="insufficient_scope"`.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +47,12 @@ rules:
     claims: [{claim: roles, contains: admin}]
   - name: internal
     path: {prefix: /users-internal}
+    claims: [{claim: roles, contains: admin}]
+  - name: users-admin
+    path: {prefix: /api/Users}
+    claims: [{claim: roles, contains: admin}]
+  - name: settings
+    path: {exact: /settings/}
     claims: [{claim: roles, contains: admin}]
   - name: everything-else
     path: {prefix: /}
@@ -115,6 +123,39 @@ def test_a_path_parameter_is_refused_as_ambiguous(port: int, path: str) -> None:
 @pytest.mark.parametrize("path", ["/Admin/users", "/ADMIN/users", "/Users-Internal/keys"])
 def test_a_path_whose_case_changes_the_rule_is_refused_as_ambiguous(port: int, path: str) -> None:
     assert status_and_reason(port, "GET", path, ("reader",)) == (403, "ambiguous_path")
+
+
+def test_a_lower_case_path_under_an_upper_case_rule_is_refused(port: int) -> None:
+    """A case-insensitive app routes /api/users to the handler the /api/Users rule guards."""
+    assert status_and_reason(port, "GET", "/api/users/1", ("reader",)) == (403, "ambiguous_path")
+    assert status_and_reason(port, "GET", "/api/Users/1", ("admin",)) == (200, "-")
+
+
+def test_a_rule_with_a_trailing_slash_covers_the_path_either_way(port: int) -> None:
+    for path in ("/settings", "/settings/"):
+        assert status_and_reason(port, "GET", path, ("reader",)) == (
+            403,
+            "claim_requirement_failed",
+        )
+        assert status_and_reason(port, "GET", path, ("admin",)) == (200, "-")
+
+
+def envoy_stat(stack: ModeStack, mode: str, name: str) -> int:
+    url = f"http://127.0.0.1:{stack.admin_ports[mode]}/stats?filter=^{name}$"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return int(text.split(":", 1)[1]) if text.strip() else 0
+
+
+@pytest.mark.parametrize("mode", AUTHZ_MODES)
+def test_a_refused_head_keeps_the_connection_to_the_sidecar(stack: ModeStack, mode: str) -> None:
+    """An answer to HEAD carries no body; one that did broke the connection each time."""
+    errors = "cluster.jwtmesh_authz.upstream_cx_protocol_error"
+    before = envoy_stat(stack, mode, errors)
+    for path in ("/admin/users", "/users/1"):
+        answer = raw_exchange(stack.ports[mode], request_bytes("HEAD", path), head_only=True)
+        assert answer.status == 401
+    assert envoy_stat(stack, mode, errors) == before
 
 
 def test_a_prefix_matches_whole_segments_only(port: int, stack: ModeStack) -> None:

@@ -90,6 +90,18 @@ def test_a_request_that_differs_in_one_byte_is_decided_on_its_own() -> None:
     assert sidecar.memo.hits == 0
 
 
+def test_a_get_and_a_head_are_remembered_apart() -> None:
+    """The key is the request's bytes, method first: a HEAD is never answered with what a
+    GET was (nor the reverse), here where a rule admits HEAD only."""
+    head_only = policy_from_dict({"rules": [{"paths": ["/users/1"], "methods": ["HEAD"]}]})
+    sidecar = connection(policy=head_only)
+    data = request(token())
+    head = data.replace(b"GET ", b"HEAD ", 1)
+    assert status_of(sidecar.prime(head)) == 200
+    assert status_of(sidecar.send(data)) == 403
+    assert sidecar.memo.hits == 0
+
+
 def test_a_new_bundle_revoking_the_token_is_obeyed_at_once() -> None:
     sidecar = connection()
     leaked = token()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from jwtmesh import reasons
+from jwtmesh.tokens.trust import TrustBundle
+from jwtmesh.tokens.verify import Verifier, VerifierSettings
 from jwtmesh_sidecar.decide import Decision, deny
 from jwtmesh_sidecar.http_adapter import (
     MAX_BODY_BYTES,
@@ -14,6 +16,7 @@ from jwtmesh_sidecar.http_adapter import (
     render_response,
     to_check_input,
 )
+from jwtmesh_testing.http_connection import HttpConnection
 
 REQUEST = (
     b"POST /inbound/users?id=1 HTTP/1.1\r\nHost: census\r\nAuthorization: Bearer t\r\n"
@@ -91,3 +94,21 @@ def test_a_refusal_takes_its_status_from_the_reason_table(reason: reasons.Reason
     assert head.startswith(f"HTTP/1.1 {reason.http_status} ".encode())
     assert f'"error":"{reason.code}"'.encode() in body
     assert f"content-length: {len(body)}".encode() in head
+
+
+def test_a_refused_head_is_answered_with_headers_only() -> None:
+    """A response to HEAD has no body: bytes after its head would be read by Envoy as the
+    next response (a protocol error and a dropped connection per refused HEAD)."""
+    sidecar = HttpConnection(Verifier(TrustBundle({}), VerifierSettings(audience="census")), 0.0)
+    check = b" /inbound/x HTTP/1.1\r\nhost: census\r\ncontent-length: 0\r\n\r\n"
+    get_answer = sidecar.send(b"GET" + check)
+    head_answer = sidecar.send(b"HEAD" + check)
+    get_head, _, get_body = get_answer.partition(b"\r\n\r\n")
+    assert head_answer.startswith(b"HTTP/1.1 401 ")
+    assert head_answer == get_head + b"\r\n\r\n", "the GET answer's head, length included"
+    assert get_body
+    assert f"content-length: {len(get_body)}".encode() in get_head
+    unknown = sidecar.send(b"HEAD /elsewhere HTTP/1.1\r\ncontent-length: 0\r\n\r\n")
+    assert unknown.startswith(b"HTTP/1.1 400 ")
+    assert unknown.endswith(b"\r\n\r\n")
+    assert not sidecar.transport.closed

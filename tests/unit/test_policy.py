@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -183,8 +184,74 @@ def test_audit_mode_allows_and_reports_the_would_be_denial() -> None:
         (b"rules: [{paths: [{exact: /a, prefix: /b}]}]", "one of exact/prefix/glob"),
         (b"[1, 2", "not valid YAML"),
         (b"- a list", "must be an object"),
+        (b"rules: [{paths: ['/a'], claims: [{claim: r, anyOf: admin}]}]", "non-empty list"),
+        (b"rules: [{paths: ['/a'], claims: [{claim: r, allOf: [], anyOf: [a]}]}]", "non-empty"),
     ],
 )
 def test_a_bad_policy_is_refused_with_a_readable_message(document: bytes, message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         parse_policy(document)
+
+
+@pytest.mark.parametrize(
+    ("field", "empty", "absent"),
+    [
+        ("subjects", "[]", "admit any subject"),
+        ("issuers", "[]", "admit any trusted issuer"),
+        ("methods", "[]", "admit any method"),
+        ("roles", "[]", "require no role"),
+        ("claims", "[]", "require no claim"),
+        ("subjects", "null", "admit any subject"),  # a template that rendered nothing
+        ("subjects", "", "admit any subject"),
+    ],
+)
+def test_an_empty_list_is_refused_not_read_as_any(field: str, empty: str, absent: str) -> None:
+    """Absent means any; a list generated empty must not mean any too."""
+    document = f"roles: {{r: [{{subject: a}}]}}\nrules:\n  - paths: ['/a']\n    {field}: {empty}\n"
+    message = f"rules[0].{field} is empty: remove it to {absent}, or name one"
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        parse_policy(document.encode())
+
+
+def test_a_role_member_with_an_empty_claims_list_is_refused() -> None:
+    """`{claims: []}` names no field that restricts it: it would match every caller."""
+    document = {
+        "roles": {"admin": [{"claims": []}]},
+        "rules": [{"paths": ["/a"], "roles": ["admin"]}],
+    }
+    with pytest.raises(PolicyError, match=re.escape("roles.admin[0].claims is empty")):
+        policy_from_dict(document)
+
+
+STRICT_CASES = [
+    # (requirement, claim value, holds): JSON values compare type for type, deeply.
+    ({"equals": True}, True, True),
+    ({"equals": True}, 1, False),
+    ({"equals": True}, 1.0, False),
+    ({"equals": 1}, True, False),
+    ({"equals": 1}, 1.0, False),
+    ({"equals": 1}, 1, True),
+    ({"equals": 0}, False, False),
+    ({"equals": "1"}, 1, False),
+    ({"contains": True}, [1.0], False),
+    ({"contains": True}, [1, True], True),
+    ({"anyOf": [1, 2]}, [True], False),
+    ({"allOf": [1, 2]}, [1, 2.0], False),
+    ({"equals": [1, 2]}, [1.0, 2], False),
+    ({"equals": [1, 2]}, [1, 2], True),
+    ({"equals": {"level": [1]}}, {"level": [True]}, False),
+    ({"equals": {"level": [1]}}, {"level": [1]}, True),
+    ({"equals": {"level": [1]}}, {"level": [1], "more": 1}, False),
+    ({"contains": [1]}, [[1.0]], False),
+    ({"contains": [1]}, [[1]], True),
+]
+
+
+@pytest.mark.parametrize(("requirement", "value", "holds"), STRICT_CASES)
+def test_claim_values_compare_strictly_by_json_type(
+    requirement: dict[str, Any], value: Any, holds: bool
+) -> None:
+    policy = policy_from_dict(
+        {"rules": [{"paths": ["/a"], "claims": [{"claim": "c", **requirement}]}]}
+    )
+    assert decide(policy, path="/a", claims={"c": value}).allowed is holds

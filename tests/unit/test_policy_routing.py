@@ -2,7 +2,8 @@
 
 A rule must cover every request an app would send to the handler it protects: HEAD goes
 to GET handlers, `;` path parameters are stripped by many servers, many frameworks route
-case-insensitively or ignore a trailing slash, and a prefix is a run of whole segments.
+case-insensitively or ignore a trailing slash (in the path or in the rule's pattern), and a
+prefix is a run of whole segments.
 """
 
 from __future__ import annotations
@@ -122,19 +123,118 @@ def test_case_handling_is_explicit(
     assert outcome("GET", path, caller) == (allowed, reason, rule)
 
 
-TRAILING_CASES = [
-    # (path, allowed, reason, rule)
-    ("/report", True, "allowed", "report"),
-    ("/report/", False, "ambiguous_path", None),  # as written: no rule; trimmed: "report"
-    ("/users/1/", True, "allowed", "read-users"),
+ADMIN_ONLY = [{"claim": "roles", "contains": "admin"}]
+UPPER_CASE_RULES = policy_from_dict(
+    {
+        "rules": [
+            {"name": "users", "path": {"exact": "/api/Users"}, "claims": ADMIN_ONLY},
+            {"name": "user", "path": {"prefix": "/api/User/"}, "claims": ADMIN_ONLY},
+            {"name": "export", "path": {"glob": "/Reports/*/Export"}, "claims": ADMIN_ONLY},
+            {"name": "rest", "path": {"prefix": "/"}},
+        ]
+    }
+)
+
+UPPER_CASE_RULE_CASES = [
+    # (path, caller, allowed, reason, rule): a rule written in upper case (ASP.NET, Spring)
+    # is not skipped by an all-lower-case path that a case-insensitive app routes to it.
+    ("/api/Users", READER, False, "claim_requirement_failed", "users"),
+    ("/api/Users", ADMIN, True, "allowed", "users"),
+    ("/api/users", READER, False, "ambiguous_path", None),
+    ("/api/user/7", READER, False, "ambiguous_path", None),
+    ("/reports/7/export", READER, False, "ambiguous_path", None),
+    ("/Reports/7/Export", ADMIN, True, "allowed", "export"),
+    ("/api/orders", READER, True, "allowed", "rest"),  # folded, the same rule
 ]
 
 
-@pytest.mark.parametrize(("path", "allowed", "reason", "rule"), TRAILING_CASES)
-def test_a_trailing_slash_that_changes_the_rule_is_ambiguous(
-    path: str, allowed: bool, reason: str, rule: str | None
+@pytest.mark.parametrize(("path", "caller", "allowed", "reason", "rule"), UPPER_CASE_RULE_CASES)
+def test_a_rule_in_upper_case_is_read_case_folded_too(
+    path: str, caller: Caller, allowed: bool, reason: str, rule: str | None
 ) -> None:
-    assert outcome("GET", path) == (allowed, reason, rule)
+    result = evaluate(UPPER_CASE_RULES, method="GET", path=path, caller=caller)
+    assert (result.allowed, result.reason, result.rule) == (allowed, reason, rule)
+
+
+def test_only_a_policy_with_upper_case_patterns_reads_lower_case_paths_folded() -> None:
+    """The usual all-lower-case policy checks no second reading of a lower-case path."""
+    lower = policy_from_dict({"rules": [{"path": {"prefix": "/users"}}, {"path": "/a/*/b"}]})
+    assert not lower.upper_case_patterns
+    assert UPPER_CASE_RULES.upper_case_patterns
+    assert POLICY.upper_case_patterns  # "/Legacy/*/Items"
+
+
+TRAILING_SLASH_RULES = policy_from_dict(
+    {
+        "rules": [
+            {"name": "home", "path": {"exact": "/"}},
+            {"name": "settings", "path": {"exact": "/settings/"}, "claims": ADMIN_ONLY},
+            {"name": "orders", "path": {"glob": "/users/*/orders/"}, "claims": ADMIN_ONLY},
+            {"name": "files", "path": {"glob": "/files/*"}, "claims": ADMIN_ONLY},
+            {"name": "report", "path": {"exact": "/report"}, "claims": ADMIN_ONLY},
+            {"name": "rest", "path": {"prefix": "/"}},
+        ]
+    }
+)
+
+TRAILING_SLASH_CASES = [
+    # (path, caller, allowed, reason, rule): a trailing slash is insignificant in a pattern
+    # and in a path, as many frameworks route `/a/` as `/a`.
+    ("/settings", READER, False, "claim_requirement_failed", "settings"),
+    ("/settings/", READER, False, "claim_requirement_failed", "settings"),
+    ("/settings/", ADMIN, True, "allowed", "settings"),  # was ambiguous: locked out
+    ("/settings", ADMIN, True, "allowed", "settings"),
+    ("/users/7/orders", READER, False, "claim_requirement_failed", "orders"),
+    ("/users/7/orders/", ADMIN, True, "allowed", "orders"),
+    ("/report/", READER, False, "claim_requirement_failed", "report"),
+    ("/report/", ADMIN, True, "allowed", "report"),
+    ("/", READER, True, "allowed", "home"),  # the root stays itself
+    ("/x", READER, True, "allowed", "rest"),
+    # `*` matches the empty last segment of `/files/`, not `/files`: still two readings.
+    ("/files/", ADMIN, False, "ambiguous_path", None),
+    ("/files/a/", ADMIN, True, "allowed", "files"),
+]
+
+
+@pytest.mark.parametrize(("path", "caller", "allowed", "reason", "rule"), TRAILING_SLASH_CASES)
+def test_a_trailing_slash_changes_no_rule(
+    path: str, caller: Caller, allowed: bool, reason: str, rule: str | None
+) -> None:
+    result = evaluate(TRAILING_SLASH_RULES, method="GET", path=path, caller=caller)
+    assert (result.allowed, result.reason, result.rule) == (allowed, reason, rule)
+
+
+def test_a_path_with_a_trailing_slash_takes_its_rule() -> None:
+    assert outcome("GET", "/users/1/") == (True, "allowed", "read-users")
+    assert outcome("GET", "/report/") == (True, "allowed", "report")  # was ambiguous_path
+
+
+# What the policy does not read (docs/formats.md, "Policy"): the guidance works.
+
+
+def test_a_format_suffix_is_not_under_a_prefix_so_a_glob_names_it() -> None:
+    """Rails' `(.:format)` routes `/admin.json` to the `/admin` handler."""
+    prefix_only = [{"name": "admin", "path": {"prefix": "/admin"}, "claims": ADMIN_ONLY}]
+    rest = [{"name": "rest", "path": {"prefix": "/"}}]
+    loose = policy_from_dict({"rules": prefix_only + rest})
+    assert evaluate(loose, method="GET", path="/admin.json", caller=READER).rule == "rest"
+    suffix = [{"name": "admin-format", "path": {"glob": "/admin.*"}, "claims": ADMIN_ONLY}]
+    guarded = policy_from_dict({"rules": prefix_only + suffix + rest})
+    result = evaluate(guarded, method="GET", path="/admin.json", caller=READER)
+    assert (result.allowed, result.rule) == (False, "admin-format")
+
+
+def test_a_method_override_is_not_seen_so_a_path_rule_covers_it() -> None:
+    """`POST /users/7?_method=DELETE` (or `X-HTTP-Method-Override: DELETE`) is a DELETE to
+    Rails, Laravel, Symfony and Express method-override; the policy sees a POST."""
+    delete = {"name": "delete", "path": {"prefix": "/users"}, "methods": ["DELETE"]}
+    rest = {"name": "rest", "path": {"prefix": "/"}}
+    by_method = policy_from_dict({"rules": [{**delete, "claims": ADMIN_ONLY}, rest]})
+    override = "/users/7?_method=DELETE"
+    assert evaluate(by_method, method="POST", path=override, caller=READER).rule == "rest"
+    by_path = policy_from_dict({"rules": [{"path": {"prefix": "/users"}, "claims": ADMIN_ONLY}]})
+    result = evaluate(by_path, method="POST", path=override, caller=READER)
+    assert result.reason == "claim_requirement_failed"
 
 
 def test_audit_mode_reports_an_ambiguous_path_and_lets_it_pass() -> None:

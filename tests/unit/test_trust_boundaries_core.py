@@ -18,7 +18,11 @@ NOW = 1_800_000_000.0
 INTRUDER = "https://jwtmesh.cluster.local/ns/dev/intruder"
 IDP = "https://idp.example.com"
 KEY, IDP_KEY = generate_signing_key(), generate_signing_key()
-MESH = MeshIdentity("intruder.dev", "dev", {"roles": ["reader", "writer"], "tier": "gold"})
+MESH = MeshIdentity(
+    "intruder.dev",
+    "dev",
+    {"roles": ["reader", "writer"], "tier": "gold", "mfa": True, "ranges": [[1, 2]]},
+)
 BUNDLE = TrustBundle(
     {
         INTRUDER: IssuerTrust({KEY.kid: KEY.public}, mesh=MESH),
@@ -60,6 +64,9 @@ def test_the_bound_subject_verifies_with_its_namespace() -> None:
         {"tier": "platinum"},
         {"admin": True},
         {"tier": ["gold"]},
+        {"mfa": 1},
+        {"ranges": [[1.0, 2]]},
+        {"ranges": [[True, 2]]},
     ],
     ids=[
         "a role never granted",
@@ -67,6 +74,9 @@ def test_the_bound_subject_verifies_with_its_namespace() -> None:
         "another value",
         "another claim",
         "a list where a value was granted",
+        "a number where a boolean was granted",
+        "a float inside a granted list",
+        "a boolean inside a granted list",
     ],
 )
 def test_a_claim_beyond_the_grant_is_refused(claims: dict[str, Any]) -> None:
@@ -76,8 +86,8 @@ def test_a_claim_beyond_the_grant_is_refused(claims: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     "claims",
-    [{}, {"roles": ["reader"]}, {"roles": "writer"}, {"tier": "gold"}],
-    ids=["none", "a granted subset", "a granted value", "a granted scalar"],
+    [{}, {"roles": ["reader"]}, {"roles": "writer"}, {"tier": "gold"}, {"ranges": [[1, 2]]}],
+    ids=["none", "a granted subset", "a granted value", "a granted scalar", "a granted list"],
 )
 def test_granted_claims_verify(claims: dict[str, Any]) -> None:
     assert VERIFIER.verify(token(**claims), NOW).claims.items() >= claims.items()

@@ -9,6 +9,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from jwtmesh.json_values import same_json
 from jwtmesh.times import rfc3339, when
 from jwtmesh.tokens.errors import (
     AlgorithmNotAllowed,
@@ -185,12 +186,8 @@ def _granted(value: Any, grant: Any) -> bool:
     list of values all in it."""
     if isinstance(grant, list):
         values = value if isinstance(value, list) else [value]
-        return all(any(_same(item, allowed) for allowed in grant) for item in values)
-    return _same(value, grant)
-
-
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and bool(a == b)
+        return all(any(same_json(item, allowed) for allowed in grant) for item in values)
+    return same_json(value, grant)
 
 
 def check_granted_claims(trust: IssuerTrust, claims: Mapping[str, Any]) -> None:
