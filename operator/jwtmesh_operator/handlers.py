@@ -37,6 +37,7 @@ from jwtmesh_operator.reconcile import (
 )
 from jwtmesh_operator.revocation_status import report_revocation
 from jwtmesh_operator.revocations import RevocationRecord, effective, judge
+from jwtmesh_operator.sources import owns
 from jwtmesh_operator.spec import (
     API_GROUP,
     API_VERSION,
@@ -45,13 +46,14 @@ from jwtmesh_operator.spec import (
     ROTATE_ANNOTATION,
 )
 from jwtmesh_operator.state import OperatorState
-from jwtmesh_operator.tenancy import Resolved
+from jwtmesh_operator.tenancy import IdentityRecord, Resolved
 
 log = logging.getLogger("jwtmesh.operator")
 # A reconcile stuck on the API gives its slot back and retries (each step is safe to redo).
 RECONCILE_TIMEOUT = 60.0
 # How far behind the last change a reconcile's decisions may be (SourcesMemo).
 STALE_OK = 0.5
+RETRY_READ = (1.0, 5.0, 30.0)  # seconds between the attempts to read a Secret
 
 
 def current_sources(state: OperatorState) -> Any:
@@ -176,7 +178,8 @@ def identity_event(state: OperatorState, kind: str, body: dict[str, Any]) -> Non
     if kind == "DELETED":
         state.identity_records.pop(key, None)
     else:
-        state.identity_records[key] = identity_record(*key, meta, body.get("spec") or {})
+        record = state.identity_records[key] = identity_record(*key, meta, body.get("spec") or {})
+        _read_secret_now_owned(state, record)
         # Kept for the reconcile this event asks for (none: nothing to keep it for).
         fill = state.acting.is_set() and not ignored
         version = str(meta.get("resourceVersion"))
@@ -217,7 +220,8 @@ def secret_event(state: OperatorState, kind: str, secret: dict[str, Any]) -> Non
     follows every change, our own writes included (their new keys are published from
     here). One edited or deleted by hand is repaired by its identity. Only labelled
     signing-key Secrets come (the API server selects them); one whose label was taken off
-    comes as DELETED, and its owner looks again."""
+    comes as DELETED, and its owner looks again. One no identity owns (anyone may make
+    them) is kept as its name only (indexes.secret_record), and wakes no unknown identity."""
     meta = secret["metadata"]
     key = (str(meta["namespace"]), str(meta["name"]))
     changed(state, names=False)
@@ -226,16 +230,48 @@ def secret_event(state: OperatorState, kind: str, secret: dict[str, Any]) -> Non
         state.known_secrets.deleted(key)
         own = False
     else:
-        state.signing_secrets[key] = secret_record(secret)
+        record = state.signing_secrets[key] = secret_record(secret, state.identity_records)
         version = str(meta.get("resourceVersion"))
-        own = state.known_secrets.seen(key, version, lambda: secret, fill=state.acting.is_set())
+        fill = state.acting.is_set() and record.read  # a copy of an owned Secret only
+        own = state.known_secrets.seen(key, version, lambda: secret, fill=fill)
     if kind == "LISTED":
         return  # before kopf starts: every identity is reconciled, and published, anyway
     if not own:  # edited or deleted by someone else: its identity repairs it
         identity = (meta.get("labels") or {}).get(IDENTITY_LABEL) or _owning_identity(meta)
         for owner in [identity] if identity else _identities_keeping(state, key):
-            state.scheduler.now((key[0], owner))
+            if (key[0], owner) in state.identity_records:
+                state.scheduler.now((key[0], owner))
     publish(state)
+
+
+def _read_secret_now_owned(state: OperatorState, identity: IdentityRecord) -> None:
+    """The identity's Secret came before the identity did (a standby's two watches lag
+    apart): owned by no identity then, its keys were not read. They are read now, by one
+    GET, so that the bundle this replica writes once it acts has them."""
+    key = (identity.namespace, identity.secret_name)
+    secret = state.signing_secrets.get(key)
+    if secret is None or secret.read or not owns(identity, secret) or key in state.secret_reads:
+        return
+    task = asyncio.get_running_loop().create_task(_read_secret(state, key))
+    state.secret_reads[key] = task
+    task.add_done_callback(lambda _: state.secret_reads.pop(key, None))
+
+
+async def _read_secret(state: OperatorState, key: tuple[str, str]) -> None:
+    for delay in RETRY_READ:
+        try:
+            found = await state.kube.read_secret_object(*key)
+            break
+        except Exception:  # the API server away: again later
+            log.warning("reading Secret %s/%s failed; again in %.0f s", *key, delay, exc_info=True)
+            await asyncio.sleep(delay)
+    else:
+        return
+    record = state.signing_secrets.get(key)
+    if found is None or record is None or record.read:
+        return  # gone, or an event since has read it
+    state.signing_secrets[key] = secret_record(found, state.identity_records)
+    publish(changed(state, names=False))
 
 
 def _identities_keeping(state: OperatorState, secret: tuple[str, str]) -> list[str]:

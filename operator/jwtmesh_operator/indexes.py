@@ -11,6 +11,8 @@ ServiceIdentities and signing-key Secrets are not watched by kopf but by the ope
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import kopf
@@ -18,10 +20,11 @@ import kopf
 from jwtmesh.tokens.keys import PublicJwk
 from jwtmesh_operator.keystore import PUBLISHED_KEYS, read_published
 from jwtmesh_operator.revocations import RevocationRecord
-from jwtmesh_operator.sources import BundleSources, SecretRecord, gather
+from jwtmesh_operator.sources import BundleSources, SecretRecord, gather, owns
 from jwtmesh_operator.spec import (
     API_GROUP,
     API_VERSION,
+    IDENTITY_LABEL,
     ROTATE_ANNOTATION,
     default_secret_name,
 )
@@ -75,19 +78,33 @@ async def grants(name: str, spec: Any, **_: Any) -> Any:
     return {"all": grant}
 
 
-def secret_record(secret: dict[str, Any]) -> SecretRecord:
-    """What the bundle keeps of a signing-key Secret (informer.py hands them on): its
-    public keys only, each checked against its kid and then kept as its JWK members
-    (PublicJwk: a tenth of a parsed key's memory); the issuer is not read from here."""
+def secret_record(
+    secret: dict[str, Any], identities: Mapping[tuple[str, str], IdentityRecord]
+) -> SecretRecord:
+    """What the bundle keeps of a signing-key Secret (informer.py hands them on). One its
+    identity owns (sources.owns): its public keys, each checked against its kid and then
+    kept as its JWK members (PublicJwk: a tenth of a parsed key's memory), at most MAX_KEYS
+    (keystore.read_published refuses more). Any other: its name, label and owners only,
+    its keys never read (only an owned Secret's are published). The issuer is not read
+    from here."""
     meta = secret["metadata"]
+    namespace, name = str(meta["namespace"]), str(meta["name"])
+    bare = SecretRecord(
+        namespace,
+        name,
+        frozenset(str(ref.get("uid")) for ref in meta.get("ownerReferences") or []),
+        identity=str((meta.get("labels") or {}).get(IDENTITY_LABEL, "")),
+        read=False,
+    )
+    if not owns(identities.get((namespace, bare.identity)), bare):
+        return bare
     raw = (secret.get("data") or {}).get(PUBLISHED_KEYS)
     try:
         _schedules, public, _damaged = read_published(base64.b64decode(raw) if raw else None)
     except ValueError:
         public = {}
-    owners = frozenset(str(ref.get("uid")) for ref in meta.get("ownerReferences") or [])
     keys = {kid: PublicJwk.of(key) for kid, key in public.items()}
-    return SecretRecord(str(meta["namespace"]), str(meta["name"]), owners, keys)
+    return replace(bare, keys=keys, read=True)
 
 
 @kopf.index(*REVOCATIONS)

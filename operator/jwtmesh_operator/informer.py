@@ -246,11 +246,15 @@ class Informer:
         handed on as events."""
         self.relists += 1
         listed: dict[Key, Object] = {}
-        version = ""
+        known, version = self._known[scope], ""
         for page in self._pages(scope):
-            listed.update((key_of(found), found) for found in page.get("items") or [])
+            for found in page.get("items") or []:
+                key, seen = key_of(found), version_of(found)
+                # Only a changed object is handed on: of the others (a tenant's forged
+                # Secrets among them, up to 1 MiB each) the version is all that is kept.
+                listed[key] = found if known.get(key) != seen else tombstone(key, seen)
             version = list_version(page)
-        changes = relist_changes(self._known[scope], listed)
+        changes = relist_changes(known, listed)
         log.info(
             "%s listed again (the watch had expired): %d changes",
             self.what,

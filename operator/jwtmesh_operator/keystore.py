@@ -25,11 +25,15 @@ from jwtmesh.identity import (
     render_identity,
 )
 from jwtmesh.tokens.keys import KeyMaterialError, PublicKey, SigningKey, thumbprint
-from jwtmesh_operator.planning import KeySchedule
+from jwtmesh_operator.planning import MAX_KEYS, KeySchedule
 
 SECRET_TYPE = "jwtmesh.io/signing-key"
 SIGNING_KEYS = "signing-keys.json"
 PUBLISHED_KEYS = "published-keys.json"
+# The largest published-keys.json read: MAX_KEYS RSA-4096 keys take ~16 KiB. A larger one
+# (a tenant's forgery) is refused before it is parsed.
+MAX_PUBLISHED_BYTES = 64 * 1024
+_LIMITS = f"the {MAX_KEYS} keys or {MAX_PUBLISHED_BYTES} bytes an identity publishes at most"
 
 
 @dataclass(frozen=True)
@@ -101,12 +105,18 @@ def render_secret_data(
 
 def read_published(raw: bytes | None) -> tuple[list[KeySchedule], dict[str, PublicKey], list[str]]:
     """published-keys.json: schedules and public keys whose kid is their thumbprint, and
-    what had to be dropped. The one parser of this file (the bundle's index uses it too)."""
+    what had to be dropped. The one parser of this file (the bundle's index uses it too).
+    A file over MAX_PUBLISHED_BYTES or MAX_KEYS is refused whole, unparsed."""
     damaged: list[str] = []
     schedules: list[KeySchedule] = []
     public: dict[str, PublicKey] = {}
+    if raw is not None and len(raw) > MAX_PUBLISHED_BYTES:
+        return [], {}, [f"published-keys.json is refused: {len(raw)} bytes, over {_LIMITS}"]
     try:
         document = json.loads(raw or b"")
+        if len(document["keys"]) > MAX_KEYS:
+            count = len(document["keys"])
+            return [], {}, [f"published-keys.json is refused: {count} keys, over {_LIMITS}"]
         for entry in document["keys"]:
             try:
                 schedule, key = schedule_from_json(entry)

@@ -74,6 +74,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     kube = Kube(load_kube_config(_config.kubeconfig))
     # API calls run in threads (the `kubernetes` client is synchronous); as many as its
     # connection pool holds, since more threads would only open connections to drop them.
+    # Nothing else long runs in them: key generation has its own (OperatorState.keygen).
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=kube.pool_size))
     state = OperatorState(
         config=_config,
@@ -258,6 +259,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
             log.warning("could not release the Lease", exc_info=True)
     await state.publisher.stop()
     await state.events.stop()
+    state.keygen.shutdown(wait=False, cancel_futures=True)
     runner: web.AppRunner = memo["http_runner"]
     await runner.cleanup()
 

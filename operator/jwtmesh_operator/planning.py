@@ -9,6 +9,10 @@ until `remove_at` so tokens it signed keep verifying, and is then removed.
 The successor is created `pre_publish` before it activates, so every verifier has its
 public key before the first token it signs exists. A retired key stays `retain` longer
 (≥ maximum token lifetime + leeway, validated by the CRD).
+
+An identity publishes at most MAX_KEYS keys: beyond them (a retain many periods long, or
+rotations requested faster than tokens expire) the oldest retired keys leave early. With
+period ≥ maxTokenLifetime (the CRD's rule) the keys kept cover the tokens still valid.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from jwtmesh.identity import signer_at
+
+# The most keys one identity publishes (active, successor, retired): the one home of this
+# limit, which also caps what is read back from a Secret (keystore.read_published), so a
+# tenant's Secret of thousands of keys costs the operator nothing.
+MAX_KEYS = 16
 
 
 class KeyState(StrEnum):
@@ -108,13 +117,28 @@ def plan_keys(
         )
         keys = [retired_signer if key is signer else key for key in keys]
 
+    keys, capped = _within_cap(keys, now)
+    if capped and reason == UP_TO_DATE:
+        reason = KEY_REMOVED
     keys.sort(key=lambda key: key.activates_at)
     return Plan(
         keys=tuple(keys),
         wake_at=_next_transition(keys, now, None if successor else create_at),
-        removed=removed,
+        removed=(*removed, *capped),
         reason=reason,
     )
+
+
+def _within_cap(keys: list[KeySchedule], now: float) -> tuple[list[KeySchedule], list[str]]:
+    """At most MAX_KEYS keys: the retired ones due to leave first go now. Returns the keys
+    kept and the kids dropped (the signer and its successor are never dropped)."""
+    excess = len(keys) - MAX_KEYS
+    if excess <= 0:
+        return keys, []
+    retired = [key for key in keys if key.state(now) is KeyState.RETIRED and key.kid is not None]
+    leaving = {id(key) for key in sorted(retired, key=lambda key: key.remove_at or 0.0)[:excess]}
+    kept = [key for key in keys if id(key) not in leaving]
+    return kept, [key.kid for key in keys if id(key) in leaving and key.kid is not None]
 
 
 def _pending(keys: list[KeySchedule], now: float) -> list[KeySchedule]:

@@ -242,8 +242,11 @@ async def _generate_new_keys(
     schedules: list[KeySchedule] = []
     for schedule in decision.plan.keys:
         if schedule.kid is None:
-            # RSA generation takes a while: keep the event loop free for other identities.
-            key = await asyncio.to_thread(generate_signing_key, spec.algorithm, spec.rsa_bits)
+            # RSA generation takes a while: off the event loop, and in threads of its own
+            # (state.KEYGEN_THREADS), never ahead of an API call in the default pool.
+            key = await asyncio.get_running_loop().run_in_executor(
+                state.keygen, generate_signing_key, spec.algorithm, spec.rsa_bits
+            )
             state.counters.keys_generated += 1
             private[key.kid] = key
             public[key.kid] = key.public

@@ -21,12 +21,29 @@ from jwtmesh_operator.tenancy import Grant, IdentityRecord, Resolved, resolve_al
 
 @dataclass(frozen=True)
 class SecretRecord:
-    """What the published-keys index keeps of one signing-key Secret."""
+    """What the published-keys index keeps of one signing-key Secret. Its keys are read
+    only while its identity owns it (`owns`): anyone who may create a Secret in a namespace
+    can make one of this type and label, and its keys would only cost memory and time."""
 
     namespace: str
     name: str
     owner_uids: frozenset[str]
     keys: Mapping[str, VerificationKey] = field(default_factory=dict)
+    identity: str = ""  # its jwtmesh.io/identity label: the identity it says it is for
+    read: bool = True  # False: owned by no identity when it came, its keys left unread
+
+
+def owns(identity: IdentityRecord | None, secret: SecretRecord) -> bool:
+    """Whether the Secret is the identity's own, as reconcile._secret_taken accepts it: in
+    its namespace, under the name the identity gives its Secret, labelled with the
+    identity's name and owned by its UID."""
+    return (
+        identity is not None
+        and (identity.namespace, identity.name) == (secret.namespace, secret.identity)
+        and identity.secret_name == secret.name
+        and bool(identity.uid)
+        and identity.uid in secret.owner_uids
+    )
 
 
 @dataclass(frozen=True)

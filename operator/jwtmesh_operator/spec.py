@@ -8,6 +8,7 @@ from typing import Any
 
 from jwtmesh.cluster import API_GROUP, API_VERSION, IDENTITY_LABEL, ROTATE_ANNOTATION
 from jwtmesh.policy import Policy, PolicyError, policy_from_dict
+from jwtmesh.tokens.keys import MIN_RSA_BITS
 from jwtmesh_operator.durations import parse_duration
 from jwtmesh_operator.errors import OperatorError
 from jwtmesh_operator.netpol import OpenPort, OpenPortError, parse_open_ports
@@ -49,6 +50,9 @@ DEFAULT_MAX_TOKEN_LIFETIME = "15m"
 DEFAULT_ROTATION_PERIOD = "720h"
 DEFAULT_PRE_PUBLISH = "1h"
 DEFAULT_RETAIN = "2h"
+# The largest RSA key the operator makes (the CRD's keySize maximum too): a 4096-bit key
+# takes ~1 s to generate, an 8192-bit one 10-20 s, a tenant's to spend on every rotation.
+MAX_RSA_BITS = 4096
 
 
 def default_secret_name(name: str) -> str:
@@ -70,6 +74,12 @@ def parse_spec(
         raise SpecError(str(exc)) from exc
     if parsed_rotation.retain < max_lifetime + 30:
         raise SpecError("rotation.retain must be at least maxTokenLifetime + 30s")
+    rsa_bits = int(spec.get("keySize", DEFAULT_RSA_BITS))
+    if not MIN_RSA_BITS <= rsa_bits <= MAX_RSA_BITS:
+        raise SpecError(
+            f"keySize {rsa_bits} is outside {MIN_RSA_BITS}..{MAX_RSA_BITS}: the operator makes "
+            f"RSA keys of at most {MAX_RSA_BITS} bits (larger ones take it tens of seconds each)"
+        )
     policy_document = spec.get("policy")
     try:
         policy = policy_from_dict(dict(policy_document)) if policy_document is not None else None
@@ -85,7 +95,7 @@ def parse_spec(
         issuer=spec.get("issuer") or default_issuer(trust_domain, namespace, name),
         audience=spec.get("audience") or default_audience(namespace, name),
         algorithm=spec.get("algorithm", DEFAULT_ALGORITHM),
-        rsa_bits=int(spec.get("keySize", DEFAULT_RSA_BITS)),
+        rsa_bits=rsa_bits,
         max_lifetime=max_lifetime,
         rotation=parsed_rotation,
         secret_name=spec.get("secretName") or default_secret_name(name),

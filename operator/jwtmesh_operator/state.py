@@ -6,6 +6,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +31,14 @@ if TYPE_CHECKING:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Threads of their own for key generation (an RSA-4096 key takes ~1 s): in the API calls'
+# pool, a tenant's fast-rotating RSA identities held up every API call, the Lease renewal
+# and the webhook's reads. Two, so that creating many RSA identities still uses two cores.
+KEYGEN_THREADS = 2
+
+
+def keygen_executor() -> Executor:
+    return ThreadPoolExecutor(KEYGEN_THREADS, thread_name_prefix="keygen")
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,7 @@ class OperatorState:
     # does it reconcile, publish and report status.
     acting: asyncio.Event = field(default_factory=asyncio.Event)
     counters: Counters = field(default_factory=Counters)
+    keygen: Executor = field(default_factory=keygen_executor)  # never the API calls' pool
     collector: CollectorTime = field(default_factory=CollectorTime)
     clock: Callable[[], float] = time.time
     sources_memo: SourcesMemo = field(default_factory=SourcesMemo)
@@ -168,6 +178,8 @@ class OperatorState:
     # (~17 MB at 10,000; ~6.9 KB with RSA-3072), held during a rotation anyway.
     known_identities: LatestKnown = field(default_factory=LatestKnown)
     known_secrets: LatestKnown = field(default_factory=lambda: LatestKnown(keep_for=math.inf))
+    # Secrets whose keys are being read now that their identity owns them (handlers.py).
+    secret_reads: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
     # (namespace, name) → (uid, generation) whose policy ConfigMap and NetworkPolicy this
     # process wrote or found right (reconcile._write_policy).
     policies_written: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)

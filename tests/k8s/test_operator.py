@@ -115,6 +115,7 @@ def test_an_identity_gets_its_secret_bundle_and_ready_status(
         ({"rotation": {"period": "soon"}}, "spec.rotation.period"),
         ({"algorithm": "HS256"}, 'Unsupported value: "HS256"'),
         ({"algorithm": "RS256", "keySize": 1024}, "spec.keySize"),
+        ({"algorithm": "RS256", "keySize": 8192}, "should be less than or equal to 4096"),
         ({"issuer": "http://plain.example/x"}, "spec.issuer"),
         (
             {"policy": {"rules": [{"paths": [{"exact": "/a", "prefix": "/b"}]}]}},
@@ -128,6 +129,7 @@ def test_an_identity_gets_its_secret_bundle_and_ready_status(
         "not a duration",
         "HS256",
         "small RSA",
+        "RSA too slow to make",
         "http issuer",
         "two path kinds",
     ],

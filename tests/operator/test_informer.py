@@ -4,12 +4,17 @@ version listed again) is in tests/k8s/test_informer.py."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jwtmesh_operator.informer import lines, relist_changes, tombstone
+from jwtmesh_operator import informer as informer_module
+from jwtmesh_operator.informer import Informer, lines, relist_changes, tombstone
 
 
 def secret(name: str, version: str) -> dict[str, Any]:
@@ -59,3 +64,25 @@ def test_lines_come_whole_however_the_stream_is_cut(events: list[bytes], cuts: l
 
 def test_a_last_line_without_newline_and_blank_lines() -> None:
     assert list(lines([b'{"a":1}\n\n', b"  \n", b'{"b"', b":2}"])) == [b'{"a":1}', b'{"b":2}']
+
+
+def test_a_relist_keeps_only_what_changed_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The objects a relist finds unchanged are not held until the last page comes (a
+    tenant's forged Secrets are up to 1 MiB each): their versions are enough."""
+    big = {**secret("big", "5"), "data": {"published-keys.json": "A" * 100_000}}
+    page = {"metadata": {"resourceVersion": "9"}, "items": [big, secret("new", "8")]}
+    response = SimpleNamespace(data=json.dumps(page).encode())
+    informer = Informer("Secrets", lambda _scope: lambda **_: response, [], lambda *_: None)
+    informer._known[None] = {("team-a", "big"): "5"}
+    compared: list[Mapping[Any, Any]] = []
+
+    def changes(known: Mapping[Any, str], listed: Mapping[Any, Any]) -> list[Any]:
+        compared.append(listed)
+        return relist_changes(known, listed)
+
+    monkeypatch.setattr(informer_module, "relist_changes", changes)
+    informer._relist(None)
+    (listed,) = compared
+    assert listed[("team-a", "big")] == tombstone(("team-a", "big"), "5")
+    assert listed[("team-a", "new")] == secret("new", "8")
+    assert informer._known[None] == {("team-a", "big"): "5", ("team-a", "new"): "8"}

@@ -9,6 +9,7 @@ import pytest
 from jwtmesh_operator.planning import (
     KEY_COMPROMISED,
     KEY_CREATED,
+    MAX_KEYS,
     ROTATION_REQUESTED,
     ROTATION_SCHEDULED,
     KeySchedule,
@@ -177,3 +178,23 @@ def test_key_state_follows_its_times(state_at: tuple[float, KeyState]) -> None:
     key = KeySchedule("a", activates_at=10, retires_at=20, remove_at=30)
     now, expected = state_at
     assert key.state(now - 0.5 if expected is KeyState.PENDING else now) is expected
+
+
+def test_an_identity_never_publishes_more_than_max_keys() -> None:
+    """A retain of many periods (or rotations asked faster than tokens expire): the oldest
+    retired keys leave early, never the signer or its successor. The cap is what a Secret
+    is read back with (keystore.read_published): a plan beyond it would be refused."""
+    rotation = Rotation(period=1.0, pre_publish=0.0, retain=1000.0)
+    keys: list[KeySchedule] = []
+    for step in range(3 * MAX_KEYS):
+        now = float(step)
+        plan = plan_keys(rotation, keys, now)
+        assert len(plan.keys) <= MAX_KEYS
+        before = {key.kid for key in keys}
+        keys = materialise(plan, f"k{step}-")
+        states = [key.state(now) for key in keys]
+        assert KeyState.ACTIVE in states
+        # What left is what had retired longest.
+        for gone in before - {key.kid for key in keys}:
+            assert gone is not None
+            assert int(gone[1:].split("-")[0]) <= step - MAX_KEYS + 2

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from jwtmesh.tokens.keys import MIN_RSA_BITS
 from jwtmesh_operator import spec as defaults
 from jwtmesh_operator.durations import parse_duration
 from jwtmesh_operator.spec import SpecError, parse_spec
@@ -41,6 +42,25 @@ def test_the_crd_defaults_are_the_operators_defaults() -> None:
     assert rotation["prePublish"]["default"] == defaults.DEFAULT_PRE_PUBLISH
     assert rotation["retain"]["default"] == defaults.DEFAULT_RETAIN
     assert f"Default {defaults.DEFAULT_RSA_BITS}" in properties["keySize"]["description"]
+
+
+def test_the_crd_key_sizes_are_the_operators() -> None:
+    """The API server refuses what the operator would refuse (an 8192-bit key costs it
+    10-20 s of a thread on every rotation)."""
+    key_size = spec_schema()["properties"]["keySize"]
+    assert (key_size["minimum"], key_size["maximum"]) == (MIN_RSA_BITS, defaults.MAX_RSA_BITS)
+
+
+@pytest.mark.parametrize("bits", [2048, 3072, 4096])
+def test_the_usual_rsa_key_sizes_are_accepted(bits: int) -> None:
+    spec = parse_spec("shop", "cart", {"algorithm": "RS256", "keySize": bits}, "mesh.test")
+    assert spec.rsa_bits == bits
+
+
+def test_an_rsa_key_larger_than_the_operator_makes_is_refused_with_the_range() -> None:
+    """An identity stored before the CRD said so (the API server does not look again)."""
+    with pytest.raises(SpecError, match=r"keySize 8192 is outside 2048\.\.4096"):
+        parse_spec("shop", "cart", {"algorithm": "RS256", "keySize": 8192}, "mesh.test")
 
 
 def test_an_empty_spec_gets_every_default() -> None:

@@ -13,7 +13,8 @@ from jwtmesh.identity import SIGNING_KEYS_FILE, IdentityKeys, ScheduledKey, rend
 from jwtmesh.tokens.keys import ALGORITHMS, DEFAULT_ALGORITHM, generate_signing_key, jwks
 from jwtmesh_sidecar.cli.params import NAME, HttpUrl
 
-# The ServiceIdentity CRD's keySize range: larger keys take minutes to generate.
+# Larger keys take minutes to generate. (The operator, which makes keys for tenants, stops
+# at 4096: jwtmesh_operator.spec.MAX_RSA_BITS.)
 RSA_BITS = click.IntRange(2048, 8192)
 DEFAULT_RSA_BITS = 3072
 MAX_LIFETIME = click.IntRange(1, 86_400)
