@@ -336,8 +336,8 @@ def bundle_sources(bundle_name: str) -> list[dict[str, Any]]:
     """The projected volume's sources, each key mapped to its own file so no two collide.
     All optional: a missing non-optional source would stop the kubelet from updating the
     whole volume. Shards appear as the bundle grows (up to MAX_SHARDS); the single-object
-    form is there while the bundle fits one ConfigMap, and the sidecar reads it only when
-    there is no manifest (an operator rolled back to one without shards, docs/scaling.md).
+    form is there while the bundle fits one ConfigMap, and the sidecar reads it only if it
+    never read a manifest (an operator rolled back to one without shards, docs/scaling.md).
     Before the first publish the volume is empty and the sidecar waits, unready."""
 
     def source(name: str, key: str) -> dict[str, Any]:

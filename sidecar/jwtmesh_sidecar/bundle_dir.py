@@ -1,5 +1,8 @@
 """A mounted trust-bundle directory: the sharded bundle (`manifest.json` and
-`shard-<i>.json`), or the single-object `bundle.json` where there is no manifest.
+`shard-<i>.json`), or the single-object `bundle.json` where there has never been a
+manifest. Once a manifest was read, a missing one is a missing file (reported, the last
+good one kept): `bundle.json` stops being updated once the bundle outgrows one ConfigMap,
+and falling back to it would bring back keys removed since.
 
 The kubelet writes a projected volume as a whole (a new `..<timestamp>` directory, then
 the `..data` symlink swap), so one read resolves `..data` once and reads every file from
@@ -85,7 +88,11 @@ class BundleDirectory:
         self._caches: dict[int, KeyCache] = {}
         self._single: Shard | None = None  # the last good bundle.json
         self._single_cache = KeyCache()
-        self._last_consistent: TrustBundle | None = None
+        self._sharded = False  # a manifest was seen: bundle.json is never read again
+        # Shards past the count of the last consistent set, as they were then: stale
+        # leftovers, not counted until they change (growth) or a manifest names them.
+        self._retired: dict[int, str] = {}
+        self._in_force: TrustBundle | None = None  # what the last sharded read put in force
         self.value: TrustBundle | None = None
         self.consistent = False
         self.loaded_at: float | None = None
@@ -109,23 +116,32 @@ class BundleDirectory:
 
     def _take(self, files: dict[str, bytes], errors: list[str]) -> TrustBundle | None:
         manifest = files.get(MANIFEST_FILE)
-        if manifest is None:
+        if manifest is None and not self._sharded:
             return self._take_single(files.get(LEGACY_FILE), errors)
-        try:
-            self._manifest = parse_manifest(manifest)
-        except BundleError as exc:
-            errors.append(f"{MANIFEST_FILE}: {exc}")
+        if manifest is None:
+            # Missing like a shard, not a roll-back: bundle.json may be frozen and stale.
+            errors.append(f"{MANIFEST_FILE} is missing; keeping the last good one")
+        else:
+            self._sharded = True
+            try:
+                self._manifest = parse_manifest(manifest)
+            except BundleError as exc:
+                errors.append(f"{MANIFEST_FILE}: {exc}")
         for name, data in files.items():
             index = shard_index(name)
             if index is not None:
                 self._take_shard(index, data, errors)
         if self._manifest is None:
             return self.value
-        merged = merge(self._manifest, self._shards, self._last_consistent)
+        merged = merge(self._manifest, self._shards, self._in_force)
+        self._in_force = merged.bundle
         if merged.consistent:
-            self._last_consistent = merged.bundle
-            # Shards the manifest no longer names are not kept (their keys are gone).
-            for index in [i for i in self._shards if i >= self._manifest.count]:
+            # Shards the manifest does not name are not kept (their keys are gone).
+            count = self._manifest.count
+            past = [i for i in self._shards if i >= count]
+            self._retired = {i: d for i, d in self._retired.items() if i >= count}
+            self._retired.update((i, self._shards[i].digest) for i in past)
+            for index in past:
                 del self._shards[index]
                 self._caches.pop(index, None)
         if merged.consistent != self.consistent:
@@ -143,6 +159,9 @@ class BundleDirectory:
         wanted = digest(data)
         if seen is not None and seen.digest == wanted:
             return
+        named = self._manifest is not None and index < self._manifest.count
+        if not named and self._retired.get(index) == wanted:
+            return
         try:
             bundle = parse_bundle(data, self._caches.setdefault(index, KeyCache()))
         except BundleError as exc:
@@ -151,8 +170,8 @@ class BundleDirectory:
         self._shards[index] = Shard(wanted, bundle)
 
     def _take_single(self, data: bytes | None, errors: list[str]) -> TrustBundle | None:
-        """No manifest: the single-object form (an operator without shards wrote it)."""
-        self._manifest, self._last_consistent, self.consistent = None, None, False
+        """No manifest ever: the single-object form (an operator without shards wrote it)."""
+        self.consistent = False
         if data is None:
             errors.append(f"neither {MANIFEST_FILE} nor {LEGACY_FILE} is there")
             return self.value

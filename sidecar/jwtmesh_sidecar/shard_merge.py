@@ -6,23 +6,30 @@ new and shard 5 old, or shards newer than the manifest. The rules (docs/formats.
 
 - Consistent (every shard the manifest names has the manifest's digest): that set is the
   bundle, exactly: keys removed and revocations expired by the operator leave.
-- Half-updated: the shards read, and, from the last consistent bundle, every issuer the
-  read lacks (an issuer moving between shards, a shard not yet seen) and every revocation
-  (revocations only accumulate until a consistent set says otherwise). An issuer the read
-  has keeps the keys it has now: a removed (compromised) key leaves at once.
+- Half-updated: every shard read, the ones past the manifest's count too (growth writes
+  them first; the caller leaves out those known stale), plus, from the bundle in force
+  (what the last read put in force), every issuer the read lacks (an issuer moving between
+  shards, a shard not yet seen, an identity deleted) and every revocation: revocations only
+  accumulate until a consistent set says otherwise. An issuer the read has keeps only the
+  keys it has now: a removed (compromised) key leaves at once, and stays out.
+- An issuer in several shards of one read (moving, one copy older): what every copy
+  allows. Only the keys in every copy (a key in one copy only was removed, or is being
+  pre-published and does not sign yet), the revocations of all, the latest cutoff, only
+  the grants every copy has; copies bound to different subjects keep no key.
 - A shard that does not parse, or is missing, keeps its last good content (the caller
   passes that), which cannot match a newer manifest: the set counts as half-updated.
-- With no consistent set seen yet (start-up in the middle of an update), every shard
-  present counts, whatever the manifest names.
+- With nothing in force yet (start-up in the middle of an update): the shards read alone.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from jwtmesh.shards import Manifest
-from jwtmesh.tokens.trust import IssuerTrust, TrustBundle
+from jwtmesh.tokens.trust import IssuerTrust, MeshIdentity, TrustBundle
 
 
 @dataclass(frozen=True)
@@ -51,46 +58,81 @@ def is_consistent(manifest: Manifest | None, shards: Mapping[int, Shard]) -> boo
 def merge(
     manifest: Manifest | None,
     shards: Mapping[int, Shard],
-    last_consistent: TrustBundle | None,
+    in_force: TrustBundle | None,
 ) -> Merged:
     """The bundle to put in force from the manifest and shards read (each the last good
-    version of that shard), given the last bundle that came from a consistent set."""
+    version of that shard), given the bundle the last read put in force."""
     if manifest is not None and is_consistent(manifest, shards):
-        return Merged(union(shards[i].bundle for i in range(manifest.count)), True)
-    if last_consistent is None or manifest is None:
-        return Merged(union(shard.bundle for _, shard in sorted(shards.items())), False)
-    read = union(shards[i].bundle for i in range(manifest.count) if i in shards)
-    return Merged(carry_over(read, last_consistent), False)
+        return Merged(combine(shards[i].bundle for i in range(manifest.count)), True)
+    read = combine(shard.bundle for _, shard in sorted(shards.items()))
+    return Merged(read if in_force is None else carry_over(read, in_force), False)
 
 
-def union(bundles: Iterable[TrustBundle]) -> TrustBundle:
-    """Every issuer of every bundle; an issuer in two (moving between shards) has the keys
-    and revocations of both (`TrustBundle.merged_with`)."""
+def combine(bundles: Iterable[TrustBundle]) -> TrustBundle:
+    """Every issuer of every bundle; an issuer in several has what all its copies allow."""
     issuers: dict[str, IssuerTrust] = {}
     for bundle in bundles:
         for issuer, trust in bundle.issuers.items():
             seen = issuers.get(issuer)
-            if seen is None:
-                issuers[issuer] = trust
-            else:
-                both = TrustBundle({issuer: seen}).merged_with(TrustBundle({issuer: trust}))
-                issuers[issuer] = both.issuers[issuer]
+            issuers[issuer] = trust if seen is None else both_allow(seen, trust)
     return TrustBundle(issuers)
 
 
-def carry_over(read: TrustBundle, last: TrustBundle) -> TrustBundle:
-    """`read`, plus `last`'s issuers it lacks and all of `last`'s revocations."""
+def both_allow(a: IssuerTrust, b: IssuerTrust) -> IssuerTrust:
+    """Two copies of one issuer: keys in both, revocations of either, grants of both."""
+    jtis, cutoff = _revocations(a, b)
+    if not _same_subject(a.mesh, b.mesh):
+        # The operator's issuer URL names its subject, so a hand edit: trust neither
+        # copy's keys until a consistent set.
+        return IssuerTrust({}, revoked_jtis=jtis, revoked_before=cutoff, mesh=a.mesh)
+    keys = {kid: key for kid, key in a.keys.items() if b.keys.get(kid) == key}
+    mesh = _common_grants(a.mesh, b.mesh)
+    return IssuerTrust(keys, revoked_jtis=jtis, revoked_before=cutoff, mesh=mesh)
+
+
+def carry_over(read: TrustBundle, in_force: TrustBundle) -> TrustBundle:
+    """`read`, plus `in_force`'s issuers it lacks and all of `in_force`'s revocations."""
     issuers = dict(read.issuers)
-    for issuer, before in last.issuers.items():
+    for issuer, before in in_force.issuers.items():
         now = issuers.get(issuer)
         if now is None:
             issuers[issuer] = before
             continue
-        cutoffs = [c for c in (now.revoked_before, before.revoked_before) if c is not None]
+        jtis, cutoff = _revocations(now, before)
         issuers[issuer] = IssuerTrust(
-            keys=now.keys,
-            revoked_jtis={**before.revoked_jtis, **now.revoked_jtis},
-            revoked_before=max(cutoffs) if cutoffs else None,
-            mesh=now.mesh,
+            now.keys, revoked_jtis=jtis, revoked_before=cutoff, mesh=now.mesh
         )
     return TrustBundle(issuers)
+
+
+def _revocations(a: IssuerTrust, b: IssuerTrust) -> tuple[dict[str, float], float | None]:
+    """Every jti either revokes (until the later exp), and the later cutoff."""
+    jtis = dict(a.revoked_jtis)
+    for jti, until in b.revoked_jtis.items():
+        jtis[jti] = max(until, jtis.get(jti, until))
+    cutoffs = [c for c in (a.revoked_before, b.revoked_before) if c is not None]
+    return jtis, max(cutoffs) if cutoffs else None
+
+
+def _same_subject(a: MeshIdentity | None, b: MeshIdentity | None) -> bool:
+    if a is None or b is None:
+        return a is b  # both external, or one bound and one not
+    return (a.subject, a.namespace) == (b.subject, b.namespace)
+
+
+def _common_grants(a: MeshIdentity | None, b: MeshIdentity | None) -> MeshIdentity | None:
+    """`a` with only the grants `b` has too, with the same value (`true` is not `1`)."""
+    if a is None or b is None:
+        return a
+    common = {
+        name: grant
+        for name, grant in a.granted_claims.items()
+        if name in b.granted_claims and _canonical(grant) == _canonical(b.granted_claims[name])
+    }
+    return (
+        a if len(common) == len(a.granted_claims) else MeshIdentity(a.subject, a.namespace, common)
+    )
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
