@@ -23,11 +23,10 @@ new and shard 5 old, or shards newer than the manifest. The rules (docs/formats.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from jwtmesh.json_values import same_json
 from jwtmesh.shards import Manifest
 from jwtmesh.tokens.trust import IssuerTrust, MeshIdentity, TrustBundle
 
@@ -127,12 +126,8 @@ def _common_grants(a: MeshIdentity | None, b: MeshIdentity | None) -> MeshIdenti
     common = {
         name: grant
         for name, grant in a.granted_claims.items()
-        if name in b.granted_claims and _canonical(grant) == _canonical(b.granted_claims[name])
+        if name in b.granted_claims and same_json(grant, b.granted_claims[name])
     }
     return (
         a if len(common) == len(a.granted_claims) else MeshIdentity(a.subject, a.namespace, common)
     )
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
