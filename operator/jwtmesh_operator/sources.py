@@ -58,16 +58,18 @@ class BundleSources:
 def published_keys(
     secrets: Iterable[SecretRecord], identities: Mapping[tuple[str, str], Resolved]
 ) -> tuple[dict[str, dict[str, VerificationKey]], dict[str, MeshIdentity]]:
-    by_secret = {
-        (resolved.record.namespace, resolved.record.secret_name): resolved
-        for resolved in identities.values()
-        if resolved.refusal is None
-    }
+    # Several identities may name one Secret (spec.secretName): the one owning it is its own.
+    by_secret: dict[tuple[str, str], list[Resolved]] = {}
+    for resolved in identities.values():
+        if resolved.refusal is None:
+            record = resolved.record
+            by_secret.setdefault((record.namespace, record.secret_name), []).append(resolved)
     published: dict[str, dict[str, VerificationKey]] = {}
     meshes: dict[str, MeshIdentity] = {}
     for secret in secrets:
-        owner = by_secret.get((secret.namespace, secret.name))
-        if owner is None or owner.record.uid not in secret.owner_uids:
+        candidates = by_secret.get((secret.namespace, secret.name), [])
+        owner = next((c for c in candidates if c.record.uid in secret.owner_uids), None)
+        if owner is None:
             continue  # not made by the operator for a publishable identity: ignored
         published.setdefault(owner.issuer, {}).update(secret.keys)
         meshes[owner.issuer] = MeshIdentity(

@@ -26,7 +26,7 @@ from jwtmesh_operator.keystore import (
 from jwtmesh_operator.latest import LatestKnown
 from jwtmesh_operator.planning import MAX_KEYS, KeySchedule
 from jwtmesh_operator.readiness import Readiness
-from jwtmesh_operator.sources import SecretRecord
+from jwtmesh_operator.sources import SecretRecord, gather
 from jwtmesh_operator.spec import MAX_RSA_BITS
 from jwtmesh_operator.state import SourcesMemo
 from jwtmesh_operator.tenancy import IdentityRecord
@@ -215,3 +215,27 @@ def test_a_secret_that_came_before_its_identity_is_read_once_the_identity_comes(
     assert record.read
     assert set(record.keys) == {key.kid for key in KEYS[:2]}
     assert kube.reads == 1
+
+
+def test_an_identity_naming_anothers_secret_does_not_unpublish_it() -> None:
+    """`spec.secretName` may name a Secret another identity of the namespace owns: the keys
+    stay its owner's (by UID), published under its issuer, whoever else names it."""
+    key = generate_signing_key().public
+    billing = IdentityRecord(
+        "dev", "billing", "u-b", "2026-01-01T00:00:00Z", secret_name="billing-jwtmesh-key"
+    )
+    squatter = IdentityRecord(
+        "dev", "x", "u-x", "2026-02-01T00:00:00Z", secret_name="billing-jwtmesh-key"
+    )
+    secret = SecretRecord("dev", "billing-jwtmesh-key", frozenset({"u-b"}), {key.kid: key})
+    for order in ([billing, squatter], [squatter, billing]):
+        found = gather(
+            identities=order,
+            grants=[],
+            secrets=[secret],
+            revocations=[],
+            labeled_namespaces=[],
+            trust_domain="mesh.test",
+            now=0.0,
+        )
+        assert found.published == {"https://mesh.test/ns/dev/billing": {key.kid: key}}
