@@ -66,9 +66,13 @@ class BundleWriter:
         self.bytes_written = 0  # the data of every object written, for the write budget
         self._slots = asyncio.Semaphore(WRITES_AT_ONCE)
 
-    def largest_count(self) -> int:
-        """The most shards any namespace's manifest names (0: none known)."""
-        return max((m.count for m in self._manifests.values() if m is not None), default=0)
+    def carried_count(self) -> int:
+        """The shard count to carry on from (0: none known): the lower middle of what the
+        namespaces' manifests name, not the largest. A manifest is a ConfigMap in a
+        tenant's namespace, which that tenant may edit: one forged count of 16 must not
+        re-shard every namespace of the trust domain."""
+        counts = sorted(m.count for m in self._manifests.values() if m is not None)
+        return counts[(len(counts) - 1) // 2] if counts else 0
 
     async def learn(self, namespaces: list[str]) -> None:
         """Read the manifests of namespaces not seen yet (after a start or a take-over), so

@@ -152,7 +152,7 @@ class BundlePublisher:
         await self._writer.learn(namespaces)
         started = time.perf_counter()
         bundle = build_bundle(sources.published, sources.revocations, self._clock(), sources.meshes)
-        previous = max(self._count, self._writer.largest_count())
+        previous = max(self._count, self._writer.carried_count())
         rendered = self._renderer.render(bundle, previous)
         self._render_seconds = rendering + time.perf_counter() - started
         self._report(rendered)

@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from jwtmesh.shards import parse_manifest
+from jwtmesh.shards import Manifest, parse_manifest
 from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, parse_bundle
 from jwtmesh_operator.bundle_writer import WRITES_AT_ONCE, BundleWriter
@@ -173,7 +173,7 @@ def test_a_restarted_writer_carries_on_the_count_and_the_generation() -> None:
     count = parse_manifest(api.objects["tb-manifest"][1]["manifest.json"].encode()).count
     again = BundleWriter(api, "tb")  # type: ignore[arg-type]
     asyncio.run(again.learn([NS]))
-    assert again.largest_count() == count
+    assert again.carried_count() == count
     api.writes.clear()
     publish(again, BundleRenderer(shard_limit=6_000).render(bundle(40, rotated=3), count))
     assert len(shard_names(api)) == 1, "unchanged shards: same bytes, the API keeps them"
@@ -243,3 +243,14 @@ def test_at_most_a_few_shard_writes_are_in_flight_at_once() -> None:
     assert rendered.count > WRITES_AT_ONCE
     assert sorted(shard_names(api)) == sorted(f"tb-{i}" for i in range(rendered.count))
     assert api.most == WRITES_AT_ONCE
+
+
+def test_one_namespaces_forged_manifest_does_not_set_the_count_for_all() -> None:
+    """A tenant may edit its namespace's manifest ConfigMap; the count carried on after a
+    restart is what most namespaces' manifests say, so a forged 16 re-shards nothing."""
+    writer = BundleWriter(FakeApi(), "tb")  # type: ignore[arg-type]
+    honest = Manifest(3, ("a",))
+    writer._manifests.update({"prod": honest, "shop": honest, "dev": Manifest(9, ("f",) * 16)})
+    assert writer.carried_count() == 1
+    writer._manifests["dev"] = Manifest(9, ())
+    assert writer.carried_count() == 1, "nor lower it"
