@@ -150,7 +150,12 @@ class Sidecar:
                 config.identity_keys, parse_identity, metrics.loader("identity")
             )
             identity.poll(force=True)
-            self._minter = OutboundMinter(lambda: identity.value, config.egress_token_lifetime)
+            trust = self.trust
+            self._minter = OutboundMinter(
+                lambda: identity.value,
+                config.egress_token_lifetime,
+                (lambda: trust.verifier.bundle) if trust is not None else lambda: None,
+            )
             if config.egress_audiences:
                 egress = Egress(config.egress_audiences, self._minter.token_for)
         self.service = DecisionService(

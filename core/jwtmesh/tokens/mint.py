@@ -32,8 +32,10 @@ def mint_token(
     lifetime: float,
     body: bytes | None = None,
     extra_claims: Mapping[str, Any] | None = None,
+    jti: str | None = None,
 ) -> str:
-    """A compact JWS for `audience`, valid from `now` for `lifetime` seconds."""
+    """A compact JWS for `audience`, valid from `now` for `lifetime` seconds (`jti`: a new
+    random one unless the caller keeps it to recognise the token later)."""
     if lifetime <= 0:
         raise ValueError("lifetime must be positive")
     extra = dict(extra_claims or {})
@@ -49,7 +51,7 @@ def mint_token(
         "iat": issued_at,
         "nbf": issued_at,
         "exp": issued_at + int(lifetime),
-        "jti": new_jti(),
+        "jti": jti or new_jti(),
     }
     if body is not None:
         claims["bdy"] = body_hash(body)
