@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,15 +58,38 @@ def next_fetch_at(spec: JwksUrl, state: FetchState) -> float:
     return scheduled
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Keys come from the configured URL only: a redirect (to plain http, another host, an
+    internal address) is a failed fetch, never followed."""
+
+    def redirect_request(self, *_: object, **__: object) -> None:
+        return None  # urllib then raises HTTPError for the 3xx
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def fetch_jwks(spec: JwksUrl) -> TrustBundle:
-    """One fetch; raises (OSError, ValueError, http.client.HTTPException...) when it fails."""
+    """One fetch; raises (OSError, ValueError, http.client.HTTPException...) when it fails.
+    It gives up once `timeout_seconds` have passed, however slowly the bytes come (each
+    read also waits at most that long)."""
+    deadline = time.monotonic() + spec.timeout_seconds
     # The scheme is checked to be http(s) when the configuration is loaded.
     request = urllib.request.Request(spec.url, headers={"Accept": "application/json"})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=spec.timeout_seconds) as response:  # noqa: S310
-        data = response.read(MAX_JWKS_BYTES + 1)
-    if len(data) > MAX_JWKS_BYTES:
-        raise BundleError("JWKS document larger than 1 MiB")
-    keys = parse_jwks(json.loads(data), spec.url)
+    try:
+        opened = _OPENER.open(request, timeout=spec.timeout_seconds)
+    except urllib.error.HTTPError as exc:  # a 3xx among them: its connection is let go now
+        exc.close()
+        raise
+    with opened as response:
+        data = bytearray()
+        while chunk := response.read1(65536):
+            data += chunk
+            if len(data) > MAX_JWKS_BYTES:
+                raise BundleError("JWKS document larger than 1 MiB")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"JWKS fetch not done after {spec.timeout_seconds:g} s")
+    keys = parse_jwks(json.loads(bytes(data)), spec.url)
     return TrustBundle({spec.issuer: IssuerTrust(keys=keys)})
 
 

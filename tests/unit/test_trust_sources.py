@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+import urllib.error
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +24,7 @@ from jwtmesh.tokens.trust import (
     render_bundle,
 )
 from jwtmesh.tokens.verify import VerifierSettings
-from jwtmesh_sidecar.jwks_source import FetchState, UrlSource, next_fetch_at
+from jwtmesh_sidecar.jwks_source import FetchState, UrlSource, fetch_jwks, next_fetch_at
 from jwtmesh_sidecar.trust_store import INITIAL_FETCH_WAIT, JwksUrl, TrustStore
 from jwtmesh_sidecar.watch import LoadOutcome, Poller, WatchedFile
 from jwtmesh_testing.kubelet_volume import KubeletVolume
@@ -278,3 +279,79 @@ def test_a_fetch_that_fails_in_any_way_backs_off_instead_of_spinning() -> None:
     source.stop()
     assert 2 <= len(calls) <= 3, "at once, after 0.2 s, after 0.4 s more: a backoff, no spin"
     assert source.state.failures == len(calls)
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_jwks_url_that_redirects_is_a_failed_fetch_never_followed() -> None:
+    """Keys come from the configured URL only, not from wherever it points (plain http,
+    another host, an internal address)."""
+    elsewhere: list[str] = []
+
+    class Target(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            elsewhere.append(self.path)
+            body = json.dumps(jwks([generate_signing_key().public])).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    target = _serve(Target)
+
+    class Configured(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("location", f"http://127.0.0.1:{target.server_port}/internal")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+    configured = _serve(Configured)
+    try:
+        spec = JwksUrl(issuer=ISS, url=f"http://127.0.0.1:{configured.server_port}/jwks")
+        with pytest.raises(urllib.error.HTTPError):
+            fetch_jwks(spec)
+        assert elsewhere == []
+    finally:
+        for server in (target, configured):
+            server.shutdown()
+            server.server_close()
+
+
+def test_a_jwks_fetch_gives_up_after_its_timeout_however_slowly_bytes_come() -> None:
+    class Drip(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", "100000")
+            self.end_headers()
+            for _ in range(40):  # a byte every 0.25 s: 10 s in all, each read well in time
+                try:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.25)
+
+    drip = _serve(Drip)
+    try:
+        spec = JwksUrl(ISS, f"http://127.0.0.1:{drip.server_port}/jwks", timeout_seconds=1.0)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            fetch_jwks(spec)
+        assert time.monotonic() - started < 6, "the whole fetch, not each read, is bounded"
+    finally:
+        drip.shutdown()
+        drip.server_close()
