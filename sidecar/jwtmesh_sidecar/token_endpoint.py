@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +26,16 @@ log = logging.getLogger("jwtmesh.token")
 MAX_REQUEST_BYTES = 1 << 20
 MAX_AUDIENCE_CHARS = 1024
 FIELDS = frozenset({"audience", "lifetimeSeconds", "body"})
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,10}")
+
+
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer too large for a float (JSON allows 1e400 spelled out)
+        return False
+
+
 # What the standard library's own parser refuses, as our codes.
 _HTTP_ERRORS = {
     HTTPStatus.BAD_REQUEST: "malformed_http",
@@ -92,7 +103,7 @@ def parse_token_request(raw: bytes) -> TokenRequest:
     if lifetime is not None and (
         isinstance(lifetime, bool)
         or not isinstance(lifetime, int | float)
-        or not math.isfinite(lifetime)
+        or not _finite(lifetime)
         or lifetime < 1
     ):
         raise Refused("invalid_lifetime", "lifetimeSeconds must be a finite number, at least 1")
@@ -193,7 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw_length = self.headers.get("content-length")
         if raw_length is None:
             raise Refused("length_required", "a JSON body with a Content-Length is required")
-        if not raw_length.strip().isdigit():
+        if not _CONTENT_LENGTH.fullmatch(raw_length.strip()):
+            # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
             raise Refused("malformed_http", "Content-Length is not a number")
         length = int(raw_length)
         if length > MAX_REQUEST_BYTES:
