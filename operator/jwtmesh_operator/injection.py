@@ -180,7 +180,10 @@ def key_mount_refusal(spec: Mapping[str, Any], secret_name: str) -> str | None:
     if _injected_before(spec):
         return None  # a copied spec: injection adds nothing to it, no key included
     for volume in spec.get("volumes") or []:
-        if (volume.get("secret") or {}).get("secretName") == secret_name:
+        projected = (volume.get("projected") or {}).get("sources") or []
+        named = [(volume.get("secret") or {}).get("secretName")]
+        named += [(source.get("secret") or {}).get("name") for source in projected]
+        if secret_name in named:
             return (
                 f"volume {str(volume.get('name'))[:63]!r} mounts Secret {secret_name!r}, the "
                 "identity's private keys: only the injected jwtmesh-sidecar reads them"

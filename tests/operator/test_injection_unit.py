@@ -175,11 +175,21 @@ def test_the_bundle_volume_projects_the_manifest_every_shard_and_the_single_obje
             ),
             "volume 'keys'",
         ),
+        (
+            lambda s: s["volumes"].append(
+                {
+                    "name": "mixed",
+                    "projected": {"sources": [{"secret": {"name": "census-jwtmesh-key"}}]},
+                }
+            ),
+            "volume 'mixed'",
+        ),
     ],
     ids=[
         "the app mounts the injected key volume",
         "an init container does",
         "a volume of the key Secret",
+        "a projected volume with the key Secret",
     ],
 )
 def test_only_the_injected_sidecar_may_mount_the_private_keys(change: Any, named: str) -> None:
