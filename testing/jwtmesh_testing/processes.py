@@ -116,7 +116,14 @@ class ManagedProcess:
             self.popen.send_signal(sig)
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self.popen.poll() is None:
+        exited = self.popen.poll()
+        if exited is not None:
+            # Shown with a failed test's report: a process that died under it says why.
+            print(
+                f"[{self.name}] had exited ({exited}) before it was stopped:\n{self.log_tail()}",
+                file=sys.stderr,
+            )
+        if exited is None:
             self.popen.terminate()
             try:
                 self.popen.wait(timeout)
@@ -189,8 +196,10 @@ def start_sidecar(
     name: str = "sidecar",
     program: list[str] | None = None,
 ) -> ManagedProcess:
-    """Run `jwtmesh sidecar --config` as a real process; wait for its first listener.
-    `program` runs another build's `jwtmesh` instead (the bench's paired baseline)."""
+    """Run `jwtmesh sidecar --config` as a real process; wait for each of its listeners (a
+    test then never meets a port refused, and a listener that could not bind is reported
+    with the sidecar's log). `program` runs another build's `jwtmesh` instead (the bench's
+    paired baseline)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / f"{name}.json"
     config_path.write_text(json.dumps(config, indent=1))
@@ -198,9 +207,10 @@ def start_sidecar(
     argv = [*jwtmesh, "sidecar", "--config", str(config_path)]
     process = ManagedProcess(name, argv, workdir / f"{name}.log")
     listen = config.get("listen", {})
-    address = listen.get("grpc") or listen.get("http") or listen.get("token")
-    if address:
-        wait_for_port(int(address.rsplit(":", 1)[1]), 30, process)
+    for kind in ("grpc", "http", "token"):
+        address = listen.get(kind)
+        if address:
+            wait_for_port(int(address.rsplit(":", 1)[1]), 30, process)
     return process
 
 
