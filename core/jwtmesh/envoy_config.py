@@ -11,6 +11,11 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+# Headers by which many frameworks (Rails, Laravel, Symfony, Express's method-override)
+# let a request name another method than its own. The policy decides on the method Envoy
+# sees, so the sidecar has them removed before the app could route by them.
+METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
+
 EGRESS_EXTENSION = "jwtmesh.io/direction"
 _HCM = (
     "type.googleapis.com/envoy.extensions.filters.network."
@@ -137,6 +142,7 @@ def ext_authz_filter(config: PodEnvoy, path_prefix: str) -> dict[str, Any]:
             {"exact": "authorization"},
             {"prefix": "x-jwtmesh-"},
             {"exact": "x-envoy-auth-partial-body"},
+            *({"exact": name} for name in METHOD_OVERRIDE_HEADERS),
         ]
     }
     if authz.mode == "grpc":

@@ -17,6 +17,7 @@ from typing import Any
 
 from jwtmesh import policy as policy_rules
 from jwtmesh import reasons
+from jwtmesh.envoy_config import METHOD_OVERRIDE_HEADERS
 from jwtmesh.policy import Caller, Policy
 from jwtmesh.reasons import Reason, reason_for
 from jwtmesh.tokens.claims import listed
@@ -169,10 +170,14 @@ _SET_BY_US = frozenset({HEADER_ISSUER, HEADER_SUBJECT, HEADER_CLAIMS})
 
 
 def _removals(headers: Mapping[str, str], token: TokenSettings) -> tuple[str, ...]:
-    """Client-sent x-jwtmesh-* headers we do not overwrite anyway, and the token if stripped.
-    (Envoy applies removals after additions, so our own headers must not be listed.)"""
+    """Client-sent x-jwtmesh-* headers we do not overwrite anyway, method overrides (the
+    app gets the method the policy decided on), and the token if stripped. (Envoy applies
+    removals after additions, so our own headers must not be listed.)"""
     spoofed = [
-        name for name in headers if name.startswith(RESERVED_PREFIX) and name not in _SET_BY_US
+        name
+        for name in headers
+        if (name.startswith(RESERVED_PREFIX) and name not in _SET_BY_US)
+        or name in METHOD_OVERRIDE_HEADERS
     ]
     if token.strip:
         spoofed.append(token.header)

@@ -205,6 +205,9 @@ def test_valid_token_reaches_upstream_with_verified_claims(mesh: Mesh, port: int
     assert seen["x-jwtmesh-issuer"] == HERALD
     assert seen["x-jwtmesh-subject"] == "herald.default"
     assert "x-jwtmesh-extra" not in seen, "client-sent x-jwtmesh-* headers must not pass"
+    overriding = send(port, token=token, headers={"x-http-method-override": "DELETE"})
+    assert overriding.status == 200
+    assert "x-http-method-override" not in overriding.body["headers"], "the app gets GET"
     claims_b64 = seen["x-jwtmesh-claims"]
     claims = json.loads(base64.urlsafe_b64decode(claims_b64 + "=" * (-len(claims_b64) % 4)))
     assert claims["roles"] == ["reader"]

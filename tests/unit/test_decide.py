@@ -88,6 +88,23 @@ def test_an_allowed_request_carries_verified_identity_and_loses_spoofed_headers(
     assert decision.remove_headers == ("x-jwtmesh-role",), "ours are overwritten; others removed"
 
 
+def test_method_override_headers_never_reach_the_app() -> None:
+    """The policy decided on the request's own method; an app must not route by another."""
+    headers = {
+        "authorization": f"Bearer {token()}",
+        "x-http-method-override": "DELETE",
+        "x-http-method": "DELETE",
+        "x-method-override": "DELETE",
+    }
+    decision = decide_inbound(check(headers, method="POST"), inbound(), NOW)
+    assert decision.allowed
+    assert set(decision.remove_headers) == {
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    }
+
+
 def test_strip_removes_the_token_before_the_upstream() -> None:
     decision = decide_inbound(
         check({"authorization": f"Bearer {token()}"}), inbound(strip=True), NOW
