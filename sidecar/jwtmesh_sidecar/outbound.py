@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from jwtmesh.identity import IdentityKeys, active_key
+from jwtmesh.tokens.claims import check_revocation
+from jwtmesh.tokens.errors import Revoked
 from jwtmesh.tokens.mint import mint_token, new_jti
 from jwtmesh.tokens.trust import TrustBundle
 
@@ -30,12 +32,16 @@ class MintedToken:
 
 
 def revoked_in(bundle: TrustBundle, minted: MintedToken) -> bool:
-    """Whether the bundle revokes this token of ours (its jti, or a cutoff after its iat)."""
+    """Whether the bundle revokes this token of ours (its jti, or a cutoff after its iat),
+    by the verifier's own rule."""
     trust = bundle.issuers.get(minted.issuer)
     if trust is None:
         return False
-    cutoff = trust.revoked_before
-    return minted.jti in trust.revoked_jtis or (cutoff is not None and minted.issued_at < cutoff)
+    try:
+        check_revocation(trust, {"iat": minted.issued_at}, minted.jti)
+    except Revoked:
+        return True
+    return False
 
 
 class OutboundMinter:
