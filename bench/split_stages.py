@@ -142,13 +142,7 @@ class Stack:
         return run
 
     def evaluate_policy(self, verified: VerifiedToken) -> None:
-        caller = Caller(
-            verified.issuer,
-            verified.subject,
-            verified.claims,
-            verified.namespace,
-            verified.subject_bound,
-        )
+        caller = Caller.of(verified)
         evaluate(self.policy, method="GET", path="/users/1", caller=caller)
 
     def adapter(

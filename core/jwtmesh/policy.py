@@ -21,6 +21,7 @@ import yaml
 from jwtmesh import reasons
 from jwtmesh.errors import JwtmeshError
 from jwtmesh.json_values import same_json
+from jwtmesh.tokens.verify import VerifiedToken
 
 MODES = ("enforce", "audit")
 
@@ -122,6 +123,17 @@ class Caller:
     claims: Mapping[str, Any]
     namespace: str | None = None
     subject_bound: bool = False
+
+    @classmethod
+    def of(cls, verified: VerifiedToken) -> Caller:
+        """The caller a verified token names, as the bundle vouches for it."""
+        return cls(
+            verified.issuer,
+            verified.subject,
+            verified.claims,
+            verified.namespace,
+            verified.subject_bound,
+        )
 
     def is_subject(self, subjects: frozenset[str] | str, issuer_named: bool) -> bool:
         named = self.subject == subjects if isinstance(subjects, str) else self.subject in subjects

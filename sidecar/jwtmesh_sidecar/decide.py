@@ -204,13 +204,7 @@ def decide_inbound(request: CheckInput, inbound: Inbound, now: float) -> Decisio
         return deny_unauthenticated(error)
 
     policy = inbound.get_policy()
-    caller = Caller(
-        verified.issuer,
-        verified.subject,
-        verified.claims,
-        verified.namespace,
-        verified.subject_bound,
-    )
+    caller = Caller.of(verified)
     result = policy_rules.evaluate(policy, method=request.method, path=request.path, caller=caller)
     if not result.allowed:
         reason = reason_for(result.reason)
