@@ -14,7 +14,14 @@ from typing import Any
 from jwtmesh.identity import signer_at
 from jwtmesh.tokens.keys import PublicKey
 from jwtmesh_operator.keystore import StoredKeys
-from jwtmesh_operator.planning import KeySchedule, KeyState, Plan, plan_keys
+from jwtmesh_operator.planning import (
+    UNTRACKED,
+    KeySchedule,
+    KeyState,
+    Plan,
+    Publication,
+    plan_keys,
+)
 from jwtmesh_operator.spec import IdentitySpec
 
 SECRET_RECREATED = "SecretRecreated"
@@ -70,6 +77,7 @@ def decide_identity(
     *,
     rotate_requested: bool,
     compromised: frozenset[str],
+    publication: Publication = UNTRACKED,
 ) -> IdentityDecision:
     notes: list[str] = []
     repair: str | None = None
@@ -103,6 +111,7 @@ def decide_identity(
         now,
         rotate_requested=rotate_requested,
         compromised=compromised,
+        publication=publication,
     )
     kept = {s.kid for s in plan.keys if s.kid is not None}
     return IdentityDecision(

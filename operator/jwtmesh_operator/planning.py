@@ -10,6 +10,13 @@ The successor is created `pre_publish` before it activates, so every verifier ha
 public key before the first token it signs exists. A retired key stays `retain` longer
 (≥ maximum token lifetime + leeway, validated by the CRD).
 
+A successor signs only once verifiers can have it (`Publication`): no sooner than
+`pre_publish` after the first written bundle that carries it. While the operator's
+publishes are refused (the bundle over its capacity) a key in no written bundle is held,
+and the current key signs on; the publish that carries it brings its activation back to
+`pre_publish` after that publish. A key whose bundle was written late (a slow key
+generation, a write budget spent) signs that much later.
+
 An identity publishes at most MAX_KEYS keys: beyond them (a retain many periods long, or
 rotations requested faster than tokens expire) the oldest retired keys leave early. With
 period ≥ maxTokenLifetime (the CRD's rule) the keys kept cover the tokens still valid.
@@ -17,7 +24,8 @@ period ≥ maxTokenLifetime (the CRD's rule) the keys kept cover the tokens stil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from jwtmesh.identity import signer_at
@@ -26,6 +34,15 @@ from jwtmesh.identity import signer_at
 # limit, which also caps what is read back from a Secret (keystore.read_published), so a
 # tenant's Secret of thousands of keys costs the operator nothing.
 MAX_KEYS = 16
+# How much further than pre_publish a held key's activation is put. It is brought back as
+# soon as a publish carries the key (publication.py wakes its identity): this only bounds
+# how long a held key waits were the operator gone for good.
+HELD_FOR = 30 * 86400.0
+# A bundle written up to a tenth of pre_publish (at least MIN_PUBLISH_SLACK) after a key
+# was scheduled (the key generated, its Secret and then the bundle written) counts as on
+# time; later, the key signs later, at the cost of one more Secret write. So a key signs no
+# sooner than pre_publish less that slack after the first bundle that carries it.
+MIN_PUBLISH_SLACK = 1.0
 
 
 class KeyState(StrEnum):
@@ -40,6 +57,19 @@ class Rotation:
     period: float  # how long a key signs
     pre_publish: float  # how long a new key is published before it signs
     retain: float  # how long a retired key stays published
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What the operator knows of the trust bundle in force (publication.py keeps it)."""
+
+    published_at: Mapping[str, float] = field(default_factory=dict)  # kid → first written
+    refused: bool = False  # the last publish was refused (over capacity): new keys stay out
+    tracked: bool = True  # False: publishes not followed, every key counts as written in time
+
+
+# Publishes not followed (unit tests, `plan_keys` alone): no key is held or brought back.
+UNTRACKED = Publication(tracked=False)
 
 
 @dataclass(frozen=True)
@@ -79,6 +109,9 @@ ROTATION_SCHEDULED = "RotationScheduled"  # a successor was generated and publis
 ROTATION_REQUESTED = "RotationRequested"  # an on-demand rotation scheduled a successor
 KEY_COMPROMISED = "KeyCompromised"  # a kid was removed at once; a new key signs now
 KEY_REMOVED = "KeyRemoved"  # a retired key passed its retention and left the bundle
+ROTATION_HELD = "RotationHeld"  # the successor is not in the bundle in force: the signer signs on
+ROTATION_RESUMED = "RotationResumed"  # a held successor was published: it signs pre_publish later
+ROTATION_DELAYED = "RotationDelayed"  # the successor reached the bundle late: it signs later too
 UP_TO_DATE = "UpToDate"
 
 
@@ -89,6 +122,7 @@ def plan_keys(
     *,
     rotate_requested: bool = False,
     compromised: frozenset[str] = frozenset(),
+    publication: Publication = UNTRACKED,
 ) -> Plan:
     keys, removed, reason = _drop_gone(keys, now, compromised)
     keys, signer, reason = _ensure_signer(keys, now, reason)
@@ -107,9 +141,14 @@ def plan_keys(
         keys.append(successor)
         if reason == UP_TO_DATE:
             reason = ROTATION_SCHEDULED
+    keys, gated = _gate(keys, rotation, now, publication)
+    if gated is not None:
+        reason = reason if reason == KEY_COMPROMISED else gated
+        pending = _pending(keys, now)
+        successor = pending[0] if pending else signer_at(keys, now)
 
     # The signer retires exactly when its successor activates, and stays published `retain`.
-    if successor is not None:
+    if successor is not None and successor is not signer:
         retired_signer = replace(
             signer,
             retires_at=successor.activates_at,
@@ -123,10 +162,63 @@ def plan_keys(
     keys.sort(key=lambda key: key.activates_at)
     return Plan(
         keys=tuple(keys),
-        wake_at=_next_transition(keys, now, None if successor else create_at),
+        wake_at=_next_transition(
+            keys, now, None if successor else create_at, rotation, publication
+        ),
         removed=(*removed, *capped),
         reason=reason,
     )
+
+
+def publish_slack(rotation: Rotation) -> float:
+    return max(MIN_PUBLISH_SLACK, rotation.pre_publish / 10)
+
+
+def _gate(
+    keys: list[KeySchedule], rotation: Rotation, now: float, publication: Publication
+) -> tuple[list[KeySchedule], str | None]:
+    """Each pending key signs no sooner than pre_publish after the first written bundle
+    that carried it: held while publishes are refused and it is in none, brought back
+    once one carries it, put later when it came late. (keys, the reason or None)."""
+    if not publication.tracked:
+        return keys, None
+    gated: str | None = None
+    kept: list[KeySchedule] = []
+    for key in keys:
+        published = publication.published_at.get(key.kid) if key.kid is not None else None
+        if key.state(now) is not KeyState.PENDING:
+            pass
+        elif published is not None:
+            armed = max(now, published) + rotation.pre_publish
+            if key.activates_at < published + rotation.pre_publish - publish_slack(rotation):
+                armed = published + rotation.pre_publish
+                key, gated = replace(key, activates_at=armed), ROTATION_DELAYED
+            elif key.activates_at > armed:  # held before (or prePublish was shortened)
+                key, gated = replace(key, activates_at=armed), gated or ROTATION_RESUMED
+        elif publication.refused and key.activates_at <= now + rotation.pre_publish:
+            held_until = now + rotation.pre_publish + HELD_FOR
+            key, gated = replace(key, activates_at=held_until), ROTATION_HELD
+        elif key.kid is not None and key.activates_at <= now + publish_slack(rotation):
+            # Due now and in no written bundle yet (publishes stalled): not yet.
+            key, gated = replace(key, activates_at=now + rotation.pre_publish), ROTATION_DELAYED
+        kept.append(key)
+    return kept, gated
+
+
+def awaited_kids(
+    keys: Iterable[KeySchedule], rotation: Rotation, now: float, published: Mapping[str, float]
+) -> dict[str, float | None]:
+    """The pending keys no written bundle carries yet, each with the time it must be
+    written by to sign on schedule (None: held, it signs only once one carries it). The
+    publisher wakes the identity when one is written late (publication.py)."""
+    awaited: dict[str, float | None] = {}
+    for key in keys:
+        if key.kid is None or key.kid in published or key.state(now) is not KeyState.PENDING:
+            continue
+        held = key.activates_at > now + rotation.pre_publish  # a new key is never this far off
+        deadline = key.activates_at - rotation.pre_publish + publish_slack(rotation)
+        awaited[key.kid] = None if held else deadline
+    return awaited
 
 
 def _within_cap(keys: list[KeySchedule], now: float) -> tuple[list[KeySchedule], list[str]]:
@@ -196,9 +288,17 @@ def _rotate_now(
     return keys, successor
 
 
-def _next_transition(keys: list[KeySchedule], now: float, create_at: float | None) -> float:
+def _next_transition(
+    keys: list[KeySchedule],
+    now: float,
+    create_at: float | None,
+    rotation: Rotation,
+    publication: Publication,
+) -> float:
     moments = [create_at] if create_at is not None else []
     for key in keys:
         moments += [key.activates_at, key.retires_at or 0.0, key.remove_at or 0.0]
+        if publication.tracked and key.kid not in publication.published_at:
+            moments.append(key.activates_at - publish_slack(rotation))  # written? (_gate)
     future = [moment for moment in moments if moment > now]
     return min(future) if future else now + 3600.0

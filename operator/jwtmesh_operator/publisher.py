@@ -21,7 +21,8 @@ prePublish must cover it).
 The bundle is rendered once per publish (rendering.py: only what changed is rendered
 again) and written as shards, a manifest and, while it fits one ConfigMap, the
 single-object form (bundle_writer.py). Over its capacity nothing is written: the bundle
-in force stays, and every identity says so (BundleOverLimit).
+in force stays, and every identity says so (BundleOverLimit). Each publish is told to the
+publication ledger (publication.py), so that no key signs before a written bundle has it.
 
 Every bundle object is owned by the ServiceIdentity CRD (`set_owner`): no one identity owns
 it, and it must outlive `helm uninstall` (which keeps CRDs and identities, whose Pods still
@@ -33,13 +34,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from jwtmesh.shards import SHARD_LIMIT
 from jwtmesh_operator.bundle_writer import BundleWriter
 from jwtmesh_operator.bundles import build_bundle
 from jwtmesh_operator.kube import Kube
+from jwtmesh_operator.publication import Key, PublicationLedger
 from jwtmesh_operator.rendering import BundleRenderer, Rendered
 from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.write_budget import WRITE_BURST, WRITE_RATE, WriteBudget
@@ -78,6 +80,9 @@ class BundlePublisher:
         self.last: Rendered | None = None
         self.publishes = 0
         self.on_size: Callable[[Rendered], None] = lambda _: None
+        self.publication = PublicationLedger()
+        # Reconciles these identities soon (the scheduler's): a publish changed what they may sign.
+        self.wake: Callable[[Iterable[Key]], None] = lambda _: None
         # Set while this replica acts (holds the Lease); a standing-by replica never writes.
         self.acting: asyncio.Event | None = None
 
@@ -157,10 +162,14 @@ class BundlePublisher:
         self._render_seconds = rendering + time.perf_counter() - started
         self._report(rendered)
         if rendered.over_limit:
+            if self.publication.refused():
+                self.wake(sources.identities.keys())
             return
         self._count = rendered.count
         await asyncio.gather(*(self._writer.write(ns, rendered) for ns in namespaces))
         self.publishes += 1
+        kids = (kid for trust in bundle.issuers.values() for kid in trust.keys)
+        self.wake(self.publication.written(kids, self._clock()))
 
     def _report(self, rendered: Rendered) -> None:
         last, self.last = self.last, rendered

@@ -29,7 +29,13 @@ from jwtmesh_operator.desired import (
 )
 from jwtmesh_operator.keystore import SECRET_TYPE, StoredKeys, read_secret_data, render_secret_data
 from jwtmesh_operator.kube import Conflict, Stored, owner_reference, secret_object, secret_of
-from jwtmesh_operator.planning import UP_TO_DATE, KeySchedule, Plan
+from jwtmesh_operator.planning import (
+    ROTATION_HELD,
+    UP_TO_DATE,
+    KeySchedule,
+    Plan,
+    awaited_kids,
+)
 from jwtmesh_operator.rendering import size_condition
 from jwtmesh_operator.rotation_requests import identity_request, rotation_requests
 from jwtmesh_operator.spec import (
@@ -88,9 +94,20 @@ async def reconcile_identity(
         meta.get("annotations"), namespace_rotation, status, has_keys=has_keys
     )
     decision = decide_identity(
-        spec, stored, status, now, rotate_requested=requests.rotate, compromised=compromised
+        spec,
+        stored,
+        status,
+        now,
+        rotate_requested=requests.rotate,
+        compromised=compromised,
+        publication=state.publisher.publication.view(),
     )
     planned, public, data = await _desired_secret(state, spec, decision, stored, resolved, now)
+    # Before the Secret is written: the publish its watch event asks for must find them.
+    ledger = state.publisher.publication
+    ledger.made(kid for kid in public if kid not in decision.public)
+    published = ledger.view().published_at
+    ledger.wait((namespace, name), awaited_kids(planned, spec.rotation, now, published))
     if (secret is None or secret.data != data) and not await _write_secret(
         state, body, spec, secret, data
     ):
@@ -286,9 +303,16 @@ def _announce(
     """Events for what changed: a repaired Secret (warning), a new or rotated key (info)."""
     if decision.repair is not None:
         state.events.warn(body, decision.repair, "; ".join(decision.notes))
-    if final.reason != UP_TO_DATE:
-        kid = active_kid(final, now) or "-"
-        kids = [schedule.kid for schedule in final.keys]
+    kid = active_kid(final, now) or "-"
+    kids = [schedule.kid for schedule in final.keys]
+    if final.reason == ROTATION_HELD:
+        state.events.warn(
+            body,
+            final.reason,
+            f"the next key is in no written trust bundle (over its capacity: BundleSizeOK): "
+            f"{kid} signs on until a publish carries it; keys now {kids}",
+        )
+    elif final.reason != UP_TO_DATE:
         state.events.info(body, final.reason, f"keys now {kids}, signing {kid}")
 
 

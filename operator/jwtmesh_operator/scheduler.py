@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeAlias
 
 from jwtmesh_operator.duequeue import DueQueue
@@ -58,6 +58,10 @@ class Scheduler:
             return
         self._queue.schedule(key, self._clock(), earlier_only=True)
         self._woken.set()
+
+    def now_all(self, keys: Iterable[Key]) -> None:
+        for key in keys:
+            self.now(key)
 
     def forget(self, key: Key) -> None:
         self._queue.forget(key)
