@@ -53,6 +53,18 @@ def status(port: int, bearer: str | None) -> int:
         return int(error.code)
 
 
+def stopped(pid: int) -> bool:
+    """Whether every thread of the process is stopped (state T in /proc)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:  # a thread that just ended
+            continue
+        if state not in ("T", "t"):
+            return False
+    return True
+
+
 class Stack:
     def __init__(self, workdir: Path, mode: str) -> None:
         self.bundle = workdir / "bundle.json"
@@ -111,6 +123,8 @@ def test_a_stalled_sidecar_times_out_into_a_refusal_and_recovers(stack: Stack) -
     assert status(stack.port, token()) == 200
     stack.sidecar.kill(signal.SIGSTOP)
     try:
+        # Stopped for sure before the request (a loaded machine delivers the signal late).
+        wait_for(lambda: stopped(stack.sidecar.popen.pid), 5, "the sidecar to stop", interval=0.01)
         started = time.monotonic()
         assert status(stack.port, token()) == 503
         assert time.monotonic() - started < 5, "Envoy gives up after its 0.5 s ext_authz timeout"
