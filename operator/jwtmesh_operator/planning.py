@@ -42,7 +42,7 @@ HELD_FOR = 30 * 86400.0
 # was scheduled (the key generated, its Secret and then the bundle written) counts as on
 # time; later, the key signs later, at the cost of one more Secret write. So a key signs no
 # sooner than pre_publish less that slack after the first bundle that carries it.
-MIN_PUBLISH_SLACK = 1.0
+MIN_PUBLISH_SLACK = 2.0
 
 
 class KeyState(StrEnum):
@@ -200,7 +200,8 @@ def _gate(
             key, gated = replace(key, activates_at=held_until), ROTATION_HELD
         elif key.kid is not None and key.activates_at <= now + publish_slack(rotation):
             # Due now and in no written bundle yet (publishes stalled): not yet.
-            key, gated = replace(key, activates_at=now + rotation.pre_publish), ROTATION_DELAYED
+            later = now + rotation.pre_publish
+            key, gated = replace(key, activates_at=later), ROTATION_DELAYED
         kept.append(key)
     return kept, gated
 

@@ -105,7 +105,7 @@ def test_a_rotation_waits_for_a_bundle_over_its_capacity_instead_of_breaking_tok
             signers.append(signer)
             if signer not in already_there:
                 # Written by the time this test first saw it: prePublish (6 s) less the
-                # slack (1 s) before it signs, less how late this loop may have looked.
+                # slack (2 s) before it signs, less how late this loop may have looked.
                 ahead = since - first_seen[signer]
                 assert ahead >= 3.0, f"{signer} signs {ahead:.1f} s after it was published"
         refused_seen = refused_seen or over_limit(cluster_objects, ns)
