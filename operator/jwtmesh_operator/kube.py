@@ -21,7 +21,11 @@ from jwtmesh_operator.api_requests import RequestCounter
 from jwtmesh_operator.errors import OperatorError
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "jwtmesh-operator"}
-LIST_PAGE = 500  # objects per LIST response
+# Objects per LIST response. Most kinds listed are ones any tenant can write (identities,
+# signing-key Secrets, policy ConfigMaps), each up to ~1.5 MiB (etcd's request limit): a page
+# of 500 forged ones would be ~750 MiB of JSON parsed at once, enough to have the operator
+# killed at every start. 50 bounds a page to ~75 MiB; 10,000 identities take 200 pages.
+LIST_PAGE = 50
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 

@@ -86,3 +86,19 @@ def test_a_relist_keeps_only_what_changed_whole(monkeypatch: pytest.MonkeyPatch)
     assert listed[("team-a", "big")] == tombstone(("team-a", "big"), "5")
     assert listed[("team-a", "new")] == secret("new", "8")
     assert informer._known[None] == {("team-a", "big"): "5", ("team-a", "new"): "8"}
+
+
+def test_a_list_asks_for_pages_small_enough_for_a_tenants_largest_objects() -> None:
+    """A tenant can make each Secret or identity it may write up to ~1.5 MiB (etcd's
+    request limit): a page of 500 forged ones was ~750 MiB parsed at once, at every start."""
+    asked: list[dict[str, Any]] = []
+
+    def list_call(**options: Any) -> Any:
+        asked.append(options)
+        return SimpleNamespace(data=json.dumps({"metadata": {}, "items": []}).encode())
+
+    informer = Informer("Secrets", lambda _scope: list_call, [], lambda *_: None)
+    list(informer._pages(None))
+    (options,) = asked
+    largest_object = 3 * 1024 * 1024 // 2
+    assert options["limit"] * largest_object <= 100 * 1024 * 1024
