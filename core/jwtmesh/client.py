@@ -18,6 +18,10 @@ from collections.abc import Callable
 from jwtmesh.errors import JwtmeshError
 
 DEFAULT_URL = "http://127.0.0.1:15003/token"
+# Every POST /token must carry this header (like GCP's `Metadata-Flavor: Google`): an app's
+# own request sends it, a request an attacker only steers (server-side request forgery)
+# does not, so it cannot have the sidecar mint a token for the attacker.
+TOKEN_REQUEST_HEADER = ("jwtmesh-token-request", "1")
 
 
 class TokenError(JwtmeshError, RuntimeError):
@@ -55,7 +59,10 @@ class TokenClient:
         call = urllib.request.Request(  # noqa: S310
             self._url,
             data=json.dumps(request).encode(),
-            headers={"content-type": "application/json"},
+            headers={
+                "content-type": "application/json",
+                TOKEN_REQUEST_HEADER[0]: TOKEN_REQUEST_HEADER[1],
+            },
         )
         try:
             with urllib.request.urlopen(call, timeout=self._timeout) as response:  # noqa: S310

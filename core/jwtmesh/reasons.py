@@ -188,6 +188,17 @@ TOKEN_ENDPOINT: dict[str, EndpointAnswer] = {
         ),
         EndpointAnswer("invalid_body", 400, "body is not a string"),
         EndpointAnswer("malformed_http", 400, "the HTTP request itself does not parse"),
+        EndpointAnswer(
+            "missing_request_header",
+            403,
+            "no `jwtmesh-token-request: 1` header (what an app's own request sends and a "
+            "forged one, such as a server-side request forgery, does not)",
+        ),
+        EndpointAnswer(
+            "proxied_request",
+            403,
+            "a Forwarded, X-Forwarded-For or Via header: the request came through a proxy",
+        ),
         EndpointAnswer("not_found", 404, "a path other than /token"),
         EndpointAnswer("method_not_allowed", 405, "a method other than POST (`Allow: POST`)"),
         EndpointAnswer("request_timeout", 408, "the body did not arrive within 10 s"),

@@ -15,10 +15,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from jwtmesh.client import TOKEN_REQUEST_HEADER
 from jwtmesh.reasons import TOKEN_ENDPOINT
 from jwtmesh_sidecar.outbound import OutboundMinter
 
@@ -26,6 +28,7 @@ log = logging.getLogger("jwtmesh.token")
 MAX_REQUEST_BYTES = 1 << 20
 MAX_AUDIENCE_CHARS = 1024
 FIELDS = frozenset({"audience", "lifetimeSeconds", "body"})
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "via")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,10}")
 
 
@@ -115,6 +118,17 @@ def parse_token_request(raw: bytes) -> TokenRequest:
         None if lifetime is None else float(lifetime),
         None if body is None else body.encode("utf-8"),
     )
+
+
+def check_origin(headers: Message) -> None:
+    """The request comes from the app itself: it carries TOKEN_REQUEST_HEADER and no sign
+    of a proxy (an app that forwards requests to loopback would otherwise relay them)."""
+    proxied = [name for name in PROXY_HEADERS if name in headers]
+    if proxied:
+        raise Refused("proxied_request", f"a request with {proxied[0]} came through a proxy")
+    name, value = TOKEN_REQUEST_HEADER
+    if [found.strip() for found in headers.get_all(name) or []] != [value]:
+        raise Refused("missing_request_header", f"send the header {name}: {value}")
 
 
 class TokenServer(ThreadingHTTPServer):
@@ -215,4 +229,5 @@ class _Handler(BaseHTTPRequestHandler):
         except TimeoutError:
             message = f"the body did not arrive within {self.timeout} s"
             raise Refused("request_timeout", message) from None
+        check_origin(self.headers)
         return parse_token_request(raw)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jwtmesh.client import TokenClient
+from jwtmesh.client import TOKEN_REQUEST_HEADER, TokenClient
 from jwtmesh.envoy_config import AuthzEndpoint, Destination, PodEnvoy
 from jwtmesh.identity import IdentityKeys, ScheduledKey, render_identity
 from jwtmesh.tokens.keys import generate_signing_key
@@ -138,7 +138,10 @@ def test_token_endpoint_mints_for_the_requested_audience(pods: dict[str, int]) -
     request = urllib.request.Request(
         f"http://127.0.0.1:{pods['token']}/token",
         data=json.dumps({"audience": "census.default", "lifetimeSeconds": 99999}).encode(),
-        headers={"content-type": "application/json"},
+        headers={
+            "content-type": "application/json",
+            TOKEN_REQUEST_HEADER[0]: TOKEN_REQUEST_HEADER[1],
+        },
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         minted = json.loads(response.read())

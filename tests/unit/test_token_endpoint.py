@@ -95,15 +95,37 @@ def exchange(port: int, data: bytes) -> tuple[int, dict[str, str], dict[str, obj
     return int(lines[0].split()[1]), headers, json.loads(body) if body else {}
 
 
-def post(body: bytes, path: str = "/token", extra: str = "") -> bytes:
+ASKED = "jwtmesh-token-request: 1\r\n"  # jwtmesh.client.TOKEN_REQUEST_HEADER
+
+
+def post(body: bytes, path: str = "/token", extra: str = ASKED) -> bytes:
     return (
         f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n{extra}\r\n".encode()
         + body
     )
 
 
+GOOD = b'{"audience": "census"}'
+
+
 WIRE_CASES = [
     # (what, raw bytes, status, code)
+    ("no request header (SSRF)", post(GOOD, extra=""), 403, "missing_request_header"),
+    (
+        "request header 0",
+        post(GOOD, extra="jwtmesh-token-request: 0\r\n"),
+        403,
+        "missing_request_header",
+    ),
+    ("request header twice", post(GOOD, extra=ASKED * 2), 403, "missing_request_header"),
+    (
+        "via a proxy",
+        post(GOOD, extra=ASKED + "x-forwarded-for: 10.0.0.9\r\n"),
+        403,
+        "proxied_request",
+    ),
+    ("Forwarded", post(GOOD, extra=ASKED + "forwarded: for=10.0.0.9\r\n"), 403, "proxied_request"),
+    ("Via", post(GOOD, extra=ASKED + "via: 1.1 squid\r\n"), 403, "proxied_request"),
     ("NaN lifetime", post(b'{"audience": "a", "lifetimeSeconds": NaN}'), 400, "malformed_request"),
     ("1e-9 lifetime", post(b'{"audience": "a", "lifetimeSeconds": 1e-9}'), 400, "invalid_lifetime"),
     ("aud for audience", post(b'{"aud": "census"}'), 400, "unknown_field"),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jwtmesh.client import TOKEN_REQUEST_HEADER
 from jwtmesh_testing.realcluster.clusterapi import token_part
 
 WRK_SCRIPT = r"""
@@ -197,6 +198,7 @@ class TokenFeed:
         request = urllib.request.Request(
             f"http://127.0.0.1:{self._port}/token",
             data=json.dumps({"audience": self.audience, "lifetimeSeconds": 120}).encode(),
+            headers=dict([TOKEN_REQUEST_HEADER]),
             method="POST",
         )
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
