@@ -17,6 +17,7 @@ import click
 from jwtmesh.addresses import AddressError, split_host_port
 from jwtmesh.boundary import RootCommand, debug_option
 from jwtmesh.shards import SHARD_LIMIT
+from jwtmesh_operator.durations import format_duration, parse_duration
 from jwtmesh_operator.errors import OperatorError
 from jwtmesh_operator.state import LOG_LEVELS, OperatorConfig
 
@@ -51,6 +52,28 @@ class Matching(StrType):
         if len(text) > self._max or not self._pattern.match(text):
             self.fail(f"{text!r} is not a {self._what}", param, ctx)
         return text
+
+
+if TYPE_CHECKING:
+    FloatType = click.ParamType[float]
+else:
+    FloatType = click.ParamType
+
+
+class Duration(FloatType):
+    """A Go-style duration (90s, 10m, 720h), in seconds."""
+
+    name = "DURATION"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class HostPort(StrType):
@@ -115,6 +138,7 @@ DNS_NAME = Matching(_DNS_NAME, "DNS name")
 NAMESPACE = Matching(_DNS_NAME, "namespace name", 63)
 LABEL_KEY = Matching(_LABEL_KEY, "label key")
 HOST_PORT = HostPort()
+DURATION = Duration()
 
 
 class KubeconfigError(OperatorError):
@@ -197,6 +221,15 @@ def _check_inputs(kubeconfig: str | None, envoy_image: str, sidecar_image: str) 
     show_default=True,
     help="Bytes a second the trust bundle's publishes write, on average (every namespace's "
     "copy counts): keeps etcd under its quota between compactions (docs/scaling.md).",
+)
+@click.option(
+    "--min-rotation-period",
+    type=DURATION,
+    default=format_duration(_DEFAULTS.min_rotation_period),
+    show_default=True,
+    help="The shortest rotation.period an identity may ask for: each rotation rewrites the "
+    "trust bundle in every namespace, so one tenant's fast schedule would spend every "
+    "namespace's write budget (docs/scaling.md).",
 )
 @click.option(
     "--http",
@@ -286,6 +319,7 @@ def main(
     bundle_label: str,
     bundle_shard_bytes: int,
     bundle_write_rate: int,
+    min_rotation_period: float,
     http_listen: str,
     public_url: str,
     leader_election: bool,
@@ -312,6 +346,7 @@ def main(
         bundle_label=bundle_label,
         bundle_shard_bytes=bundle_shard_bytes,
         bundle_write_rate=bundle_write_rate,
+        min_rotation_period=min_rotation_period,
         http_address=host,
         http_port=port,
         public_url=public_url,

@@ -45,6 +45,7 @@ from jwtmesh_operator.spec import (
     IdentitySpec,
     SpecError,
     parse_spec,
+    period_refusal,
 )
 from jwtmesh_operator.state import IdentityHealth, OperatorState
 from jwtmesh_operator.tenancy import AUDIENCE_CONFLICT, ISSUER_CONFLICT, Resolved
@@ -78,6 +79,9 @@ async def reconcile_identity(
         spec = parse_spec(namespace, name, body.get("spec") or {}, state.config.trust_domain)
     except SpecError as exc:
         return await _refuse(state, body, status, now, cond.INVALID_SPEC, str(exc))
+    too_often = period_refusal(spec.rotation, state.config.min_rotation_period)
+    if too_often is not None:
+        return await _refuse(state, body, status, now, cond.INVALID_SPEC, too_often)
     if resolved.refusal is not None:
         # Another namespace's (or an older identity's) issuer or audience: never published.
         return await _refuse(state, body, status, now, *astuple(resolved.refusal))

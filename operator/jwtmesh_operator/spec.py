@@ -9,7 +9,7 @@ from typing import Any
 from jwtmesh.cluster import API_GROUP, API_VERSION, IDENTITY_LABEL, ROTATE_ANNOTATION
 from jwtmesh.policy import Policy, PolicyError, policy_from_dict
 from jwtmesh.tokens.keys import MIN_RSA_BITS
-from jwtmesh_operator.durations import parse_duration
+from jwtmesh_operator.durations import format_duration, parse_duration
 from jwtmesh_operator.errors import OperatorError
 from jwtmesh_operator.netpol import OpenPort, OpenPortError, parse_open_ports
 from jwtmesh_operator.planning import Rotation
@@ -53,6 +53,17 @@ DEFAULT_RETAIN = "2h"
 # The largest RSA key the operator makes (the CRD's keySize maximum too): a 4096-bit key
 # takes ~1 s to generate, an 8192-bit one 10-20 s, a tenant's to spend on every rotation.
 MAX_RSA_BITS = 4096
+
+
+def period_refusal(rotation: Rotation, floor: float) -> str | None:
+    """Why this operator does not rotate so often (its --min-rotation-period), or None."""
+    if rotation.period >= floor:
+        return None
+    return (
+        f"rotation.period {format_duration(rotation.period)} is shorter than this operator's "
+        f"minimum {format_duration(floor)} (--min-rotation-period): every rotation rewrites "
+        "the trust bundle in every namespace"
+    )
 
 
 def default_secret_name(name: str) -> str:

@@ -49,6 +49,9 @@ class OperatorConfig:
     bundle_shard_bytes: int = SHARD_LIMIT  # the largest shard (smaller only to test sharding)
     # Bytes a second the bundle publishes write on average (publisher.py: the etcd budget).
     bundle_write_rate: int = WRITE_RATE
+    # The shortest rotation.period accepted (--min-rotation-period): a rotation rewrites the
+    # bundle everywhere, and the write budget above is shared by every namespace.
+    min_rotation_period: float = 600.0
     policy_suffix: str = POLICY_SUFFIX
     http_address: str = "0.0.0.0"  # noqa: S104 - JWKS/discovery/metrics serve the cluster
     http_port: int = 8080

@@ -46,6 +46,9 @@ class OperatorProcess:
             f"127.0.0.1:{self.port}",
             "--leader-election" if leader_election else "--standalone",
             f"--lease-namespace={lease_namespace}",
+            # The tests rotate every few seconds (the default floor is 10m); a later
+            # --min-rotation-period in `extra` wins.
+            "--min-rotation-period=1s",
             *(extra or []),
         ]
         workdir.mkdir(parents=True, exist_ok=True)

@@ -536,3 +536,33 @@ def test_a_sidecar_verifies_a_token_minted_from_the_operators_secret(
     )
     assert verdict.returncode == 0, verdict.stdout
     assert f"PASS issuer={herald['issuer']}" in verdict.stdout
+
+
+def test_a_rotation_period_under_the_operators_floor_is_refused_and_keeps_its_keys(
+    local_cluster: LocalCluster, cluster_objects: Any, tmp_path: Path
+) -> None:
+    """A tenant's 8 s schedule would rewrite every namespace's bundle every 8 s: an
+    operator whose floor is 1 h refuses it in status and an Event, and the keys the
+    identity had stay published (raising the period is all it takes to carry on)."""
+    ns = cluster_objects.namespace("floor")
+    floor = OperatorProcess.for_cluster(
+        local_cluster, tmp_path, extra=[f"--namespace={ns}", "--min-rotation-period=1h"]
+    )
+    try:
+        create_object(cluster_objects.api, ns, "serviceidentities", service_identity("herald"))
+        issuer = cluster_objects.ready_identity(ns, "herald")["status"]["issuer"]
+        wait_for(lambda: cluster_objects.bundle_kids(ns, issuer), 10, "the first bundle")
+        patch_object(cluster_objects.api, ns, "serviceidentities", "herald", {"spec": FAST})
+
+        def refused() -> dict[str, Any] | None:
+            conditions = cluster_objects.identity(ns, "herald")["status"].get("conditions", [])
+            ready = next((c for c in conditions if c["type"] == "Ready"), {})
+            return ready if ready.get("reason") == "InvalidSpec" else None
+
+        ready = wait_for(refused, 15, "the fast schedule refused")
+        assert ready["status"] == "False"
+        assert "shorter than this operator's minimum 1h" in ready["message"]
+        assert "InvalidSpec" in cluster_objects.event_reasons(ns, "herald")
+        assert cluster_objects.bundle_kids(ns, issuer), "its keys stay in the bundle"
+    finally:
+        floor.stop()

@@ -12,7 +12,8 @@ import yaml
 from jwtmesh.tokens.keys import MIN_RSA_BITS
 from jwtmesh_operator import spec as defaults
 from jwtmesh_operator.durations import parse_duration
-from jwtmesh_operator.spec import SpecError, parse_spec
+from jwtmesh_operator.spec import SpecError, parse_spec, period_refusal
+from jwtmesh_operator.state import OperatorConfig
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "serviceidentities.jwtmesh.io.yaml"
 
@@ -86,3 +87,30 @@ def test_a_spec_the_crd_should_have_refused_is_a_spec_error(
 ) -> None:
     with pytest.raises(SpecError, match=message):
         parse_spec("shop", "cart", spec, "mesh.test")
+
+
+def test_a_rotation_period_under_the_operators_floor_is_refused_with_both_figures() -> None:
+    """One tenant's fast schedule would rewrite every namespace's bundle all the time."""
+    floor = OperatorConfig().min_rotation_period
+    assert floor == 600.0, "10m by default"
+    fast = parse_spec(
+        "dev",
+        "herald",
+        {
+            "rotation": {
+                "period": "8s",
+                "prePublish": "4s",
+                "retain": "31s",
+            },
+            "maxTokenLifetime": "1s",
+        },
+        "mesh.test",
+    )
+    message = period_refusal(fast.rotation, floor)
+    assert message is not None
+    assert "8s" in message
+    assert "10m" in message
+    assert "--min-rotation-period" in message
+    usual = parse_spec("dev", "herald", {}, "mesh.test")
+    assert period_refusal(usual.rotation, floor) is None
+    assert period_refusal(fast.rotation, 8.0) is None, "at the floor is allowed"

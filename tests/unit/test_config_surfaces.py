@@ -166,6 +166,10 @@ OPERATOR_FLAGS = {
     "public url": (["--public-url", "ftp://x"], "Error: jwtmesh-operator --public-url: "),
     "webhook address": (["--webhook", "9443"], "Error: jwtmesh-operator --webhook: "),
     "log level": (["--log-level", "loud"], "Error: jwtmesh-operator --log-level: "),
+    "rotation floor": (
+        ["--min-rotation-period", "10 minutes"],
+        "Error: jwtmesh-operator --min-rotation-period: '10 minutes' is not a duration",
+    ),
     "bad kubeconfig": (["--kubeconfig", "{kubeconfig}"], "Error: jwtmesh-operator --kubeconfig: "),
     "injected resources typo": (
         ["--sidecar-resources", '{"limits": {"memroy": "1Gi"}}'],
