@@ -189,12 +189,12 @@ def _gate(
         if key.state(now) is not KeyState.PENDING:
             pass
         elif published is not None:
-            armed = max(now, published) + rotation.pre_publish
-            if key.activates_at < published + rotation.pre_publish - publish_slack(rotation):
-                armed = published + rotation.pre_publish
-                key, gated = replace(key, activates_at=armed), ROTATION_DELAYED
-            elif key.activates_at > armed:  # held before (or prePublish was shortened)
-                key, gated = replace(key, activates_at=armed), gated or ROTATION_RESUMED
+            earliest = published + rotation.pre_publish
+            resumed = max(now, published) + rotation.pre_publish
+            if key.activates_at < earliest - publish_slack(rotation):  # written late
+                key, gated = replace(key, activates_at=earliest), ROTATION_DELAYED
+            elif key.activates_at > resumed:  # held before (or prePublish was shortened)
+                key, gated = replace(key, activates_at=resumed), gated or ROTATION_RESUMED
         elif publication.refused and key.activates_at <= now + rotation.pre_publish:
             held_until = now + rotation.pre_publish + HELD_FOR
             key, gated = replace(key, activates_at=held_until), ROTATION_HELD
@@ -299,7 +299,8 @@ def _next_transition(
     moments = [create_at] if create_at is not None else []
     for key in keys:
         moments += [key.activates_at, key.retires_at or 0.0, key.remove_at or 0.0]
-        if publication.tracked and key.kid not in publication.published_at:
+        unwritten = key.kid is None or key.kid not in publication.published_at
+        if publication.tracked and unwritten and key.state(now) is KeyState.PENDING:
             moments.append(key.activates_at - publish_slack(rotation))  # written? (_gate)
     future = [moment for moment in moments if moment > now]
     return min(future) if future else now + 3600.0

@@ -214,3 +214,4 @@ class OperatorState:
         self.policies_written.pop(key, None)
         self.conflicted.discard(key)
         self.known_identities.deleted(key)
+        self.publisher.publication.wait(key, {})  # no key of it awaits a publish any more
