@@ -24,8 +24,9 @@ from jwtmesh_operator.state import LOG_LEVELS, OperatorConfig
 if TYPE_CHECKING:  # click >= 8.2 types its ParamType; 8.1 (the oldest allowed) does not
     StrType = click.ParamType[str]
     DictType = click.ParamType[dict[str, Any]]
+    FloatType = click.ParamType[float]
 else:
-    StrType = DictType = click.ParamType
+    StrType = DictType = FloatType = click.ParamType
 
 # The one home of the operator's defaults is OperatorConfig; flags show them.
 _DEFAULTS = OperatorConfig()
@@ -52,12 +53,6 @@ class Matching(StrType):
         if len(text) > self._max or not self._pattern.match(text):
             self.fail(f"{text!r} is not a {self._what}", param, ctx)
         return text
-
-
-if TYPE_CHECKING:
-    FloatType = click.ParamType[float]
-else:
-    FloatType = click.ParamType
 
 
 class Duration(FloatType):

@@ -99,7 +99,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         state.readiness.webhook_listening = lambda: webhook.listening
     owner = await kube.crd_owner(IDENTITY_CRD)
     state.publisher.set_owner(owner)
-    state.publisher.wake = lambda identities: state.scheduler.now_all(identities)
+    state.publisher.wake = state.scheduler.now_all
     if owner is None:
         log.warning("cannot read CRD %s: trust bundles are written without an owner", IDENTITY_CRD)
     memo["state"] = state

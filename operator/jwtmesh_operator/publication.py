@@ -9,7 +9,7 @@ held key, or that carries a key later than its schedule allowed.
 
 In memory only. The first bundle a process writes carries keys made before it started:
 those count as published long ago (a key whose Secret was written just before a restart
-and its bundle just after has prePublish less the downtime: docs/operations.md).
+and its bundle just after has prePublish less the downtime: docs/scaling.md).
 """
 
 from __future__ import annotations
