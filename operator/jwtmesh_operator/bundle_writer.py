@@ -74,6 +74,15 @@ class BundleWriter:
         counts = sorted(m.count for m in self._manifests.values() if m is not None)
         return counts[(len(counts) - 1) // 2] if counts else 0
 
+    def named_everywhere(self, namespaces: list[str], shard_digest: str) -> bool:
+        """Every namespace's manifest, as last read or written, names this shard: the
+        bundle in force has it everywhere. A tenant editing its own manifest can only make
+        this False (its keys are then taken as published now: later, never sooner)."""
+        manifests = [self._manifests.get(namespace) for namespace in namespaces]
+        return bool(manifests) and all(
+            manifest is not None and shard_digest in manifest.digests for manifest in manifests
+        )
+
     async def learn(self, namespaces: list[str]) -> None:
         """Read the manifests of namespaces not seen yet (after a start or a take-over), so
         the shard count carries on from what was published."""

@@ -39,6 +39,9 @@ class DueQueue(Generic[K]):
         if len(self._heap) > 4 * len(self._due) + 64:
             self._compact()
 
+    def due_at(self, key: K) -> float | None:
+        return self._due.get(key)
+
     def forget(self, key: K) -> None:
         self._due.pop(key, None)
 

@@ -100,6 +100,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     owner = await kube.crd_owner(IDENTITY_CRD)
     state.publisher.set_owner(owner)
     state.publisher.wake = state.scheduler.now_all
+    state.publisher.defer = state.scheduler.defer_all
     if owner is None:
         log.warning("cannot read CRD %s: trust bundles are written without an owner", IDENTITY_CRD)
     memo["state"] = state

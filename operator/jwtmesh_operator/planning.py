@@ -95,6 +95,9 @@ class KeySchedule:
 class Plan:
     keys: tuple[KeySchedule, ...]  # every key that should exist (and be published) now
     wake_at: float  # when the next transition is due
+    # When it is due once every pending key is written on time: wake_at is earlier only
+    # to check that they were (_gate), and the publisher skips that check when they were.
+    wake_at_once_written: float
     removed: tuple[str, ...] = ()  # kids dropped by this plan (expired or compromised)
     reason: str = "UpToDate"  # CamelCase, for events and conditions
 
@@ -160,11 +163,11 @@ def plan_keys(
     if capped and reason == UP_TO_DATE:
         reason = KEY_REMOVED
     keys.sort(key=lambda key: key.activates_at)
+    create = None if successor else create_at
     return Plan(
         keys=tuple(keys),
-        wake_at=_next_transition(
-            keys, now, None if successor else create_at, rotation, publication
-        ),
+        wake_at=_next_transition(keys, now, create, rotation, publication),
+        wake_at_once_written=_next_transition(keys, now, create, rotation, UNTRACKED),
         removed=(*removed, *capped),
         reason=reason,
     )

@@ -38,10 +38,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from jwtmesh.shards import SHARD_LIMIT
+from jwtmesh.tokens.trust import TrustBundle
 from jwtmesh_operator.bundle_writer import BundleWriter
 from jwtmesh_operator.bundles import build_bundle
 from jwtmesh_operator.kube import Kube
-from jwtmesh_operator.publication import Key, PublicationLedger
+from jwtmesh_operator.publication import Deferral, Key, PublicationLedger
 from jwtmesh_operator.rendering import BundleRenderer, Rendered
 from jwtmesh_operator.sources import BundleSources
 from jwtmesh_operator.write_budget import WRITE_BURST, WRITE_RATE, WriteBudget
@@ -83,6 +84,8 @@ class BundlePublisher:
         self.publication = PublicationLedger()
         # Reconciles these identities soon (the scheduler's): a publish changed what they may sign.
         self.wake: Callable[[Iterable[Key]], None] = lambda _: None
+        # Moves on the wake-ups that only checked their keys were written (the scheduler's).
+        self.defer: Callable[[Iterable[tuple[Key, Deferral]]], None] = lambda _: None
         # Set while this replica acts (holds the Lease); a standing-by replica never writes.
         self.acting: asyncio.Event | None = None
 
@@ -166,10 +169,26 @@ class BundlePublisher:
                 self.wake(sources.identities.keys())
             return
         self._count = rendered.count
+        first = not self.publication.written_once
+        in_force = self.in_force(bundle, rendered, namespaces) if first else set()
         await asyncio.gather(*(self._writer.write(ns, rendered) for ns in namespaces))
         self.publishes += 1
         kids = (kid for trust in bundle.issuers.values() for kid in trust.keys)
-        self.wake(self.publication.written(kids, self._clock()))
+        arrivals = self.publication.written(kids, self._clock(), in_force)
+        self.wake(arrivals.woken)
+        self.defer(arrivals.settled)
+
+    def in_force(self, bundle: TrustBundle, rendered: Rendered, namespaces: list[str]) -> set[str]:
+        """Before this process first writes: the kids of each shard every namespace's
+        bundle already has as rendered now (its manifests, read by `learn`, name it). A
+        key made just before a restart, whose bundle was not written, is not among them."""
+        return {
+            kid
+            for index, shard_digest in enumerate(rendered.digests)
+            if self._writer.named_everywhere(namespaces, shard_digest)
+            for issuer in rendered.issuers[index]
+            for kid in bundle.issuers[issuer].keys
+        }
 
     def _report(self, rendered: Rendered) -> None:
         last, self.last = self.last, rendered

@@ -36,6 +36,7 @@ from jwtmesh_operator.planning import (
     Plan,
     awaited_kids,
 )
+from jwtmesh_operator.publication import Deferral
 from jwtmesh_operator.rendering import size_condition
 from jwtmesh_operator.rotation_requests import identity_request, rotation_requests
 from jwtmesh_operator.spec import (
@@ -109,9 +110,11 @@ async def reconcile_identity(
     planned, public, data = await _desired_secret(state, spec, decision, stored, resolved, now)
     # Before the Secret is written: the publish its watch event asks for must find them.
     ledger = state.publisher.publication
-    ledger.made(kid for kid in public if kid not in decision.public)
     published = ledger.view().published_at
-    ledger.wait((namespace, name), awaited_kids(planned, spec.rotation, now, published))
+    plan = decision.plan
+    check = Deferral(plan.wake_at, plan.wake_at_once_written)
+    awaited = awaited_kids(planned, spec.rotation, now, published)
+    ledger.wait((namespace, name), awaited, check if check.check_at < check.then else None)
     if (secret is None or secret.data != data) and not await _write_secret(
         state, body, spec, secret, data
     ):

@@ -50,6 +50,7 @@ class Rendered:
 
     shards: tuple[bytes, ...]
     digests: tuple[str, ...]
+    issuers: tuple[tuple[str, ...], ...]  # each shard's issuers
     single: bytes | None  # None: over the single-object limit, not written any more
     total_bytes: int  # the whole bundle as one document
     largest_shard: int
@@ -109,10 +110,12 @@ class BundleRenderer:
         )
         self._assigned = assigned  # what this render used, no more
         if plan.count is None:
-            return Rendered((), (), None, total, plan.largest, capacity, True, True)
+            return Rendered((), (), (), None, total, plan.largest, capacity, True, True)
         grouped: list[list[bytes]] = [[] for _ in range(plan.count)]
+        named: list[list[str]] = [[] for _ in range(plan.count)]
         for issuer, shard in zip(issuers, plan.shards, strict=True):
             grouped[shard].append(members[issuer].data)
+            named[shard].append(issuer)
         self._shards = [self._shard(index, tuple(group)) for index, group in enumerate(grouped)]
         single = None
         if total < self.single_limit:
@@ -120,6 +123,7 @@ class BundleRenderer:
         return Rendered(
             shards=tuple(shard.document for shard in self._shards),
             digests=tuple(shard.digest for shard in self._shards),
+            issuers=tuple(tuple(shard) for shard in named),
             single=single,
             total_bytes=total,
             largest_shard=plan.largest,

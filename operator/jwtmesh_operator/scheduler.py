@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeAlias
 
 from jwtmesh_operator.duequeue import DueQueue
+from jwtmesh_operator.publication import Deferral
 
 log = logging.getLogger("jwtmesh.operator.scheduler")
 Key: TypeAlias = tuple[str, str]
@@ -40,6 +41,7 @@ class Scheduler:
         self._queue: DueQueue[Key] = DueQueue()
         self._running: set[Key] = set()
         self._again: set[Key] = set()  # asked for while running: once more right after
+        self._deferred: dict[Key, Deferral] = {}  # deferred while running (defer)
         self._woken = asyncio.Event()
         self.reconciles = 0
         self.failures = 0
@@ -63,9 +65,26 @@ class Scheduler:
         for key in keys:
             self.now(key)
 
+    def due_at(self, key: Key) -> float | None:
+        """When the identity is due (None: not queued, e.g. being reconciled)."""
+        return self._queue.due_at(key)
+
+    def defer(self, key: Key, check_at: float, then: float) -> None:
+        """Due at `then` instead of `check_at`, if it is due at check_at (not asked for
+        since); if it is being reconciled, once that reconcile says check_at."""
+        if key in self._running:
+            self._deferred[key] = Deferral(check_at, then)
+        elif self._queue.due_at(key) == check_at:
+            self._queue.schedule(key, then)
+
+    def defer_all(self, deferrals: Iterable[tuple[Key, Deferral]]) -> None:
+        for key, deferral in deferrals:
+            self.defer(key, deferral.check_at, deferral.then)
+
     def forget(self, key: Key) -> None:
         self._queue.forget(key)
         self._again.discard(key)
+        self._deferred.pop(key, None)
 
     async def run(self, acting: asyncio.Event) -> None:
         while True:
@@ -95,6 +114,9 @@ class Scheduler:
             due = self._clock() + self._retry_after
         self.reconciles += 1
         self._running.discard(key)
+        deferred = self._deferred.pop(key, None)
+        if deferred is not None and due == deferred.check_at:
+            due = deferred.then
         if key in self._again:
             self._again.discard(key)
             due = self._clock()

@@ -25,7 +25,11 @@ pytestmark = [pytest.mark.k8s, pytest.mark.slow]  # up to ~50 s per test
 
 
 def requests(operator: OperatorProcess) -> Counter[str]:
-    return api_requests(read_metrics(operator.port))
+    """Its API requests, and its completed reconciles as "reconciles"."""
+    metrics = read_metrics(operator.port)
+    found = api_requests(metrics)
+    found["reconciles"] = int(metrics["jwtmesh_operator_reconciles_total"])
+    return found
 
 
 def settled(operator: OperatorProcess, quiet: float = 2.0, timeout: float = 30) -> Counter[str]:
@@ -72,6 +76,9 @@ def test_a_rotation_reads_each_object_once_and_a_restart_rewrites_nothing(
         # the identity was not due for 720h: never read).
         assert rotation["update secrets"] == 2, rotation
         assert rotation["patch serviceidentities/status"] == 2, rotation
+        # And no reconcile between them: the successor's bundle was written in time, so
+        # the check before it signs was skipped (publication.py's Arrivals.settled).
+        assert rotation["reconciles"] == 2, rotation
         # Usually the request's own watch event brings the identity (latest.py: the watch
         # had shown our last write of it). Not always: if this process's last look at it
         # was a GET of a version the watch had already delivered, that version never comes

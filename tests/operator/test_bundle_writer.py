@@ -13,6 +13,7 @@ from jwtmesh.tokens.keys import generate_signing_key
 from jwtmesh.tokens.trust import IssuerTrust, TrustBundle, parse_bundle
 from jwtmesh_operator.bundle_writer import WRITES_AT_ONCE, BundleWriter
 from jwtmesh_operator.kube import Conflict, Stored
+from jwtmesh_operator.publication import CARRIED
 from jwtmesh_operator.publisher import BundlePublisher
 from jwtmesh_operator.rendering import BundleRenderer, Rendered
 from jwtmesh_operator.sources import BundleSources
@@ -254,3 +255,38 @@ def test_one_namespaces_forged_manifest_does_not_set_the_count_for_all() -> None
     assert writer.carried_count() == 1
     writer._manifests["dev"] = Manifest(9, ())
     assert writer.carried_count() == 1, "nor lower it"
+
+
+def test_a_restarted_publisher_counts_as_long_published_only_what_every_bundle_had() -> None:
+    """The operator stopped after writing a successor's Secret and before its bundle: the
+    restarted process's first write is the first to carry that key, so the key is taken
+    as published then (publication.py), not long ago like the keys already in force."""
+    api = FakeApi()
+
+    def publisher_of(trust: TrustBundle) -> BundlePublisher:
+        publisher = BundlePublisher(api, "tb", lambda: 500.0, shard_limit=6_000)  # type: ignore[arg-type]
+        published = {issuer: dict(each.keys) for issuer, each in trust.issuers.items()}
+        publisher._sources = lambda: BundleSources(  # the shell's request(), without the task
+            published=published, meshes={}, revocations=[], namespaces={NS}
+        )
+        return publisher
+
+    asyncio.run(publisher_of(bundle(40)).publish_once())
+    restarted = publisher_of(bundle(40, rotated=5))  # the new key's Secret only
+    asyncio.run(restarted.publish_once())
+    published_at = restarted.publication.view().published_at
+    assert restarted.last is not None
+    cut_off = next(
+        index
+        for index, issuers in enumerate(restarted.last.issuers)
+        if "https://d/ns/shop/svc-5" in issuers
+    )
+    in_cut_off_shard = {
+        kid
+        for issuer in restarted.last.issuers[cut_off]
+        for kid in bundle(40, rotated=5).issuers[issuer].keys
+    }
+    assert published_at[KEYS[-1].kid] == 500.0, "the key no bundle had: published now"
+    assert {kid for kid, at in published_at.items() if at == 500.0} == in_cut_off_shard
+    assert len(published_at) - len(in_cut_off_shard) >= 60, "the others: long ago"
+    assert all(at == CARRIED for kid, at in published_at.items() if kid not in in_cut_off_shard)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from jwtmesh_operator.publication import Deferral
 from jwtmesh_operator.scheduler import Key, Scheduler
 
 
@@ -106,6 +107,42 @@ def test_a_failed_reconcile_is_retried_and_a_request_while_running_runs_once_mor
         await settle(100)
         assert attempts == 2, "the request made meanwhile ran at once, not after the retry delay"
         assert scheduler.failures == 1
+        task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_deferral_moves_only_the_wake_up_it_names() -> None:
+    """The publisher found a key written in time: the wake-up that would only have checked
+    that goes on to `then`, unless the identity was asked for since, or its reconcile
+    (running meanwhile) says another time."""
+
+    async def scenario() -> None:
+        clock = Clock()
+        release = asyncio.Event()
+        due = {key: 1010.0 for key in [("ns", "a"), ("ns", "b"), ("ns", "c"), ("ns", "d")]}
+
+        async def reconcile(key: Key) -> float:
+            if key in [("ns", "c"), ("ns", "d")]:
+                await release.wait()
+            return due[key]
+
+        scheduler = Scheduler(reconcile, clock=clock)
+        acting = asyncio.Event()
+        acting.set()
+        task = asyncio.get_running_loop().create_task(scheduler.run(acting))
+        for key in due:
+            scheduler.now(key)
+        await settle()
+        scheduler.now(("ns", "b"))  # asked for again (an event): due now, not at 1010
+        scheduler.defer_all([(key, Deferral(check_at=1010.0, then=1020.0)) for key in due])
+        assert scheduler.due_at(("ns", "a")) == 1020.0, "its check is skipped"
+        assert scheduler.due_at(("ns", "b")) == 1000.0, "asked for since: not moved"
+        due[("ns", "d")] = 1005.0  # its reconcile, running, finds something due sooner
+        release.set()
+        await settle()
+        assert scheduler.due_at(("ns", "c")) == 1020.0, "was running: moved once it said 1010"
+        assert scheduler.due_at(("ns", "d")) == 1005.0, "its reconcile said another time"
         task.cancel()
 
     asyncio.run(scenario())
