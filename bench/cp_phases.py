@@ -233,6 +233,14 @@ def sweep(bench: Bench, metrics: Callable[[], dict[str, float]], by: str) -> dic
         },
         "bundle_publishes_during_sweep": counters_after["jwtmesh_operator_bundle_publishes_total"]
         - counters_before["jwtmesh_operator_bundle_publishes_total"],
+        "reconciles_per_rotation": round(
+            (
+                counters_after["jwtmesh_operator_reconciles_total"]
+                - counters_before["jwtmesh_operator_reconciles_total"]
+            )
+            / rotations,
+            2,
+        ),
     }
 
 

@@ -143,6 +143,7 @@ def test_a_namespace_rotation_lists_its_identities_once(
         assert rotation["get serviceidentities"] == 0, rotation
         assert rotation["update secrets"] == 2 * len(names), rotation
         assert rotation["patch serviceidentities/status"] == 2 * len(names), rotation
+        assert rotation["reconciles"] == 2 * len(names), rotation
     finally:
         operator.stop()
 
