@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from jwtmesh.tokens.keys import PublicKey, SigningKey, generate_signing_key
+from jwtmesh.tokens.keys import PublicKey, SigningKey, generate_signing_key, slow_to_generate
 from jwtmesh_operator import conditions as cond
 from jwtmesh_operator import netpol
 from jwtmesh_operator.census import listed_else_read
@@ -266,17 +266,25 @@ async def _generate_new_keys(
     schedules: list[KeySchedule] = []
     for schedule in decision.plan.keys:
         if schedule.kid is None:
-            # RSA generation takes a while: off the event loop, and in threads of its own
-            # (state.KEYGEN_THREADS), never ahead of an API call in the default pool.
-            key = await asyncio.get_running_loop().run_in_executor(
-                state.keygen, generate_signing_key, spec.algorithm, spec.rsa_bits
-            )
+            key = await _new_key(state, spec)
             state.counters.keys_generated += 1
             private[key.kid] = key
             public[key.kid] = key.public
             schedule = replace(schedule, kid=key.kid)
         schedules.append(schedule)
     return tuple(schedules), public, private
+
+
+async def _new_key(state: OperatorState, spec: IdentitySpec) -> SigningKey:
+    if not slow_to_generate(spec.algorithm):
+        # Well under a millisecond: made here, so it never queues behind RSA keys (another
+        # namespace's flood of RSA-4096 identities can fill the keygen threads).
+        return generate_signing_key(spec.algorithm, spec.rsa_bits)
+    # RSA generation takes a while: off the event loop, and in threads of its own
+    # (state.KEYGEN_THREADS), never ahead of an API call in the default pool.
+    return await asyncio.get_running_loop().run_in_executor(
+        state.keygen, generate_signing_key, spec.algorithm, spec.rsa_bits
+    )
 
 
 async def _report_ready(

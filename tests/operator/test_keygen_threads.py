@@ -56,3 +56,49 @@ def test_an_api_call_never_waits_behind_key_generation(monkeypatch: pytest.Monke
 
     assert asyncio.run(main()) < 1.0
     state.keygen.shutdown()
+
+
+def test_an_ec_key_never_waits_behind_another_namespaces_rsa_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every keygen thread busy with a flood's slow RSA keys: an ES256 identity's key is
+    made at once, not after them."""
+    release = threading.Event()
+    real = generate_signing_key
+
+    def slow_rsa(alg: str, bits: int) -> SigningKey:
+        if alg == "RS256":
+            release.wait(10)
+        return real(alg, bits)
+
+    monkeypatch.setattr(reconcile, "generate_signing_key", slow_rsa)
+    state: Any = SimpleNamespace(counters=Counters(), keygen=keygen_executor())
+    now = time.time()
+    shop = parse_spec("shop", "cart", {}, "mesh.test")
+    shop_decision = decide_identity(
+        shop, None, None, now, rotate_requested=False, compromised=frozenset()
+    )
+    flood_decision = decide_identity(
+        SPEC, None, None, now, rotate_requested=False, compromised=frozenset()
+    )
+
+    async def main() -> float:
+        flood = [
+            asyncio.create_task(reconcile._generate_new_keys(state, SPEC, flood_decision, None))
+            for _ in range(8)
+        ]
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        try:
+            schedules, _, private = await asyncio.wait_for(
+                reconcile._generate_new_keys(state, shop, shop_decision, None), 2.0
+            )
+            assert [key.alg for key in private.values()] == ["ES256"]
+            assert all(schedule.kid in private for schedule in schedules)
+            return time.monotonic() - started
+        finally:
+            release.set()
+            await asyncio.gather(*flood)
+
+    assert asyncio.run(main()) < 1.0
+    state.keygen.shutdown()

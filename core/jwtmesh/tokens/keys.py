@@ -40,6 +40,12 @@ ALGORITHMS: frozenset[str] = frozenset(_SIGNERS)
 _KTY_OF = {"ES256": "EC", "RS256": "RSA", "PS256": "RSA", "EdDSA": "OKP"}
 
 
+def slow_to_generate(alg: str) -> bool:
+    """RSA: a key takes from a tenth of a second to seconds (4096 bits: 0.8 s on average
+    here, with a long tail); an EC or Ed25519 key takes well under a millisecond."""
+    return _KTY_OF.get(alg) == "RSA"
+
+
 class KeyMaterialError(JwtmeshError, ValueError):
     """A key or JWK is unusable (wrong type, too small, unknown algorithm)."""
 
