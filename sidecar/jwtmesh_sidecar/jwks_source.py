@@ -22,11 +22,19 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jwtmesh.tokens.trust import EMPTY_BUNDLE, BundleError, IssuerTrust, TrustBundle, parse_jwks
+from jwtmesh.tokens.trust import (
+    EMPTY_BUNDLE,
+    BundleError,
+    IssuerTrust,
+    TrustBundle,
+    parse_idp_jwks,
+)
 from jwtmesh_sidecar.watch import LoadOutcome
 
 log = logging.getLogger("jwtmesh.trust")
 MAX_JWKS_BYTES = 1 << 20
+# What each URL's last JWKS skipped (one fetcher thread per URL writes its own entry).
+_SKIPPED: dict[str, list[str]] = {}
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,17 @@ def fetch_jwks(spec: JwksUrl) -> TrustBundle:
                 raise BundleError("JWKS document larger than 1 MiB")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"JWKS fetch not done after {spec.timeout_seconds:g} s")
-    keys = parse_jwks(json.loads(bytes(data)), spec.url)
+    keys, skipped = parse_idp_jwks(json.loads(bytes(data)), spec.url)
+    if _SKIPPED.get(spec.url) != skipped:  # said once, not at every refresh
+        _SKIPPED[spec.url] = skipped
+        if skipped:
+            log.info(
+                "%s: %d keys skipped, not for verifying tokens: %s",
+                spec.url,
+                len(skipped),
+                "; ".join(skipped),
+                extra={"event": "jwks_keys_skipped"},
+            )
     return TrustBundle({spec.issuer: IssuerTrust(keys=keys)})
 
 

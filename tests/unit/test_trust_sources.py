@@ -355,3 +355,37 @@ def test_a_jwks_fetch_gives_up_after_its_timeout_however_slowly_bytes_come() -> 
     finally:
         drip.shutdown()
         drip.server_close()
+
+
+def test_an_idps_jwks_with_an_encryption_key_gives_its_signing_keys(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Keycloak serves its RSA-OAEP key next to its signing key: the signing key is taken,
+    the other skipped, and that is said once, not at every refresh."""
+    signer, enc = generate_signing_key("RS256", 2048), generate_signing_key("RS256", 2048)
+    enc_jwk = {**enc.public.to_jwk(), "kid": "enc-1", "use": "enc", "alg": "RSA-OAEP"}
+    body = json.dumps({"keys": [enc_jwk, signer.public.to_jwk()]}).encode()
+
+    class Keycloak(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = _serve(Keycloak)
+    try:
+        spec = JwksUrl(issuer=ISS, url=f"http://127.0.0.1:{server.server_port}/certs")
+        with caplog.at_level("INFO", logger="jwtmesh.trust"):
+            for _ in range(3):
+                bundle = fetch_jwks(spec)
+        assert list(bundle.issuers[ISS].keys) == [signer.kid]
+        said = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+        assert len(said) == 1, said
+        assert "enc-1" in said[0]
+    finally:
+        server.shutdown()
+        server.server_close()

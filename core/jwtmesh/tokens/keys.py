@@ -40,6 +40,26 @@ ALGORITHMS: frozenset[str] = frozenset(_SIGNERS)
 _KTY_OF = {"ES256": "EC", "RS256": "RSA", "PS256": "RSA", "EdDSA": "OKP"}
 
 
+def unused_jwk(jwk: Any) -> str | None:
+    """Why a key of an IdP's JWKS is not one to verify tokens with (None: it is, or it is
+    malformed and PublicKey.from_jwk says how; private material is never skipped, always
+    refused)."""
+    if not isinstance(jwk, dict) or "d" in jwk or "p" in jwk:
+        return None
+    use, alg, kty = jwk.get("use", "sig"), jwk.get("alg"), jwk.get("kty")
+    if use != "sig":
+        return f"use {str(use)[:20]!r}, not 'sig'"
+    if alg is not None and alg not in ALGORITHMS:
+        return f"alg {str(alg)[:20]!r} is not verified here (only {', '.join(sorted(ALGORITHMS))})"
+    if kty not in _KTY_OF.values():
+        return f"kty {str(kty)[:20]!r} is not verified here"
+    if alg is None and kty == "EC" and jwk.get("crv") != "P-256":
+        return f"curve {str(jwk.get('crv'))[:20]!r} is not verified here (only P-256)"
+    if alg is None and kty == "OKP" and jwk.get("crv") != "Ed25519":
+        return f"curve {str(jwk.get('crv'))[:20]!r} is not verified here (only Ed25519)"
+    return None
+
+
 def slow_to_generate(alg: str) -> bool:
     """RSA: a key takes from a tenth of a second to seconds (4096 bits: 0.8 s on average
     here, with a long tail); an EC or Ed25519 key takes well under a millisecond."""

@@ -14,7 +14,7 @@ from itertools import chain
 from typing import Any
 
 from jwtmesh.errors import JwtmeshError
-from jwtmesh.tokens.keys import KeyMaterialError, PublicKey, VerificationKey
+from jwtmesh.tokens.keys import KeyMaterialError, PublicKey, VerificationKey, unused_jwk
 
 BUNDLE_FORMAT_VERSION = 1
 
@@ -136,6 +136,38 @@ def parse_jwks(document: Any, where: str, cache: KeyCache | None = None) -> dict
             raise BundleError(f"{where}: duplicate kid {key.kid!r}")
         keys[key.kid] = key
     return keys
+
+
+def parse_idp_jwks(document: Any, where: str) -> tuple[dict[str, PublicKey], list[str]]:
+    """An identity provider's JWKS (`jwksUrls`): (the keys, why each other key was skipped).
+
+    IdPs publish keys a verifier of signed tokens does not use next to the ones it does:
+    encryption keys (Keycloak's `use: enc`, `alg: RSA-OAEP`), algorithms not verified here
+    (ES384), other curves. Those are skipped, not fatal. An RSA key without `alg` (Azure
+    AD's) is taken as RS256, what such IdPs sign with. Still refused whole, so the last good
+    key set stays: not a JWKS, private key material, a duplicate kid, a malformed key of a
+    kind it would use, or no usable key at all."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise BundleError(f"{where} must be a JWKS object with a 'keys' list")
+    keys: dict[str, PublicKey] = {}
+    skipped: list[str] = []
+    for index, jwk in enumerate(document["keys"]):
+        unused = unused_jwk(jwk)
+        if unused is not None:
+            skipped.append(f"keys[{index}] (kid {str(jwk.get('kid'))[:64]!r}): {unused}")
+            continue
+        if jwk.get("kty") == "RSA" and "alg" not in jwk:
+            jwk = {**jwk, "alg": "RS256"}
+        try:
+            key = PublicKey.from_jwk(jwk)
+        except KeyMaterialError as exc:
+            raise BundleError(f"{where}.keys[{index}]: {exc}") from exc
+        if key.kid in keys:
+            raise BundleError(f"{where}: duplicate kid {key.kid!r}")
+        keys[key.kid] = key
+    if not keys:
+        raise BundleError(f"{where}: no key usable for verifying tokens ({'; '.join(skipped)})")
+    return keys, skipped
 
 
 def _parse_revocations(entry: dict[str, Any], where: str) -> tuple[dict[str, float], float | None]:
