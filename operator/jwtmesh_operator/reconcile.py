@@ -281,10 +281,10 @@ async def _new_key(state: OperatorState, spec: IdentitySpec) -> SigningKey:
         # namespace's flood of RSA-4096 identities can fill the keygen threads).
         return generate_signing_key(spec.algorithm, spec.rsa_bits)
     # RSA generation takes a while: off the event loop, and in threads of its own
-    # (state.KEYGEN_THREADS), never ahead of an API call in the default pool.
-    return await asyncio.get_running_loop().run_in_executor(
-        state.keygen, generate_signing_key, spec.algorithm, spec.rsa_bits
-    )
+    # (state.KEYGEN_THREADS), never ahead of an API call in the default pool; namespaces
+    # take turns for them.
+    made = state.keygen.submit(spec.namespace, generate_signing_key, spec.algorithm, spec.rsa_bits)
+    return await asyncio.wrap_future(made)
 
 
 async def _report_ready(

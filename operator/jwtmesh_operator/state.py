@@ -6,13 +6,13 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jwtmesh.cluster import BUNDLE_CONFIGMAP, POLICY_SUFFIX
 from jwtmesh.shards import SHARD_LIMIT
 from jwtmesh_operator.collector import CollectorTime
+from jwtmesh_operator.fair_executor import FairExecutor
 from jwtmesh_operator.latest import LatestKnown
 from jwtmesh_operator.listed import ListedOnce
 from jwtmesh_operator.readiness import Readiness
@@ -33,12 +33,13 @@ if TYPE_CHECKING:
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Threads of their own for key generation (an RSA-4096 key takes ~1 s): in the API calls'
 # pool, a tenant's fast-rotating RSA identities held up every API call, the Lease renewal
-# and the webhook's reads. Two, so that creating many RSA identities still uses two cores.
+# and the webhook's reads. Two, so that creating many RSA identities still uses two cores;
+# namespaces take turns for them (fair_executor.py).
 KEYGEN_THREADS = 2
 
 
-def keygen_executor() -> Executor:
-    return ThreadPoolExecutor(KEYGEN_THREADS, thread_name_prefix="keygen")
+def keygen_executor() -> FairExecutor:
+    return FairExecutor(KEYGEN_THREADS, name="keygen")
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ class OperatorState:
     # does it reconcile, publish and report status.
     acting: asyncio.Event = field(default_factory=asyncio.Event)
     counters: Counters = field(default_factory=Counters)
-    keygen: Executor = field(default_factory=keygen_executor)  # never the API calls' pool
+    keygen: FairExecutor = field(default_factory=keygen_executor)  # never the API calls' pool
     collector: CollectorTime = field(default_factory=CollectorTime)
     clock: Callable[[], float] = time.time
     sources_memo: SourcesMemo = field(default_factory=SourcesMemo)

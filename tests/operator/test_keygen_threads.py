@@ -16,6 +16,7 @@ import pytest
 from jwtmesh.tokens.keys import SigningKey, generate_signing_key
 from jwtmesh_operator import reconcile
 from jwtmesh_operator.desired import decide_identity
+from jwtmesh_operator.fair_executor import FairExecutor
 from jwtmesh_operator.spec import parse_spec
 from jwtmesh_operator.state import Counters, keygen_executor
 
@@ -102,3 +103,39 @@ def test_an_ec_key_never_waits_behind_another_namespaces_rsa_keys(
 
     assert asyncio.run(main()) < 1.0
     state.keygen.shutdown()
+
+
+def test_namespaces_take_turns_for_the_keygen_threads() -> None:
+    """One thread, busy with a flood's key; the flood queues five more, then `shop` one:
+    shop's comes after one more of the flood's, not after all five."""
+    executor = FairExecutor(1, name="test-keygen")
+    started, busy, order = threading.Event(), threading.Event(), []
+
+    def job(name: str) -> str:
+        started.set()
+        busy.wait(10)
+        order.append(name)
+        return name
+
+    first = executor.submit("flood", job, "flood-0")
+    assert started.wait(10)
+    queued = [executor.submit("flood", job, f"flood-{n}") for n in range(1, 6)]
+    shop = executor.submit("shop", job, "shop-0")
+    cancelled = executor.submit("flood", job, "flood-cancelled")
+    assert cancelled.cancel()
+    busy.set()
+    assert shop.result(10) == "shop-0"
+    assert [future.result(10) for future in [first, *queued]] == [f"flood-{n}" for n in range(6)]
+    assert order[:3] == ["flood-0", "flood-1", "shop-0"], "then turns: flood, shop, flood"
+    assert "flood-cancelled" not in order
+    executor.shutdown()
+
+
+def test_a_failed_job_fails_its_future_and_the_threads_go_on() -> None:
+    executor = FairExecutor(1, name="test-keygen")
+    failed = executor.submit("dev", generate_signing_key, "HS256")
+    assert isinstance(failed.exception(10), Exception)
+    assert executor.submit("dev", generate_signing_key, "ES256").result(10).alg == "ES256"
+    executor.shutdown()
+    with pytest.raises(RuntimeError):
+        executor.submit("dev", generate_signing_key, "ES256")
