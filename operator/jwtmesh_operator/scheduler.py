@@ -5,8 +5,9 @@ task and no timer, and the scheduler wakes once per due time (or when an event a
 identity now), not once per identity. At most `concurrency` reconciles run at once; each
 returns when its identity next needs attention, and a failed one is retried after
 `retry_after` seconds. It acts only while `acting` is set (this replica holds the Lease).
-Namespaces take turns for the slots (fairqueue.py): a tenant's flood of identities does not
-hold back another namespace's.
+Due identities are served in the order they fell due. (Namespaces taking turns instead,
+tried on 2026-11-28, slowed a restart over 10,000 identities from 51.6 to 69.4 s to steady
+state: the reconciles no longer followed the order the lists had filled the caches in.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeAlias
 
-from jwtmesh_operator.fairqueue import FairDueQueue
+from jwtmesh_operator.duequeue import DueQueue
 from jwtmesh_operator.publication import Deferral
 
 log = logging.getLogger("jwtmesh.operator.scheduler")
@@ -40,7 +41,7 @@ class Scheduler:
         self._concurrency = concurrency
         self._retry_after = retry_after
         self._clock = clock
-        self._queue: FairDueQueue[Key, str] = FairDueQueue(group=_namespace)
+        self._queue: DueQueue[Key] = DueQueue()
         self._running: set[Key] = set()
         self._again: set[Key] = set()  # asked for while running: once more right after
         self._deferred: dict[Key, Deferral] = {}  # deferred while running (defer)
@@ -125,7 +126,3 @@ class Scheduler:
         if due is not None:
             self._queue.schedule(key, due)
         self._woken.set()
-
-
-def _namespace(key: Key) -> str:
-    return key[0]

@@ -146,38 +146,3 @@ def test_a_deferral_moves_only_the_wake_up_it_names() -> None:
         task.cancel()
 
     asyncio.run(scenario())
-
-
-def test_a_namespace_asked_for_now_is_served_before_another_namespaces_flood() -> None:
-    """Two slots, 100 slow reconciles of `flood` queued: `shop`'s identity, asked for
-    after all of them, runs as soon as a slot frees, not after the 100."""
-
-    async def scenario() -> None:
-        clock = Clock()
-        order: list[Key] = []
-        release = asyncio.Event()
-
-        async def reconcile(key: Key) -> float:
-            order.append(key)
-            if key[0] == "flood":
-                await release.wait()
-            return clock.now + 3600
-
-        scheduler = Scheduler(reconcile, concurrency=2, clock=clock)
-        acting = asyncio.Event()
-        acting.set()
-        task = asyncio.get_running_loop().create_task(scheduler.run(acting))
-        for n in range(100):
-            scheduler.now(("flood", f"id{n}"))
-        await settle()
-        scheduler.now(("shop", "cart"))
-        release.set()
-        for _ in range(100):
-            if len(order) == 101:
-                break
-            await settle()
-        task.cancel()
-        assert ("shop", "cart") in order[:4], order[:6]
-        assert len(order) == 101
-
-    asyncio.run(scenario())
