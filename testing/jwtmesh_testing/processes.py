@@ -56,18 +56,29 @@ def free_port() -> int:
     """A port free now, below the ephemeral range: a port the kernel picked (bind to 0)
     lies in that range, where any outgoing connection may take it as its source port
     before the server we start binds it (seen: Envoy failing with "Address already in
-    use" while other tests ran)."""
+    use" while other tests ran). Never one of the last RECENT this process was given: a
+    stack asks for a dozen ports before it starts anything, and two random picks of one
+    range collided (seen in CI: two Envoys of one stack given 19877)."""
     lowest, highest = _port_range()
     for _ in range(100):
         port = random.randint(lowest, highest) if highest > lowest else 0  # noqa: S311
+        if port in _RECENT:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
             found: int = sock.getsockname()[1]
+            _RECENT[found] = None
+            if len(_RECENT) > RECENT:
+                _RECENT.pop(next(iter(_RECENT)))
             return found
     raise RuntimeError(f"no free port in {lowest}-{highest}")
+
+
+RECENT = 512
+_RECENT: dict[int, None] = {}  # the last ports free_port gave, oldest first
 
 
 def wait_for_port(port: int, timeout: float, process: ManagedProcess | None = None) -> None:

@@ -36,3 +36,14 @@ def test_one_process_looks_in_the_whole_range(monkeypatch: pytest.MonkeyPatch) -
 def test_free_port_is_in_this_workers_slice(monkeypatch: pytest.MonkeyPatch) -> None:
     low, high = _range(monkeypatch, "gw1", 2)
     assert low <= processes.free_port() <= high
+
+
+def test_ports_asked_for_before_anything_binds_them_never_repeat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stack takes a dozen ports, then starts its processes: in a slice of 60 ports, 50
+    asked in a row are 50 different ports (random picks alone repeat here almost surely)."""
+    monkeypatch.setattr(processes, "_port_range", lambda: (20000, 20059))
+    monkeypatch.setattr(processes, "_RECENT", {})
+    ports = [processes.free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
