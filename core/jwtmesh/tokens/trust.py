@@ -122,12 +122,27 @@ class KeyCache:
         self._next = {}
 
 
-def parse_jwks(document: Any, where: str, cache: KeyCache | None = None) -> dict[str, PublicKey]:
+def parse_jwks(
+    document: Any,
+    where: str,
+    cache: KeyCache | None = None,
+    skipped: list[str] | None = None,
+) -> dict[str, PublicKey]:
+    """A JWKS's keys by kid. Strict, as the operator's bundles are, unless `skipped` is
+    given (an IdP's JWKS: parse_idp_jwks): then keys not for verifying tokens are left out
+    and each is noted there, and an RSA key without `alg` is taken as RS256."""
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise BundleError(f"{where} must be a JWKS object with a 'keys' list")
     load = cache.load if cache is not None else PublicKey.from_jwk
     keys: dict[str, PublicKey] = {}
     for index, jwk in enumerate(document["keys"]):
+        if skipped is not None:
+            unused = unused_jwk(jwk)
+            if unused is not None:
+                skipped.append(f"keys[{index}] (kid {str(jwk.get('kid'))[:64]!r}): {unused}")
+                continue
+            if jwk.get("kty") == "RSA" and "alg" not in jwk:
+                jwk = {**jwk, "alg": "RS256"}
         try:
             key = load(jwk)
         except KeyMaterialError as exc:
@@ -147,24 +162,8 @@ def parse_idp_jwks(document: Any, where: str) -> tuple[dict[str, PublicKey], lis
     AD's) is taken as RS256, what such IdPs sign with. Still refused whole, so the last good
     key set stays: not a JWKS, private key material, a duplicate kid, a malformed key of a
     kind it would use, or no usable key at all."""
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise BundleError(f"{where} must be a JWKS object with a 'keys' list")
-    keys: dict[str, PublicKey] = {}
     skipped: list[str] = []
-    for index, jwk in enumerate(document["keys"]):
-        unused = unused_jwk(jwk)
-        if unused is not None:
-            skipped.append(f"keys[{index}] (kid {str(jwk.get('kid'))[:64]!r}): {unused}")
-            continue
-        if jwk.get("kty") == "RSA" and "alg" not in jwk:
-            jwk = {**jwk, "alg": "RS256"}
-        try:
-            key = PublicKey.from_jwk(jwk)
-        except KeyMaterialError as exc:
-            raise BundleError(f"{where}.keys[{index}]: {exc}") from exc
-        if key.kid in keys:
-            raise BundleError(f"{where}: duplicate kid {key.kid!r}")
-        keys[key.kid] = key
+    keys = parse_jwks(document, where, skipped=skipped)
     if not keys:
         raise BundleError(f"{where}: no key usable for verifying tokens ({'; '.join(skipped)})")
     return keys, skipped
